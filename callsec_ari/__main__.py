@@ -1,0 +1,3 @@
+from callsec_ari.cli import main
+
+raise SystemExit(main())

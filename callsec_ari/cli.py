@@ -1,0 +1,86 @@
+"""``callsec`` command line: subcommands only, no logic.
+
+Each feature registers its own subcommands (``register(subparsers)``) and handlers of the shape
+``handler(args, settings) -> int``. Exit codes: 0 ok, 1 failure, 2 usage or configuration error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from callsec_ari.config import Settings, load_settings
+from callsec_ari.core.errors import CallsecError, ConfigError
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[argparse.Namespace, Settings], int]
+
+
+def _cmd_check_config(args: argparse.Namespace, settings: Settings) -> int:
+    print(f"ok: {args.config} ({len(settings.policies)} polic{'y' if len(settings.policies) == 1 else 'ies'})")
+    return 0
+
+
+def _cmd_run(args: argparse.Namespace, settings: Settings) -> int:
+    from callsec_ari.app import run_forever
+
+    return run_forever(settings)
+
+
+def _register_core(sub: Any) -> None:
+    p = sub.add_parser("run", help="run the ARI app, FastAGI server and HTTP API")
+    p.set_defaults(handler=_cmd_run)
+    p = sub.add_parser("check-config", help="load the configuration and report the first error")
+    p.set_defaults(handler=_cmd_check_config)
+
+
+def _registrars() -> list[Callable[[Any], None]]:
+    registrars: list[Callable[[Any], None]] = [_register_core]
+    # Feature slices register their own commands; imported lazily so `--help` stays fast.
+    import importlib
+
+    for module in ("callsec_ari.store.cli", "callsec_ari.access.cli", "callsec_ari.doctor"):
+        try:
+            mod = importlib.import_module(module)
+        except ModuleNotFoundError as exc:
+            if exc.name != module:
+                raise
+            continue
+        registrars.append(mod.register)
+    return registrars
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="callsec", description=__doc__.splitlines()[0])
+    parser.add_argument("-c", "--config", default="config/callsec.conf",
+                        help="configuration file (default: %(default)s)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for register in _registrars():
+        register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        settings = load_settings(args.config)
+    except ConfigError as exc:
+        print(f"callsec: configuration error: {exc.message}", file=sys.stderr)
+        return 2
+    handler: Handler = args.handler
+    try:
+        return handler(args, settings)
+    except ConfigError as exc:
+        print(f"callsec: configuration error: {exc.message}", file=sys.stderr)
+        return 2
+    except CallsecError as exc:
+        print(f"callsec: {exc.error_id}: {exc.message}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130

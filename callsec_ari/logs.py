@@ -1,0 +1,101 @@
+"""Logging set-up and the one redaction helper.
+
+Every log line carries the call id (``CallLogger`` adds it; lines outside a call show ``-``).
+Values typed on a keypad, codes, keys, PANs and phone numbers never reach a log line: code passes
+them through :func:`mask_digits` / :func:`mask_phone` (which keep only a length or a short tail),
+and :class:`RedactingFilter` is a last line of defence that blanks any run of 4+ digits that is
+not an id callsec itself generated (model: aiosmtpd's ``sanitized_log``).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+from collections.abc import Mapping, MutableMapping
+from pathlib import Path
+from typing import Any
+
+_DIGIT_RUN = re.compile(r"(?<![\w.:-])\+?\d(?:[\d \-]{2,}\d)(?![\w.:-])")
+
+
+def mask_digits(value: str | None) -> str:
+    """``'4111111111111111'`` -> ``'<16 digits>'``. Never shows a digit."""
+    if not value:
+        return "<0 digits>"
+    return f"<{sum(ch.isdigit() for ch in value)} digits>"
+
+
+def mask_phone(number: str | None) -> str:
+    """``'+4915112345678'`` -> ``'+49…78'``: country code and the last two digits, as the
+    product's prompts and desk show them ("your phone ending in 78")."""
+    if not number:
+        return "<none>"
+    digits = "".join(ch for ch in number if ch.isdigit())
+    if len(digits) < 6:
+        return "<short number>"
+    prefix = "+" + digits[:2] if number.startswith("+") else ""
+    return f"{prefix}…{digits[-2:]}"
+
+
+def last_digits(number: str | None, count: int = 2) -> str:
+    digits = "".join(ch for ch in (number or "") if ch.isdigit())
+    return digits[-count:]
+
+
+def redact_text(text: str) -> str:
+    """Blank every free-standing run of 4+ digits (phone numbers, PANs, codes) in ``text``."""
+    return _DIGIT_RUN.sub(lambda m: "<redacted>" if sum(c.isdigit() for c in m.group()) >= 4
+                          else m.group(), text)
+
+
+class RedactingFilter(logging.Filter):
+    """Last line of defence: rewrites the formatted message so no digit run survives."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        redacted = redact_text(message)
+        if redacted != message:
+            record.msg = redacted
+            record.args = None
+        if not hasattr(record, "call_id"):
+            record.call_id = "-"
+        return True
+
+
+class CallLogger(logging.LoggerAdapter[logging.Logger]):
+    """A logger whose every line starts with the call id."""
+
+    def process(self, msg: Any, kwargs: MutableMapping[str, Any]) -> tuple[Any, MutableMapping[str, Any]]:
+        extra = dict(self.extra or {})
+        extra.update(kwargs.get("extra") or {})
+        kwargs["extra"] = extra
+        return msg, kwargs
+
+
+def call_logger(logger: logging.Logger, call_id: str) -> CallLogger:
+    return CallLogger(logger, {"call_id": call_id})
+
+
+FORMAT = "%(asctime)s %(levelname)s %(name)s [%(call_id)s] %(message)s"
+
+
+def setup_logging(level: str = "INFO", file: Path | None = None,
+                  extra_handlers: Mapping[str, logging.Handler] | None = None) -> None:
+    handler: logging.Handler
+    if file is not None:
+        file.parent.mkdir(parents=True, exist_ok=True)
+        handler = logging.FileHandler(file, encoding="utf-8")
+    else:
+        handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter(FORMAT))
+    handler.addFilter(RedactingFilter())
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
+    for extra in (extra_handlers or {}).values():
+        extra.addFilter(RedactingFilter())
+        root.addHandler(extra)
+    root.setLevel(level)
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)

@@ -1,0 +1,83 @@
+from pathlib import Path
+
+import pytest
+
+from callsec_ari.cli import main
+from callsec_ari.config import Secret, load_settings
+from callsec_ari.core.errors import ConfigError
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "callsec.conf"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_shipped_config_loads() -> None:
+    settings = load_settings(REPO / "config" / "callsec.conf", env={})
+    assert settings.ari.urls == ("http://127.0.0.1:18088",)
+    assert settings.web.port == 8080 and settings.agi.port == 4573
+    assert "default" in settings.policies
+
+
+def test_environment_overrides_file(tmp_path: Path) -> None:
+    path = write(tmp_path, "[web]\nport = 8080\n")
+    settings = load_settings(path, env={"CALLSEC_WEB__PORT": "9090"})
+    assert settings.web.port == 9090
+
+
+def test_env_override_for_section_absent_from_file(tmp_path: Path) -> None:
+    path = write(tmp_path, "")
+    settings = load_settings(path, env={"CALLSEC_AGI__PORT": "4999"})
+    assert settings.agi.port == 4999
+
+
+def test_secret_read_from_file_and_masked_in_repr(tmp_path: Path) -> None:
+    secret = tmp_path / "pw"
+    secret.write_text("s3cr3t-value\n")
+    path = write(tmp_path, f"[ari]\npassword_file = {secret}\n")
+    settings = load_settings(path, env={})
+    assert settings.ari.password == "s3cr3t-value"
+    assert isinstance(settings.ari.password, Secret)
+    assert "s3cr3t" not in repr(settings)
+
+
+@pytest.mark.parametrize(("text", "section", "key"), [
+    ("[web]\nport = eighty\n", "web", "port"),
+    ("[web]\nprot = 80\n", "web", "prot"),
+    ("[sms]\nbackend = pigeon\n", "sms", "backend"),
+    ("[verification]\ncode_digits = 12\n", "verification", "code_digits"),
+    ("[ami]\nenabled = maybe\n", "ami", "enabled"),
+    ("[policy:vip]\nrequire_code = sometimes\n", "policy:vip", "require_code"),
+    ("[ari]\nurls = ftp://x\n", "ari", "urls"),
+])
+def test_bad_value_names_section_and_key(tmp_path: Path, text: str, section: str, key: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_settings(write(tmp_path, text), env={})
+    assert info.value.section == section and info.value.key == key
+    assert f"[{section}] {key}" in info.value.message
+
+
+def test_unknown_section_is_named(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_settings(write(tmp_path, "[bogus]\nx = 1\n"), env={})
+    assert info.value.section == "bogus"
+
+
+def test_missing_secret_file_names_the_key(tmp_path: Path) -> None:
+    path = write(tmp_path, "[ari]\npassword_file = /nonexistent/pw\n")
+    with pytest.raises(ConfigError) as info:
+        load_settings(path, env={})
+    assert info.value.key == "password_file"
+
+
+def test_check_config_exits_2_and_names_key(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = write(tmp_path, "[web]\nport = x\n")
+    assert main(["-c", str(path), "check-config"]) == 2
+    assert "[web] port" in capsys.readouterr().err
+
+
+def test_check_config_ok_exits_0() -> None:
+    assert main(["-c", str(REPO / "config" / "callsec.conf"), "check-config"]) == 0
