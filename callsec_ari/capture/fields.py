@@ -1,0 +1,421 @@
+"""What each capturable field is and how its keyed digits are checked (pure; no clock, no I/O).
+
+A flow asks :func:`spec_for` for the :class:`FieldSpec` of a field in the call's
+:class:`ValidationContext` (lengths depend on it: CVV on the card's brand, IBAN on the country,
+national ids on their kind), collects digits until ``#`` or ``max_digits``, then calls
+:meth:`FieldSpec.validate`. A :class:`Validation` carries a ``reason_id`` (a stable token such as
+``luhn`` that prompts and the desk map to text) and never any of the digits.
+
+The check-digit algorithms are small and written out here; the unit tests compare them with
+python-stdnum on generated inputs.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from enum import StrEnum
+
+from callsec_ari.core.errors import InvalidInput
+
+
+class FieldKind(StrEnum):
+    """The capturable fields (contract names)."""
+
+    CARD_NUMBER = "card_number"
+    EXPIRY = "expiry"
+    CVV = "cvv"
+    POSTAL_CODE = "postal_code"
+    IBAN = "iban"
+    NATIONAL_ID = "national_id"
+
+
+class CardBrand(StrEnum):
+    """Card brands, spelled as in ``[capture] card_brands``."""
+
+    VISA = "visa"
+    MASTERCARD = "mastercard"
+    AMEX = "amex"
+    DISCOVER = "discover"
+    DINERS = "diners"
+    JCB = "jcb"
+    MAESTRO = "maestro"
+    UNIONPAY = "unionpay"
+
+
+class Reason(StrEnum):
+    """Why a value was refused (``Validation.reason_id``)."""
+
+    FORMAT = "format"
+    TOO_SHORT = "too_short"
+    TOO_LONG = "too_long"
+    LUHN = "luhn"
+    UNKNOWN_BRAND = "unknown_brand"
+    BRAND_NOT_ACCEPTED = "brand_not_accepted"
+    LENGTH_FOR_BRAND = "length_for_brand"
+    EXPIRED = "expired"
+    TOO_FAR = "too_far"
+    LENGTH = "length"
+    CHECKSUM = "checksum"
+    COUNTRY_UNSUPPORTED = "country_unsupported"
+    KIND_UNSUPPORTED = "kind_unsupported"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Validation:
+    ok: bool
+    reason_id: str | None = None
+    brand: str | None = None
+
+    @classmethod
+    def passed(cls, brand: str | None = None) -> Validation:
+        return cls(ok=True, reason_id=None, brand=brand)
+
+    @classmethod
+    def failed(cls, reason: Reason, brand: str | None = None) -> Validation:
+        return cls(ok=False, reason_id=reason.value, brand=brand)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ValidationContext:
+    """Everything a check may depend on; ``year``/``month`` is today's date, passed in."""
+
+    year: int
+    month: int
+    allowed_brands: frozenset[str] = frozenset(brand.value for brand in CardBrand)
+    #: Brand of the card captured earlier in the same capture (sets the CVV length).
+    card_brand: str | None = None
+    iban_country: str = "DE"
+    national_id_kind: str = "de_steuer_id"
+    postal_code_length: int = 5
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.month <= 12:
+            raise ValueError("month must be 1..12")
+
+    def with_card_brand(self, brand: str | None) -> ValidationContext:
+        return replace(self, card_brand=brand)
+
+
+FieldCheck = Callable[[str, ValidationContext], Validation]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FieldSpec:
+    """One field as resolved for a context. Entry ends on ``#`` or at ``max_digits``; when
+    ``needs_terminator`` is false (fixed length) it completes by itself at ``max_digits``."""
+
+    kind: FieldKind
+    min_digits: int
+    max_digits: int
+    needs_terminator: bool
+    prompt: str
+    check: FieldCheck = field(repr=False, compare=False)
+
+    def validate(self, digits: str, context: ValidationContext) -> Validation:
+        if not _all_digits(digits):
+            return Validation.failed(Reason.FORMAT)
+        return self.check(digits, context)
+
+
+def _all_digits(value: str) -> bool:
+    return value.isascii() and (value == "" or value.isdigit())
+
+
+# --- cards ----------------------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class _IinRange:
+    brand: CardBrand
+    low: int
+    high: int
+    width: int
+
+
+def _r(brand: CardBrand, low: int, high: int | None = None) -> _IinRange:
+    return _IinRange(brand, low, low if high is None else high, len(str(low)))
+
+
+_IIN_RANGES: tuple[_IinRange, ...] = (
+    _r(CardBrand.VISA, 4),
+    _r(CardBrand.MASTERCARD, 51, 55), _r(CardBrand.MASTERCARD, 2221, 2720),
+    _r(CardBrand.AMEX, 34), _r(CardBrand.AMEX, 37),
+    _r(CardBrand.DISCOVER, 6011), _r(CardBrand.DISCOVER, 644, 649), _r(CardBrand.DISCOVER, 65),
+    _r(CardBrand.DISCOVER, 622126, 622925),
+    _r(CardBrand.DINERS, 300, 305), _r(CardBrand.DINERS, 36), _r(CardBrand.DINERS, 38, 39),
+    _r(CardBrand.JCB, 3528, 3589),
+    _r(CardBrand.MAESTRO, 5018), _r(CardBrand.MAESTRO, 5020), _r(CardBrand.MAESTRO, 5038),
+    _r(CardBrand.MAESTRO, 5893), _r(CardBrand.MAESTRO, 6304), _r(CardBrand.MAESTRO, 6759),
+    _r(CardBrand.MAESTRO, 6761, 6763),
+    _r(CardBrand.UNIONPAY, 62), _r(CardBrand.UNIONPAY, 81),
+)
+
+#: Valid PAN lengths per brand.
+BRAND_LENGTHS: dict[CardBrand, frozenset[int]] = {
+    CardBrand.VISA: frozenset({13, 16, 19}),
+    CardBrand.MASTERCARD: frozenset({16}),
+    CardBrand.AMEX: frozenset({15}),
+    CardBrand.DISCOVER: frozenset(range(16, 20)),
+    CardBrand.DINERS: frozenset(range(14, 20)),
+    CardBrand.JCB: frozenset(range(16, 20)),
+    CardBrand.MAESTRO: frozenset(range(13, 20)),
+    CardBrand.UNIONPAY: frozenset(range(16, 20)),
+}
+CARD_MIN_DIGITS = 13
+CARD_MAX_DIGITS = 19
+#: Digits needed before :func:`card_brand` is final (the longest IIN range is 6 digits).
+IIN_DIGITS = 6
+
+
+def card_brand(digits: str) -> CardBrand | None:
+    """Brand by IIN; the most specific (longest) matching range wins, so 622126… is Discover
+    and 62… otherwise UnionPay. Final only from :data:`IIN_DIGITS` digits on."""
+    best: _IinRange | None = None
+    for rng in _IIN_RANGES:
+        if len(digits) < rng.width or (best is not None and best.width >= rng.width):
+            continue
+        if rng.low <= int(digits[: rng.width]) <= rng.high:
+            best = rng
+    return best.brand if best else None
+
+
+def luhn_ok(digits: str) -> bool:
+    total = 0
+    for index, char in enumerate(reversed(digits)):
+        value = ord(char) - 48
+        if index % 2:
+            value = value * 2 - 9 if value > 4 else value * 2
+        total += value
+    return total % 10 == 0
+
+
+def _check_card(digits: str, context: ValidationContext) -> Validation:
+    if len(digits) < CARD_MIN_DIGITS:
+        return Validation.failed(Reason.TOO_SHORT)
+    if len(digits) > CARD_MAX_DIGITS:
+        return Validation.failed(Reason.TOO_LONG)
+    brand = card_brand(digits)
+    if brand is None:
+        return Validation.failed(Reason.UNKNOWN_BRAND)
+    name = brand.value
+    if len(digits) not in BRAND_LENGTHS[brand]:
+        return Validation.failed(Reason.LENGTH_FOR_BRAND, name)
+    if not luhn_ok(digits):
+        return Validation.failed(Reason.LUHN, name)
+    if name not in context.allowed_brands:
+        return Validation.failed(Reason.BRAND_NOT_ACCEPTED, name)
+    return Validation.passed(name)
+
+
+# --- expiry, CVV, postal code ---------------------------------------------------------------
+
+#: How far ahead an expiry date may lie.
+EXPIRY_MAX_YEARS = 20
+
+
+def _check_expiry(digits: str, context: ValidationContext) -> Validation:
+    if len(digits) != 4 or not 1 <= int(digits[:2]) <= 12:
+        return Validation.failed(Reason.FORMAT)
+    month, two_digit_year = int(digits[:2]), int(digits[2:])
+    year = context.year - context.year % 100 + two_digit_year
+    if year < context.year and year + 100 - context.year <= EXPIRY_MAX_YEARS:
+        year += 100  # "05" seen in 2095 means 2105
+    months_ahead = (year * 12 + month) - (context.year * 12 + context.month)
+    if months_ahead < 0:  # valid through the end of its month
+        return Validation.failed(Reason.EXPIRED)
+    if months_ahead > EXPIRY_MAX_YEARS * 12:
+        return Validation.failed(Reason.TOO_FAR)
+    return Validation.passed()
+
+
+def cvv_lengths(card_brand_name: str | None) -> tuple[int, int]:
+    """(min, max) CVV digits: 4 for Amex, 3 for other known brands, 3..4 when unknown."""
+    if card_brand_name is None:
+        return (3, 4)
+    return (4, 4) if card_brand_name == CardBrand.AMEX else (3, 3)
+
+
+def _check_cvv(digits: str, context: ValidationContext) -> Validation:
+    low, high = cvv_lengths(context.card_brand)
+    if not low <= len(digits) <= high:
+        return Validation.failed(Reason.LENGTH)
+    return Validation.passed()
+
+
+def _check_postal_code(digits: str, context: ValidationContext) -> Validation:
+    if len(digits) != context.postal_code_length:
+        return Validation.failed(Reason.FORMAT)
+    return Validation.passed()
+
+
+# --- IBAN -----------------------------------------------------------------------------------
+
+#: Countries whose IBAN is all digits after the country code, and how many digits the caller
+#: keys (2 check digits + BBAN), per the SWIFT IBAN registry.
+IBAN_DIGITS: dict[str, int] = {
+    "AT": 18, "BA": 18, "BE": 14, "CZ": 22, "DE": 20, "DK": 16, "EE": 18, "ES": 22, "FI": 16,
+    "FO": 16, "GL": 16, "HR": 19, "HU": 26, "IL": 21, "IS": 24, "LT": 18, "ME": 20, "NO": 13,
+    "PL": 26, "PT": 23, "RS": 20, "SE": 22, "SI": 17, "SK": 22, "TN": 22, "XK": 18,
+}
+
+
+def _country_number(country: str) -> str:
+    return "".join(str(ord(letter) - 55) for letter in country)  # A=10 … Z=35
+
+
+def iban_check_digits(country: str, bban: str) -> str:
+    """The two ISO 13616 check digits for ``bban`` (used to make test and demo data)."""
+    return f"{98 - int(bban + _country_number(country) + '00') % 97:02d}"
+
+
+def _check_iban(digits: str, context: ValidationContext) -> Validation:
+    country = context.iban_country.upper()
+    expected = IBAN_DIGITS.get(country)
+    if expected is None:
+        return Validation.failed(Reason.COUNTRY_UNSUPPORTED)
+    if len(digits) != expected:
+        return Validation.failed(Reason.LENGTH)
+    check, bban = digits[:2], digits[2:]
+    if check in {"00", "01", "99"} or int(bban + _country_number(country) + check) % 97 != 1:
+        return Validation.failed(Reason.CHECKSUM)
+    return Validation.passed()
+
+
+def build_iban(country: str, digits: str) -> str:
+    """The full IBAN (``DE`` + keyed digits), only for the sink that stores it."""
+    country = country.upper()
+    if country not in IBAN_DIGITS or not _all_digits(digits) or not digits:
+        raise InvalidInput("not an IBAN of a supported country", details={"country": country})
+    return country + digits
+
+
+# --- national ids ---------------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class NationalIdValidator:
+    """A fixed-length national id: ``check(digits)`` returns a reason id or None."""
+
+    length: int
+    check: Callable[[str], Reason | None]
+
+    def __call__(self, digits: str) -> Reason | None:
+        if len(digits) != self.length:
+            return Reason.LENGTH
+        if not _all_digits(digits):
+            return Reason.FORMAT
+        return self.check(digits)
+
+
+def iso7064_mod11_10(digits: str) -> int:
+    """ISO/IEC 7064 MOD 11,10 check digit for ``digits``."""
+    product = 10
+    for char in digits:
+        total = (int(char) + product) % 10 or 10
+        product = total * 2 % 11
+    return (11 - product) % 10
+
+
+def _de_steuer_id(digits: str) -> Reason | None:
+    """German tax id (IdNr): first digit not 0; in the first ten digits exactly one digit occurs
+    twice or three times, every other at most once, and a triple never stands three in a row."""
+    head = digits[:10]
+    if head[0] == "0":
+        return Reason.FORMAT
+    repeated = [count for count in Counter(head).values() if count > 1]
+    if len(repeated) != 1 or repeated[0] not in (2, 3):
+        return Reason.FORMAT
+    if any(head[i] == head[i + 1] == head[i + 2] for i in range(len(head) - 2)):
+        return Reason.FORMAT
+    if iso7064_mod11_10(head) != int(digits[10]):
+        return Reason.CHECKSUM
+    return None
+
+
+def _nl_bsn(digits: str) -> Reason | None:
+    """Dutch BSN: the "11-proof" with weights 9..2 and -1."""
+    if int(digits) == 0:
+        return Reason.FORMAT
+    total = sum(int(d) * w for d, w in zip(digits, (9, 8, 7, 6, 5, 4, 3, 2, -1), strict=True))
+    return None if total % 11 == 0 else Reason.CHECKSUM
+
+
+#: Numbers the SSA has declared void (advertising and misuse cases).
+_SSN_VOID = frozenset({"078051120", "219099999", "457555462"})
+
+
+def _us_ssn(digits: str) -> Reason | None:
+    """US SSN: area not 000, 666 or 900-999; group not 00; serial not 0000."""
+    area, group, serial = digits[:3], digits[3:5], digits[5:]
+    if area in {"000", "666"} or area[0] == "9" or group == "00" or serial == "0000":
+        return Reason.FORMAT
+    return Reason.FORMAT if digits in _SSN_VOID else None
+
+
+#: Pluggable national id kinds (``[capture] national_id_kind``).
+NATIONAL_ID_VALIDATORS: dict[str, NationalIdValidator] = {
+    "de_steuer_id": NationalIdValidator(11, _de_steuer_id),
+    "nl_bsn": NationalIdValidator(9, _nl_bsn),
+    "us_ssn": NationalIdValidator(9, _us_ssn),
+}
+
+
+def _check_national_id(digits: str, context: ValidationContext) -> Validation:
+    validator = NATIONAL_ID_VALIDATORS.get(context.national_id_kind)
+    if validator is None:
+        return Validation.failed(Reason.KIND_UNSUPPORTED)
+    reason = validator(digits)
+    return Validation.passed() if reason is None else Validation.failed(reason)
+
+
+# --- specs ----------------------------------------------------------------------------------
+
+#: Upper bound on digits for a field whose length the context leaves open (unknown country).
+_OPEN_MAX_DIGITS = 30
+
+
+def _spec(kind: FieldKind, low: int, high: int, check: FieldCheck, *,
+          terminator: bool | None = None) -> FieldSpec:
+    return FieldSpec(
+        kind=kind, min_digits=low, max_digits=high,
+        needs_terminator=low != high if terminator is None else terminator,
+        prompt="callsec/enter-" + kind.value.replace("_", "-"), check=check,
+    )
+
+
+def spec_for(kind: FieldKind | str, context: ValidationContext) -> FieldSpec:
+    """The spec of ``kind`` with lengths resolved for ``context``."""
+    kind = FieldKind(kind)
+    if kind is FieldKind.CARD_NUMBER:
+        return _spec(kind, CARD_MIN_DIGITS, CARD_MAX_DIGITS, _check_card)
+    if kind is FieldKind.EXPIRY:
+        return _spec(kind, 4, 4, _check_expiry)
+    if kind is FieldKind.CVV:
+        return _spec(kind, *cvv_lengths(context.card_brand), _check_cvv)
+    if kind is FieldKind.POSTAL_CODE:
+        size = context.postal_code_length
+        return _spec(kind, size, size, _check_postal_code)
+    if kind is FieldKind.IBAN:
+        size_or_none = IBAN_DIGITS.get(context.iban_country.upper())
+        if size_or_none is None:
+            return _spec(kind, 1, _OPEN_MAX_DIGITS, _check_iban)
+        return _spec(kind, size_or_none, size_or_none, _check_iban)
+    validator = NATIONAL_ID_VALIDATORS.get(context.national_id_kind)
+    if validator is None:
+        return _spec(kind, 1, _OPEN_MAX_DIGITS, _check_national_id)
+    return _spec(kind, validator.length, validator.length, _check_national_id)
+
+
+def validate(kind: FieldKind | str, digits: str, context: ValidationContext) -> Validation:
+    """Shorthand for ``spec_for(kind, context).validate(digits, context)``."""
+    return spec_for(kind, context).validate(digits, context)
+
+
+def parse_fields(text: str) -> tuple[FieldKind, ...]:
+    """``"card_number,expiry,cvv"`` (AGI query, API body) -> kinds, in order, without repeats."""
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    unknown = [name for name in names if name not in {kind.value for kind in FieldKind}]
+    if unknown or not names:
+        raise InvalidInput("unknown or missing capture fields",
+                           details={"fields": unknown, "allowed": [k.value for k in FieldKind]})
+    return tuple(dict.fromkeys(FieldKind(name) for name in names))

@@ -1,0 +1,1 @@
+"""Out-of-band caller verification: flow, codes, policy and code delivery."""
