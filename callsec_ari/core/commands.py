@@ -69,3 +69,68 @@ class Finish(Command):
     """The flow is over; the dispatcher forgets the call after this command."""
 
     result: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class Publish(Command):
+    """A masked progress event for the agent desk (SSE) and metrics. Never digits."""
+
+    topic: str
+    payload: tuple[tuple[str, str | int | bool], ...] = ()
+
+
+# --- legs and bridges (``connect`` calls and captures) -------------------------------------
+# A leg is "caller", "agent" or a media leg; the channel port maps legs to channel ids.
+
+@dataclass(frozen=True, kw_only=True)
+class CreateBridge(Command):
+    bridge_id: str
+    name: str = ""
+
+
+@dataclass(frozen=True, kw_only=True)
+class AddToBridge(Command):
+    bridge_id: str
+    leg: str
+    #: Deliberate on every join: True keeps this leg's DTMF from reaching the other members.
+    absorb_dtmf: bool
+    mute: bool = False
+
+
+@dataclass(frozen=True, kw_only=True)
+class RemoveFromBridge(Command):
+    bridge_id: str
+    leg: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class DestroyBridge(Command):
+    bridge_id: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class StartMoh(Command):
+    leg: str
+    moh_class: str = ""
+
+
+@dataclass(frozen=True, kw_only=True)
+class StopMoh(Command):
+    leg: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class DialLeg(Command):
+    """Originate ``endpoint`` (a dial string) as ``leg`` into callsec; its answer comes back
+    as :class:`~callsec_ari.core.events.LegAnswered`, its failure as ``LegGone``."""
+
+    leg: str
+    endpoint: str
+    caller_id: str = ""
+    timeout: int = 30
+
+
+@dataclass(frozen=True, kw_only=True)
+class HangupLeg(Command):
+    leg: str
+    reason: str = "normal"

@@ -78,3 +78,18 @@ class Resynchronised(Event):
     """The ARI connection came back; the adapter checked the call's channels still exist."""
 
     caller_present: bool = True
+
+
+@dataclass(frozen=True, kw_only=True)
+class LegAnswered(Event):
+    """A leg callsec dialled (``DialLeg``) answered and is under callsec's control."""
+
+    leg: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class LegGone(Event):
+    """A leg other than the caller hung up, or never answered (``cause`` from Asterisk)."""
+
+    leg: str
+    cause: str = ""

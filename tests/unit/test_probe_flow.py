@@ -3,7 +3,12 @@ import pytest
 from callsec_ari.core import commands as c
 from callsec_ari.core.errors import FlowError
 from callsec_ari.core.events import (
-    CallerHungUp, CallStarted, CommandFailed, DtmfReceived, PlaybackFinished, TimerExpired,
+    CallerHungUp,
+    CallStarted,
+    CommandFailed,
+    DtmfReceived,
+    PlaybackFinished,
+    TimerExpired,
 )
 from callsec_ari.probe.flow import ProbeFlow, ProbeState
 

@@ -1,0 +1,87 @@
+"""The verification slice's own events and commands (frozen, keyword-only)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from callsec_ari.core.commands import Command
+from callsec_ari.core.events import Event
+
+
+@dataclass(frozen=True, kw_only=True)
+class CustomerView:
+    """What the flow may know of a customer: a reference and capabilities, no personal data
+    except the last two digits of the mobile number the prompt speaks ("ending in 78")."""
+
+    ref: str
+    language: str = ""
+    preferred_method: str = ""
+    has_mobile: bool = False
+    has_email: bool = False
+    has_totp: bool = False
+    mobile_tail: str = field(default="", repr=False)
+    #: Locked out after repeated failed verifications (computed by the service).
+    locked: bool = False
+
+
+# --- commands -----------------------------------------------------------------------------
+
+@dataclass(frozen=True, kw_only=True)
+class LookupCustomer(Command):
+    """Find the customer by caller ID (``by="caller_id"``) or typed customer number."""
+
+    by: str
+    value: str = field(repr=False)
+    #: The presented caller ID, for the per-number rate limit (hashed by the service).
+    caller_number: str = field(default="", repr=False)
+
+
+@dataclass(frozen=True, kw_only=True)
+class DeliverCode(Command):
+    method: str
+    customer_ref: str
+    code: str = field(repr=False)
+    language: str
+    resend: bool = False
+
+
+@dataclass(frozen=True, kw_only=True)
+class CheckTotp(Command):
+    customer_ref: str
+    candidate: str = field(repr=False)
+
+
+@dataclass(frozen=True, kw_only=True)
+class RecordVerification(Command):
+    result: str
+    method: str
+    customer_ref: str
+    checks: int
+    sends: int
+    caller_id_matched: bool
+    started_at: float
+    caller_number: str = field(default="", repr=False)
+
+
+# --- events -------------------------------------------------------------------------------
+
+@dataclass(frozen=True, kw_only=True)
+class CustomerResult(Event):
+    customer: CustomerView | None
+    rate_limited: bool = False
+
+
+@dataclass(frozen=True, kw_only=True)
+class CodeDelivered(Event):
+    method: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class CodeDeliveryFailed(Event):
+    method: str
+    reason: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class TotpChecked(Event):
+    ok: bool
