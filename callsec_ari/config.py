@@ -144,7 +144,8 @@ class VerificationSettings:
     #: Time zone of the call time printed in code messages (IANA name).
     timezone: str = "Europe/Berlin"
     #: Optional overrides of the built-in texts; placeholders ``{company}``, ``{code}``,
-    #: ``{time}``, ``{zone}``, ``{ref}``, ``{warning}`` (the warning is appended when a template omits it).
+    #: ``{time}``, ``{zone}``, ``{ref}``, ``{warning}`` (the warning is appended to an SMS
+    #: template that omits it; subjects must not contain ``{code}``).
     sms_template_en: str = ""
     sms_template_de: str = ""
     email_subject_en: str = ""
