@@ -11,10 +11,14 @@ import asyncio
 import itertools
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
+
+from callsec_ari.core.commands import Publish
+from callsec_ari.core.events import Event
+from callsec_ari.runtime.dispatcher import CallHandle
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -60,3 +64,11 @@ class EventBus:
     @property
     def subscribers(self) -> int:
         return len(self._subscribers)
+
+    async def handle(self, call: CallHandle, command: Publish) -> Sequence[Event]:
+        """The executor's handler for :class:`Publish` commands."""
+        payload = dict(command.payload)
+        if command.topic == "call" and "stage" in payload:
+            call.data["stage"] = payload["stage"]
+        self.publish(call.call_id, command.topic, payload)
+        return ()

@@ -1,0 +1,79 @@
+# callsec-ari: every target a user or CI needs. `make test` installs what is missing first.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PG_PORT ?= 55432
+export CALLSEC_TEST_PG_URL ?= postgresql+psycopg://postgres@127.0.0.1:$(PG_PORT)/callsec_test
+
+.PHONY: help venv deps lint typecheck unit integration e2e test leak-scan demo run \
+        sandbox-up sandbox-down sandbox-status pg-up pg-down bench soak sounds clean
+
+help:
+	@echo "make demo | test | run | bench | sandbox-up | sandbox-down | sandbox-status"
+
+$(STAMP): setup.cfg pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip setuptools wheel
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+deps:
+	tools/install-deps.sh
+
+lint: venv
+	$(BIN)/ruff check callsec_ari tests tools bench
+
+typecheck: venv
+	$(BIN)/mypy
+
+unit: venv
+	tools/run-tier.sh unit tests/unit -q
+
+integration: venv sandbox-up pg-up
+	tools/run-tier.sh integration tests/integration -q
+
+e2e: venv
+	tools/run-tier.sh e2e tests/e2e -q
+
+leak-scan: venv
+	$(BIN)/python tools/leak_scan.py
+
+test: deps venv lint typecheck unit integration e2e leak-scan
+
+sandbox-up: deps
+	tools/sandbox.sh up
+
+sandbox-down:
+	tools/sandbox.sh down
+
+sandbox-status:
+	tools/sandbox.sh status
+
+pg-up: deps
+	tools/pg.sh start >/dev/null
+
+pg-down:
+	tools/pg.sh stop
+
+run: venv sandbox-up
+	$(BIN)/callsec db upgrade
+	$(BIN)/callsec run
+
+demo: deps venv sandbox-up
+	$(BIN)/python tools/demo.py
+
+bench: venv sandbox-up pg-up
+	$(BIN)/python bench/run.py
+
+soak: venv sandbox-up
+	$(BIN)/python bench/soak.py --minutes $(or $(MINUTES),10)
+
+sounds:
+	tools/make_sounds.sh
+
+clean:
+	rm -rf var/e2e var/test .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Runs one pytest tier; a tier that collects no test (pytest exit 5) is a failure, not a pass.
+set -uo pipefail
+tier=$1; shift
+.venv/bin/python -m pytest "$@"
+rc=$?
+if [ "$rc" -eq 5 ]; then
+    echo "run-tier: the $tier tier collected no test" >&2
+    exit 1
+fi
+exit "$rc"
