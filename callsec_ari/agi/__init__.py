@@ -1,0 +1,19 @@
+"""FastAGI: an in-house asyncio server (:mod:`.server`), the pure protocol (:mod:`.protocol`)
+and the port that runs the core flows behind it (:mod:`.adapter`)."""
+
+from callsec_ari.agi.adapter import AgiCall, AgiPort, call_started
+from callsec_ari.agi.protocol import (
+    AgiArgumentError,
+    AgiCommandError,
+    AgiError,
+    AgiHangup,
+    AgiProtocolError,
+    AgiReply,
+    AgiRequest,
+)
+from callsec_ari.agi.server import AgiServer, AgiSession
+
+__all__ = [
+    "AgiArgumentError", "AgiCall", "AgiCommandError", "AgiError", "AgiHangup", "AgiPort",
+    "AgiProtocolError", "AgiReply", "AgiRequest", "AgiServer", "AgiSession", "call_started",
+]
