@@ -1,0 +1,267 @@
+"""The thin ARI adapter: ARI events -> core events, core channel commands -> ARI REST.
+
+One adapter per Asterisk server. It owns no call logic: a ``StasisStart`` whose first argument
+names a flow (``verify``, ``connect``, ``probe``) starts that flow in the dispatcher; later
+events for the call's channels are translated and posted in arrival order. After a websocket
+reconnect it resynchronises: calls whose caller channel is gone get ``CallerHungUp``, the rest
+``Resynchronised``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any
+
+from callsec_ari.ari import models as m
+from callsec_ari.ari.client import AriClient
+from callsec_ari.ari.errors import AriError, AriNotFound
+from callsec_ari.core import commands as c
+from callsec_ari.core import events as e
+from callsec_ari.core.flow import Flow
+from callsec_ari.logs import call_logger
+from callsec_ari.runtime.dispatcher import CallHandle, Dispatcher
+
+log = logging.getLogger(__name__)
+
+FlowFactory = Callable[[str, e.CallStarted], Flow]
+
+
+def parse_stasis_args(
+    args: Sequence[str],
+) -> tuple[str, tuple[str, ...], tuple[tuple[str, str], ...]]:
+    """``("connect", "PJSIP/agent100", "lang=de")`` -> flow, positional args, options."""
+    if not args:
+        return "", (), ()
+    positional: list[str] = []
+    options: list[tuple[str, str]] = []
+    for arg in args[1:]:
+        key, sep, value = arg.partition("=")
+        if sep and key.isidentifier():
+            options.append((key.strip().lower(), value.strip()))
+        elif arg:
+            positional.append(arg)
+    return args[0].strip().lower(), tuple(positional), tuple(options)
+
+
+class AriAdapter:
+    """Translates one server's events and carries out channel commands for its calls."""
+
+    def __init__(self, client: AriClient, dispatcher: Dispatcher,
+                 flows: Mapping[str, FlowFactory], *, server: str = "asterisk",
+                 app: str = "callsec") -> None:
+        self.client = client
+        self.client_app = app
+        self.dispatcher = dispatcher
+        self.flows = flows
+        self.server = server
+        #: channel id -> (call id, leg)
+        self.channels: dict[str, tuple[str, str]] = {}
+        self.playbacks: dict[str, str] = {}
+        self.connected = asyncio.Event()
+
+    # -- events in ----------------------------------------------------------------------
+    async def run(self) -> None:
+        async for event in self.client.events():
+            try:
+                await self.on_event(event)
+            except AriError as exc:
+                log.warning("ARI request while handling %s failed: %s", event.type, exc.error_id,
+                            extra={"call_id": "-"})
+
+    async def on_event(self, event: m.AriEvent) -> None:
+        at = asyncio.get_running_loop().time()
+        if isinstance(event, m.Connected):
+            self.connected.set()
+            if event.reconnect:
+                await self.resynchronise(at)
+            return
+        if isinstance(event, m.Disconnected):
+            self.connected.clear()
+            return
+        if isinstance(event, m.StasisStart):
+            self._stasis_start(event, at)
+            return
+        self._translate(event, at)
+
+    def _stasis_start(self, event: m.StasisStart, at: float) -> None:
+        channel = event.channel
+        if event.args[:1] == ("leg",) and len(event.args) >= 3:
+            # A leg callsec dialled answered: ("leg", call id, leg name).
+            call_id, leg = event.args[1], event.args[2]
+            self.channels[channel.id] = (call_id, leg)
+            self.dispatcher.post(call_id, e.LegAnswered(at=at, leg=leg))
+            return
+        if channel.id in self.channels:
+            return
+        flow_name, positional, options = parse_stasis_args(event.args)
+        clog = call_logger(log, channel.id)
+        factory = self.flows.get(flow_name)
+        started = e.CallStarted(
+            at=at, flow=flow_name, args=positional, options=options,
+            language=dict(options).get("lang") or channel.language or "en",
+            caller_number=channel.caller_number or "",
+            attestation=channel.channelvars.get("STIR_SHAKEN_ATTESTATION", "") or "",
+        )
+        if factory is None:
+            clog.error("Stasis(%s) names no callsec flow; returning the channel to the dialplan",
+                       flow_name or "<empty>")
+            self.channels[channel.id] = (channel.id, "orphan")
+            self.dispatcher.start_call(channel.id, _ReturnToDialplan(channel.id), started,
+                                       {"port": self, "channel_id": channel.id})
+            return
+        self.channels[channel.id] = (channel.id, "caller")
+        clog.info("call entered flow %s on %s", flow_name, self.server)
+        self.dispatcher.start_call(channel.id, factory(channel.id, started), started,
+                                   {"port": self, "channel_id": channel.id, "server": self.server})
+
+    def _translate(self, event: m.AriEvent, at: float) -> None:
+        if isinstance(event, m.ChannelDtmfReceived):
+            found = self.channels.get(event.channel.id)
+            if found:
+                self.dispatcher.post(found[0], e.DtmfReceived(
+                    at=at, digit=event.digit, duration_ms=event.duration_ms, leg=found[1]))
+        elif isinstance(event, m.PlaybackFinished):
+            call_id = self.playbacks.pop(event.playback.id, None)
+            if call_id:
+                self.dispatcher.post(
+                    call_id, e.PlaybackFinished(at=at, playback_id=event.playback.id))
+        elif isinstance(event, m.ChannelDestroyed):
+            self._gone(event.channel.id, at, event.cause_txt or "")
+        elif isinstance(event, (m.ChannelHangupRequest, m.StasisEnd)):
+            self._gone(event.channel.id, at)
+
+    def _gone(self, channel_id: str, at: float, cause: str = "") -> None:
+        found = self.channels.get(channel_id)
+        if found is None or found[1] == "gone":
+            return
+        self.channels[channel_id] = (found[0], "gone")
+        if found[1] in ("caller", "orphan"):
+            self.dispatcher.post(found[0], e.CallerHungUp(at=at))
+        else:
+            self.dispatcher.post(found[0], e.LegGone(at=at, leg=found[1], cause=cause))
+
+    async def resynchronise(self, at: float) -> None:
+        """After a reconnect: which of our calls still have their channels in Asterisk?"""
+        try:
+            present = {ch.id for ch in await self.client.list_channels()}
+        except AriError as exc:
+            log.warning("resync after reconnect failed: %s", exc.error_id, extra={"call_id": "-"})
+            return
+        for channel_id, (call_id, leg) in list(self.channels.items()):
+            if leg not in ("caller", "orphan"):
+                continue
+            if channel_id in present:
+                self.dispatcher.post(call_id, e.Resynchronised(at=at))
+            else:
+                self._gone(channel_id, at)
+        log.info("resynchronised %d call(s) on %s", len(self.channels), self.server,
+                 extra={"call_id": "-"})
+
+    def forget(self, call: CallHandle) -> None:
+        for channel_id, (call_id, _leg) in list(self.channels.items()):
+            if call_id == call.call_id:
+                del self.channels[channel_id]
+        for playback_id, call_id in list(self.playbacks.items()):
+            if call_id == call.call_id:
+                del self.playbacks[playback_id]
+
+    # -- commands out ---------------------------------------------------------------------
+    def _leg(self, call: CallHandle, leg: str) -> str:
+        if leg == "caller":
+            return str(call.data["channel_id"])
+        return f"{call.call_id}-{leg}"
+
+    async def execute(self, call: CallHandle, command: c.Command) -> Sequence[e.Event]:
+        channel_id: str = call.data["channel_id"]
+        if await self._execute_bridging(call, command):
+            return ()
+        if isinstance(command, c.Answer):
+            await self.client.answer(channel_id)
+        elif isinstance(command, c.Play):
+            self.playbacks[command.playback_id] = call.call_id
+            await self.client.play(channel_id, command.media, playback_id=command.playback_id,
+                                   lang=command.language)
+        elif isinstance(command, c.StopPlayback):
+            self.playbacks.pop(command.playback_id, None)
+            try:
+                await self.client.stop_playback(command.playback_id)
+            except AriNotFound:
+                pass  # already finished
+        elif isinstance(command, c.SetVariables):
+            for name, value in command.values:
+                await self.client.set_variable(channel_id, name, value)
+        elif isinstance(command, c.ContinueDialplan):
+            await self.client.continue_in_dialplan(channel_id)
+        elif isinstance(command, c.Hangup):
+            await self.client.hangup(channel_id, reason=command.reason)
+        else:
+            raise AriError(f"no ARI translation for command {command.kind}")
+        return ()
+
+    async def _execute_bridging(self, call: CallHandle, command: c.Command) -> bool:
+        client = self.client
+        if isinstance(command, c.CreateBridge):
+            await client.create_bridge(command.bridge_id, type="mixing,dtmf_events",
+                                       name=command.name or command.bridge_id)
+        elif isinstance(command, c.AddToBridge):
+            await client.add_channel(command.bridge_id, self._leg(call, command.leg),
+                                     absorb_dtmf=command.absorb_dtmf, mute=command.mute)
+        elif isinstance(command, c.RemoveFromBridge):
+            await _ignore_gone(client.remove_channel(command.bridge_id,
+                                                     self._leg(call, command.leg)))
+        elif isinstance(command, c.DestroyBridge):
+            await _ignore_gone(client.destroy_bridge(command.bridge_id))
+        elif isinstance(command, c.StartMoh):
+            await client.start_moh(self._leg(call, command.leg), command.moh_class or None)
+        elif isinstance(command, c.StopMoh):
+            await _ignore_gone(client.stop_moh(self._leg(call, command.leg)))
+        elif isinstance(command, c.DialLeg):
+            leg_channel = self._leg(call, command.leg)
+            self.channels[leg_channel] = (call.call_id, command.leg)
+            await client.originate(command.endpoint, app=self.client_app,
+                                   app_args=f"leg,{call.call_id},{command.leg}",
+                                   caller_id=command.caller_id or None,
+                                   timeout=command.timeout, channel_id=leg_channel)
+        elif isinstance(command, c.HangupLeg):
+            await _ignore_gone(client.hangup(self._leg(call, command.leg)))
+        else:
+            return False
+        return True
+
+    def snapshot(self) -> dict[str, Any]:
+        return {"server": self.server, "connected": self.connected.is_set(),
+                "channels": len(self.channels)}
+
+
+async def _ignore_gone(request: Awaitable[Any]) -> None:
+    """Tear-down requests: a channel or bridge that is already gone is what we wanted."""
+    try:
+        await request
+    except AriNotFound:
+        pass
+
+
+class _ReturnToDialplan:
+    """Flow for a Stasis() line that names no callsec flow: hand the channel straight back."""
+
+    def __init__(self, call_id: str) -> None:
+        self.call_id = call_id
+        self._done = False
+
+    @property
+    def done(self) -> bool:
+        return self._done
+
+    @property
+    def state_name(self) -> str:
+        return "DONE" if self._done else "NEW"
+
+    def handle(self, event: e.Event) -> list[c.Command]:
+        if self._done:
+            return []
+        self._done = True
+        if isinstance(event, e.CallerHungUp):
+            return [c.Finish(result="hangup")]
+        return [c.ContinueDialplan(), c.Finish(result="skipped")]
