@@ -21,7 +21,8 @@ Handler = Callable[[argparse.Namespace, Settings], int]
 
 
 def _cmd_check_config(args: argparse.Namespace, settings: Settings) -> int:
-    print(f"ok: {args.config} ({len(settings.policies)} polic{'y' if len(settings.policies) == 1 else 'ies'})")
+    count = len(settings.policies)
+    print(f"ok: {args.config} ({count} polic{'y' if count == 1 else 'ies'})")
     return 0
 
 

@@ -66,7 +66,9 @@ class RedactingFilter(logging.Filter):
 class CallLogger(logging.LoggerAdapter[logging.Logger]):
     """A logger whose every line starts with the call id."""
 
-    def process(self, msg: Any, kwargs: MutableMapping[str, Any]) -> tuple[Any, MutableMapping[str, Any]]:
+    def process(
+        self, msg: Any, kwargs: MutableMapping[str, Any],
+    ) -> tuple[Any, MutableMapping[str, Any]]:
         extra = dict(self.extra or {})
         extra.update(kwargs.get("extra") or {})
         kwargs["extra"] = extra

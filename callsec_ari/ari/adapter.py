@@ -20,7 +20,7 @@ from callsec_ari.ari.errors import AriError, AriNotFound
 from callsec_ari.core import commands as c
 from callsec_ari.core import events as e
 from callsec_ari.core.flow import Flow
-from callsec_ari.logs import call_logger
+from callsec_ari.logs import call_logger, mask_phone
 from callsec_ari.runtime.dispatcher import CallHandle, Dispatcher
 
 log = logging.getLogger(__name__)
@@ -113,8 +113,9 @@ class AriAdapter:
             return
         self.channels[channel.id] = (channel.id, "caller")
         clog.info("call entered flow %s on %s", flow_name, self.server)
-        self.dispatcher.start_call(channel.id, factory(channel.id, started), started,
-                                   {"port": self, "channel_id": channel.id, "server": self.server})
+        self.dispatcher.start_call(channel.id, factory(channel.id, started), started, {
+            "port": self, "channel_id": channel.id, "server": self.server, "flow": flow_name,
+            "caller_masked": mask_phone(channel.caller_number)})
 
     def _translate(self, event: m.AriEvent, at: float) -> None:
         if isinstance(event, m.ChannelDtmfReceived):
@@ -220,6 +221,7 @@ class AriAdapter:
         elif isinstance(command, c.DialLeg):
             leg_channel = self._leg(call, command.leg)
             self.channels[leg_channel] = (call.call_id, command.leg)
+            call.data[f"{command.leg}_endpoint"] = command.endpoint
             await client.originate(command.endpoint, app=self.client_app,
                                    app_args=f"leg,{call.call_id},{command.leg}",
                                    caller_id=command.caller_id or None,

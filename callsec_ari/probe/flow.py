@@ -13,7 +13,12 @@ from enum import Enum, auto
 from callsec_ari.core import commands as c
 from callsec_ari.core.digits import CollectorSpec, DigitCollector, Outcome, Result
 from callsec_ari.core.events import (
-    CallerHungUp, CallStarted, CommandFailed, DtmfReceived, PlaybackFinished, TimerExpired,
+    CallerHungUp,
+    CallStarted,
+    CommandFailed,
+    DtmfReceived,
+    PlaybackFinished,
+    TimerExpired,
 )
 from callsec_ari.core.flow import ANY, TableFlow
 
@@ -42,8 +47,8 @@ class ProbeFlow(TableFlow[ProbeState]):
         self.state = ProbeState.COLLECTING
         return [
             c.Answer(),
-            c.Play(playback_id=f"{self.call_id}-prompt", media=("sound:callsec/probe-enter-digits",),
-                   language=self.language),
+            c.Play(playback_id=f"{self.call_id}-prompt",
+                   media=("sound:callsec/probe-enter-digits",), language=self.language),
             c.StartTimer(name=TIMER, seconds=self.collector.timeout),
         ]
 

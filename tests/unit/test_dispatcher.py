@@ -9,7 +9,11 @@ import pytest
 from callsec_ari.core import commands as c
 from callsec_ari.core.errors import CallsecError
 from callsec_ari.core.events import (
-    CallStarted, CommandFailed, DtmfReceived, Event, TimerExpired,
+    CallStarted,
+    CommandFailed,
+    DtmfReceived,
+    Event,
+    TimerExpired,
 )
 from callsec_ari.runtime.dispatcher import CallHandle, Dispatcher
 
