@@ -3,10 +3,15 @@ built from the settings. The same registry serves the ARI and the FastAGI adapte
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Callable
+from datetime import date
 
+from callsec_ari.capture.entry import EntryOptions, FieldEntry
+from callsec_ari.capture.fields import ValidationContext, parse_fields
+from callsec_ari.capture.selfservice import SelfServiceCaptureFlow
 from callsec_ari.config import PolicySettings, Settings
-from callsec_ari.connect.flow import ConnectFlow, ConnectOptions
+from callsec_ari.connect.flow import CaptureOptions, ConnectFlow, ConnectOptions
 from callsec_ari.core.errors import ConfigError
 from callsec_ari.core.events import CallStarted
 from callsec_ari.core.flow import Flow
@@ -28,9 +33,48 @@ def verification_options(settings: Settings, policy: PolicySettings, *,
         inter_digit_timeout=v.inter_digit_timeout_seconds, continue_after=continue_after)
 
 
+def new_capture_id() -> str:
+    return "CP-" + secrets.token_hex(8)
+
+
 class FlowRegistry:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, today: Callable[[], date] = date.today) -> None:
         self.settings = settings
+        self.today = today
+
+    def validation_context(self) -> ValidationContext:
+        capture, today = self.settings.capture, self.today()
+        return ValidationContext(year=today.year, month=today.month,
+                                 allowed_brands=frozenset(capture.card_brands),
+                                 iban_country=capture.iban_country,
+                                 national_id_kind=capture.national_id_kind)
+
+    def entry_options(self, started: CallStarted) -> EntryOptions:
+        capture = self.settings.capture
+        slow = started.option("slow") in ("1", "yes", "true")
+        return EntryOptions(max_attempts=capture.max_attempts,
+                            confirm_twice=capture.confirm_twice,
+                            first_digit_timeout=capture.first_digit_timeout_seconds,
+                            inter_digit_timeout=capture.inter_digit_timeout_seconds,
+                            slow_factor=capture.slow_entry_factor if slow else 1.0,
+                            language=started.language)
+
+    def capture_options(self, started: CallStarted) -> CaptureOptions:
+        capture = self.settings.capture
+        codes = (("card", capture.feature_card), ("bank", capture.feature_bank),
+                 ("id", capture.feature_id))
+        return CaptureOptions(context=self.validation_context(),
+                              entry=self.entry_options(started),
+                              capture_timeout=capture.capture_timeout_seconds,
+                              feature_codes=tuple((code, name) for name, code in codes if code),
+                              new_id=new_capture_id)
+
+    def capture(self, call_id: str, started: CallStarted) -> Flow:
+        """Self-service capture; ``fields=card_number,expiry,cvv`` (InvalidInput if unknown)."""
+        fields = parse_fields(started.option("fields") or "card_number,expiry,cvv")
+        entry = FieldEntry(new_capture_id(), tuple(f.value for f in fields),
+                           self.validation_context(), self.entry_options(started))
+        return SelfServiceCaptureFlow(call_id, entry, customer_ref=started.option("customer"))
 
     def _policy(self, started: CallStarted) -> PolicySettings:
         try:
@@ -49,11 +93,13 @@ class FlowRegistry:
         dial = started.args[0] if started.args else started.option("dial")
         return ConnectFlow(call_id, VerificationFlow(call_id, options), ConnectOptions(
             dial_string=dial, connect_unverified=policy.connect_unverified,
-            on_agent_hangup=self.settings.capture.on_agent_hangup))
+            on_agent_hangup=self.settings.capture.on_agent_hangup,
+            captures=self.capture_options(started)))
 
     @staticmethod
     def probe(call_id: str, started: CallStarted) -> Flow:
         return ProbeFlow(call_id)
 
     def as_mapping(self) -> dict[str, FlowFactory]:
-        return {"verify": self.verify, "connect": self.connect, "probe": self.probe}
+        return {"verify": self.verify, "connect": self.connect, "capture": self.capture,
+                "probe": self.probe}

@@ -13,8 +13,13 @@ import logging
 import re
 import sys
 from collections.abc import Mapping, MutableMapping
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
+
+#: The call whose work the current task (or worker thread) is doing; the dispatcher sets it for
+#: each call's worker, so log lines of any module made on a call's behalf carry its id.
+current_call: ContextVar[str] = ContextVar("callsec_call_id", default="-")
 
 _DIGIT_RUN = re.compile(r"(?<![\w.:-])\+?\d(?:[\d \-]{2,}\d)(?![\w.:-])")
 
@@ -58,8 +63,8 @@ class RedactingFilter(logging.Filter):
         if redacted != message:
             record.msg = redacted
             record.args = None
-        if not hasattr(record, "call_id"):
-            record.call_id = "-"
+        if not hasattr(record, "call_id") or record.call_id == "-":
+            record.call_id = current_call.get()
         return True
 
 

@@ -40,7 +40,7 @@ from callsec_ari.agi.protocol import (
 from callsec_ari.agi.server import AgiSession
 from callsec_ari.core import commands as c
 from callsec_ari.core import events as e
-from callsec_ari.core.errors import Conflict
+from callsec_ari.core.errors import CallsecError
 from callsec_ari.core.flow import Flow
 from callsec_ari.logs import CallLogger, call_logger
 from callsec_ari.runtime.dispatcher import CallHandle, Dispatcher
@@ -111,8 +111,8 @@ class AgiPort:
         try:
             self.dispatcher.start_call(call_id, factory(call_id, started), started,
                                        {"port": self, "agi": state})
-        except Conflict as exc:
-            clog.error("cannot start flow %s: %s", request.script, exc.message)
+        except CallsecError as exc:  # already active, or bad options (e.g. unknown fields)
+            clog.error("cannot start flow %s: %s (%s)", request.script, exc.message, exc.error_id)
             return
         self.calls[call_id] = state
         clog.info("call entered flow %s over FastAGI", request.script)

@@ -19,6 +19,7 @@ from callsec_ari.ari.client import AriClient
 from callsec_ari.ari.errors import AriError, AriNotFound
 from callsec_ari.core import commands as c
 from callsec_ari.core import events as e
+from callsec_ari.core.errors import CallsecError
 from callsec_ari.core.flow import Flow
 from callsec_ari.logs import call_logger, mask_phone
 from callsec_ari.runtime.dispatcher import CallHandle, Dispatcher
@@ -104,18 +105,26 @@ class AriAdapter:
             caller_number=channel.caller_number or "",
             attestation=channel.channelvars.get("STIR_SHAKEN_ATTESTATION", "") or "",
         )
+        flow: Flow | None = None
         if factory is None:
             clog.error("Stasis(%s) names no callsec flow; returning the channel to the dialplan",
                        flow_name or "<empty>")
+        else:
+            try:
+                flow = factory(channel.id, started)
+            except CallsecError as exc:
+                clog.error("flow %s cannot start: %s (%s); returning the channel to the "
+                           "dialplan", flow_name, exc.message, exc.error_id)
+        if flow is None:
             self.channels[channel.id] = (channel.id, "orphan")
             self.dispatcher.start_call(channel.id, _ReturnToDialplan(channel.id), started,
                                        {"port": self, "channel_id": channel.id})
             return
         self.channels[channel.id] = (channel.id, "caller")
         clog.info("call entered flow %s on %s", flow_name, self.server)
-        self.dispatcher.start_call(channel.id, factory(channel.id, started), started, {
+        self.dispatcher.start_call(channel.id, flow, started, {
             "port": self, "channel_id": channel.id, "server": self.server, "flow": flow_name,
-            "caller_masked": mask_phone(channel.caller_number)})
+            "channel_name": channel.name, "caller_masked": mask_phone(channel.caller_number)})
 
     def _translate(self, event: m.AriEvent, at: float) -> None:
         if isinstance(event, m.ChannelDtmfReceived):
@@ -182,8 +191,8 @@ class AriAdapter:
             await self.client.answer(channel_id)
         elif isinstance(command, c.Play):
             self.playbacks[command.playback_id] = call.call_id
-            await self.client.play(channel_id, command.media, playback_id=command.playback_id,
-                                   lang=command.language)
+            await self.client.play(self._leg(call, command.leg), command.media,
+                                   playback_id=command.playback_id, lang=command.language)
         elif isinstance(command, c.StopPlayback):
             self.playbacks.pop(command.playback_id, None)
             try:

@@ -9,9 +9,14 @@ agent's phone as DTMF, and the agent's feature codes never reach the caller.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from enum import Enum, auto
 
+from callsec_ari.capture import protocol as cp
+from callsec_ari.capture.entry import EntryOptions, FieldEntry
+from callsec_ari.capture.fields import ValidationContext
+from callsec_ari.capture.steering import CaptureSteering, SteeringOptions
 from callsec_ari.core import commands as c
 from callsec_ari.core.events import (
     CallerHungUp,
@@ -39,6 +44,19 @@ class ConnectOptions:
     on_agent_hangup: str = "continue"
     dial_timeout: int = 30
     moh_class: str = ""
+    #: Captures in this call; None: captures are not offered.
+    captures: CaptureOptions | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class CaptureOptions:
+    context: ValidationContext
+    entry: EntryOptions
+    capture_timeout: float = 180.0
+    #: Agent keypad feature codes (``*1``) -> field set name in ``FIELD_SETS``.
+    feature_codes: tuple[tuple[str, str], ...] = (("*1", "card"), ("*2", "bank"), ("*3", "id"))
+    #: Makes capture ids for captures the agent starts from the keypad.
+    new_id: Callable[[], str] = lambda: "CP-local"
 
 
 class K(Enum):
@@ -52,7 +70,7 @@ class K(Enum):
 class ConnectFlow(TableFlow[K]):
     FINAL_STATES = frozenset({K.DONE})
     IGNORED_EVERYWHERE = (PlaybackFinished, TimerExpired, DtmfReceived, Resynchronised, LegGone,
-                          LegAnswered)
+                          LegAnswered, cp.RecordingMuted, cp.CaptureStored, cp.CaptureCancelled)
 
     def __init__(self, call_id: str, verification: VerificationFlow,
                  options: ConnectOptions) -> None:
@@ -62,6 +80,9 @@ class ConnectFlow(TableFlow[K]):
         self.bridge_id = f"callsec-call-{call_id}"
         self.result = ""
         self._ending_prompt = f"{call_id}-k-unavailable"
+        self.capture: CaptureSteering | None = None
+        self._agent_keys = ""
+        self._agent_key_at = 0.0
 
     def handle(self, event: Event) -> list[c.Command]:
         if self.state is not K.VERIFYING:
@@ -121,11 +142,25 @@ class ConnectFlow(TableFlow[K]):
         if event.playback_id != self._ending_prompt:
             return []
         self.state = K.DONE
-        return [c.ContinueDialplan(), c.Finish(result=self.result)]
+        agent_left = self._ending_prompt.endswith("-agent-left")
+        end: c.Command = (c.Hangup() if agent_left and self.o.on_agent_hangup == "hangup"
+                          else c.ContinueDialplan())
+        return [end, c.Finish(result=self.result)]
 
     def _agent_left(self, event: LegGone) -> list[c.Command]:
         if event.leg != AGENT:
             return []
+        commands: list[c.Command] = []
+        if self.capture is not None and self.capture.stage != "done":
+            # Never leave the caller in silence: tell them, then handle per config.
+            commands += self.capture.abandon("cancelled", "agent_left")
+            self.capture = None
+            self.state = K.ENDING
+            self._ending_prompt = f"{self.call_id}-k-agent-left"
+            return [*commands, c.DestroyBridge(bridge_id=self.bridge_id),
+                    c.Publish(topic="call", payload=(("stage", "agent_left"),)),
+                    c.Play(playback_id=self._ending_prompt, media=("sound:callsec/agent-left",),
+                           language=self.verification.language)]
         self.state = K.DONE
         end: c.Command = (c.Hangup() if self.o.on_agent_hangup == "hangup"
                           else c.ContinueDialplan())
@@ -134,14 +169,104 @@ class ConnectFlow(TableFlow[K]):
                 end, c.Finish(result=self.result)]
 
     def _caller_left(self, event: CallerHungUp) -> list[c.Command]:
+        commands: list[c.Command] = []
+        if self.capture is not None and self.capture.stage != "done":
+            commands += self.capture.abandon("hangup", "caller_left")
+            self.capture = None
         self.state = K.DONE
-        return [c.CancelTimer(name=DIAL_TIMER), c.HangupLeg(leg=AGENT),
+        return [*commands, c.CancelTimer(name=DIAL_TIMER), c.HangupLeg(leg=AGENT),
                 c.DestroyBridge(bridge_id=self.bridge_id),
                 c.Publish(topic="call", payload=(("stage", "caller_left"),)),
                 c.Finish(result=self.result)]
 
+    # -- captures (CONNECTED) -------------------------------------------------------------
+    def _capture_requested(self, event: cp.CaptureRequested) -> list[c.Command]:
+        captures = self.o.captures
+        if captures is None or (self.capture is not None and self.capture.stage != "done"):
+            reason = "busy" if captures is not None else "not_offered"
+            return [c.Publish(topic="capture", payload=(
+                ("capture_id", event.capture_id), ("stage", "rejected"), ("reason", reason)))]
+        ref = self.verification.customer.ref if self.verification.customer else ""
+        language = self.verification.language
+        entry = FieldEntry(event.capture_id, event.fields, captures.context,
+                           replace(captures.entry, language=language))
+        self.capture = CaptureSteering(event, entry, SteeringOptions(
+            agent_bridge=self.bridge_id, capture_bridge=f"callsec-capture-{self.call_id}",
+            customer_ref=ref, capture_timeout=captures.capture_timeout, language=language))
+        return self.capture.start()
+
+    def _active(self, capture_id: str | None = None) -> CaptureSteering | None:
+        capture = self.capture
+        if capture is None or capture.stage == "done":
+            return None
+        if capture_id is not None and capture.capture_id != capture_id:
+            return None
+        return capture
+
+    def _muted(self, event: cp.RecordingMuted) -> list[c.Command]:
+        capture = self._active()
+        if capture is None or not event.mute or capture.stage != "muting":
+            return []
+        return capture.muted()
+
+    def _connected_digit(self, event: DtmfReceived) -> list[c.Command]:
+        capture = self._active()
+        if event.leg == "caller":
+            if capture is not None and capture.stage == "entering":
+                return capture.digit(event.digit, event.at)
+            return []
+        if event.leg == AGENT and capture is None:
+            return self._feature_code(event)
+        return []
+
+    def _feature_code(self, event: DtmfReceived) -> list[c.Command]:
+        captures = self.o.captures
+        if captures is None:
+            return []
+        if event.at - self._agent_key_at > 3.0:
+            self._agent_keys = ""
+        self._agent_keys = (self._agent_keys + event.digit)[-3:]
+        self._agent_key_at = event.at
+        for code, field_set in captures.feature_codes:
+            if self._agent_keys.endswith(code):
+                self._agent_keys = ""
+                return self._capture_requested(cp.CaptureRequested(
+                    capture_id=captures.new_id(), fields=cp.FIELD_SETS[field_set],
+                    requested_by="agent-keypad", at=event.at))
+        return []
+
+    def _connected_timer(self, event: TimerExpired) -> list[c.Command]:
+        capture = self._active()
+        return capture.timer(event.name) if capture is not None else []
+
+    def _connected_played(self, event: PlaybackFinished) -> list[c.Command]:
+        capture = self._active()
+        return capture.played(event.playback_id) if capture is not None else []
+
+    def _capture_cancelled(self, event: cp.CaptureCancelled) -> list[c.Command]:
+        capture = self._active(event.capture_id)
+        if capture is None:
+            return []
+        if capture.stage == "muting":
+            return capture.abandon("cancelled", f"cancelled_by_{event.by}")
+        return capture.give_back("cancelled", f"cancelled_by_{event.by}")
+
+    def _capture_stored(self, event: cp.CaptureStored) -> list[c.Command]:
+        capture = self._active(event.capture_id)
+        return capture.stored() if capture is not None else []
+
     def _failed(self, event: CommandFailed) -> list[c.Command]:
-        if event.command in ("DialLeg", "AddToBridge", "CreateBridge"):
+        capture = self._active()
+        if capture is not None:
+            if event.command == "MuteRecording" and capture.stage == "muting":
+                return capture.mute_failed(event.error_id)
+            if event.command == "StoreCapture":
+                return capture.give_back("cancelled", "store_failed")
+            if event.command in ("CreateBridge", "AddToBridge", "RemoveFromBridge"):
+                return capture.give_back("cancelled", "bridge_failed")
+            return []
+        if self.state is K.DIALLING and event.command in ("DialLeg", "AddToBridge",
+                                                         "CreateBridge"):
             return self._not_reached(event)
         return []
 
@@ -151,6 +276,13 @@ class ConnectFlow(TableFlow[K]):
         (K.DIALLING, TimerExpired): _not_reached,
         (K.ENDING, PlaybackFinished): _ending_played,
         (K.CONNECTED, LegGone): _agent_left,
+        (K.CONNECTED, cp.CaptureRequested): _capture_requested,
+        (K.CONNECTED, cp.CaptureCancelled): _capture_cancelled,
+        (K.CONNECTED, cp.RecordingMuted): _muted,
+        (K.CONNECTED, cp.CaptureStored): _capture_stored,
+        (K.CONNECTED, DtmfReceived): _connected_digit,
+        (K.CONNECTED, TimerExpired): _connected_timer,
+        (K.CONNECTED, PlaybackFinished): _connected_played,
         (ANY, CallerHungUp): _caller_left,
         (ANY, CommandFailed): _failed,
     }

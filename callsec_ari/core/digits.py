@@ -93,6 +93,11 @@ class DigitCollector:
             return self._complete()
         return Result(outcome=Outcome.PROGRESS, count=self.count)
 
+    def peek_prefix(self, count: int) -> str:
+        """The first ``count`` digits (a card's IIN, which PCI DSS allows to display, for the
+        brand). Nothing else of the entry leaves the collector before it completes."""
+        return self._buf[:count].decode("ascii")
+
     def expire(self) -> Result:
         """The armed timeout passed: submit what is there if it is enough, else time out."""
         if self.done:

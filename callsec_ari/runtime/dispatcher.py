@@ -21,7 +21,7 @@ from callsec_ari.core.commands import CancelTimer, Command, Finish, StartTimer
 from callsec_ari.core.errors import CallsecError, Conflict
 from callsec_ari.core.events import CommandFailed, Event, TimerExpired
 from callsec_ari.core.flow import Flow
-from callsec_ari.logs import CallLogger, call_logger
+from callsec_ari.logs import CallLogger, call_logger, current_call
 
 log = logging.getLogger(__name__)
 
@@ -107,6 +107,7 @@ class Dispatcher:
 
     # -- the worker ---------------------------------------------------------------------
     async def _worker(self, call: CallHandle) -> None:
+        current_call.set(call.call_id)  # this task's context only (asyncio copies it per task)
         try:
             while not call.flow.done:
                 event = await self._next_event(call)

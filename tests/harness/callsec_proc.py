@@ -81,14 +81,14 @@ class CallsecProcess:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "callsec_ari", "-c", str(self.config), "run"],
             env=self.env(), cwd=REPO, stdout=subprocess.DEVNULL,
-            stderr=open(self.workdir / "stderr.log", "ab"))  # noqa: SIM115
+            stderr=open(self.workdir / "stderr.log", "ab"))
         await self.wait_registered(timeout)
 
     async def wait_registered(self, timeout: float = 30.0) -> None:
         """Until A's ARI shows the ``callsec`` app with a websocket (callsec is connected)."""
         deadline = time.monotonic() + timeout
-        auth = aiohttp.BasicAuth("callsec", "callsec")
-        async with aiohttp.ClientSession(auth=auth) as session:
+        headers = {"Authorization": aiohttp.encode_basic_auth("callsec", "callsec")}
+        async with aiohttp.ClientSession(headers=headers) as session:
             while time.monotonic() < deadline:
                 if self.proc is not None and self.proc.poll() is not None:
                     raise RuntimeError(f"callsec run exited with {self.proc.returncode}: "
@@ -142,7 +142,7 @@ async def _sleep(seconds: float) -> None:
 
 
 def code_from(message: Mapping[str, str]) -> str:
-    """The phone reads the code out of the SMS body (the only run of 4–10 digits in it)."""
+    """The phone reads the code out of the SMS body (the only run of 4 to 10 digits in it)."""
     import re
 
     found = re.findall(r"(?<![\d:])(\d{4,10})(?![\d:])", message["body"])

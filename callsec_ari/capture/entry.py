@@ -1,0 +1,202 @@
+"""Entering the fields of one capture on the keypad (pure; shared by the agent-requested
+capture in ``connect`` calls and the self-service AGI capture).
+
+Per field: play its prompt, collect digits (``#`` ends, ``*`` restarts, first-digit and
+inter-digit timeouts, fixed-length fields end by themselves, duplicate DTMF ENDs dropped),
+validate, and either go on, re-prompt ("invalid entry") or give up after ``max_attempts``.
+Optionally every number is entered twice to confirm. Progress goes out as masked ``Publish``
+commands (count as dots, brand once known, valid/invalid with a reason id, attempt number).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from callsec_ari.capture.fields import FieldKind, ValidationContext, spec_for
+from callsec_ari.capture.masking import MaskedResult, SensitiveDigits, mask_progress, mask_result
+from callsec_ari.core import commands as c
+from callsec_ari.core.digits import CollectorSpec, DigitCollector, Outcome, Result
+
+TIMER = "capture-entry"
+CONFIRMABLE = frozenset({FieldKind.CARD_NUMBER, FieldKind.IBAN, FieldKind.NATIONAL_ID})
+
+
+@dataclass(frozen=True, kw_only=True)
+class EntryOptions:
+    max_attempts: int = 3
+    confirm_twice: bool = False
+    first_digit_timeout: float = 15.0
+    inter_digit_timeout: float = 6.0
+    #: Multiplies both timeouts (``slow=1`` in the request or the caller's profile).
+    slow_factor: float = 1.0
+    language: str = "en"
+
+
+class FieldEntry:
+    """Collects ``fields`` in order. ``outcome`` is ``""`` while running, then ``captured``,
+    ``invalid`` (a field failed ``max_attempts`` times) or ``timeout``."""
+
+    def __init__(self, capture_id: str, fields: tuple[str, ...], context: ValidationContext,
+                 options: EntryOptions) -> None:
+        self.capture_id = capture_id
+        self.fields = tuple(FieldKind(f) for f in fields)
+        self.context = context
+        self.o = options
+        self.index = 0
+        self.attempt = 1
+        self.outcome = ""
+        self.reason = ""
+        self.values: dict[str, SensitiveDigits] = {}
+        self.masked: dict[str, MaskedResult] = {}
+        self.collector = DigitCollector(self._spec())
+        self._first_entry: SensitiveDigits | None = None
+        self._prompt_seq = 0
+        self.prompts: list[str] = []
+
+    @property
+    def kind(self) -> FieldKind:
+        return self.fields[self.index]
+
+    def _spec(self) -> CollectorSpec:
+        spec = spec_for(self.kind, self.context)
+        slow = max(self.o.slow_factor, 1.0)
+        return CollectorSpec(
+            min_digits=spec.min_digits, max_digits=spec.max_digits,
+            auto_complete=not spec.needs_terminator, restart_key="*",
+            first_digit_timeout=self.o.first_digit_timeout * slow,
+            inter_digit_timeout=self.o.inter_digit_timeout * slow)
+
+    def _play(self, *names: str) -> c.Play:
+        self._prompt_seq += 1
+        playback_id = f"{self.capture_id}-p{self._prompt_seq}"
+        self.prompts.append(playback_id)
+        return c.Play(playback_id=playback_id, media=tuple(f"sound:callsec/{n}" for n in names),
+                      language=self.o.language)
+
+    def _publish(self, stage: str, **extra: str | int | bool | None) -> c.Publish:
+        payload: dict[str, str | int | bool] = {
+            "capture_id": self.capture_id, "stage": stage, "field": self.kind.value,
+            "attempt": self.attempt}
+        payload.update({k: v for k, v in extra.items() if v is not None})
+        return c.Publish(topic="capture", payload=tuple(payload.items()))
+
+    def _prompt(self, *before: str) -> list[c.Command]:
+        self.collector = DigitCollector(self._spec())
+        name = spec_for(self.kind, self.context).prompt.removeprefix("callsec/")
+        if self._first_entry is not None:
+            name = "enter-again-to-confirm"
+        return [self._play(*before, name), c.StartTimer(name=TIMER, seconds=self.collector.timeout)]
+
+    # -- driving ---------------------------------------------------------------------------
+    def start(self) -> list[c.Command]:
+        return [self._publish("field_started", count=0, dots=""), *self._prompt()]
+
+    def digit(self, key: str, at: float) -> list[c.Command]:
+        if self.outcome:
+            return []
+        first = self.collector.count == 0
+        if first and key == "#":
+            return []  # a "#" after a fixed-length field that already ended by itself
+        result = self.collector.feed(key, at)
+        commands: list[c.Command] = []
+        if first and result.outcome is Outcome.PROGRESS:
+            commands += [c.StopPlayback(playback_id=pid) for pid in self.prompts]
+            self.prompts.clear()
+        return commands + self._result(result)
+
+    def timer(self, name: str) -> list[c.Command]:
+        if self.outcome or name != TIMER:
+            return []
+        return self._result(self.collector.expire())
+
+    def _result(self, result: Result) -> list[c.Command]:
+        if result.outcome in (Outcome.PROGRESS, Outcome.RESTARTED):
+            progress = mask_progress(self.kind, "0" * result.count)
+            brand = None
+            if self.kind is FieldKind.CARD_NUMBER and result.count >= 6:
+                brand = self._brand_so_far()
+            return [c.StartTimer(name=TIMER, seconds=self.collector.timeout),
+                    self._publish("digit", count=progress.count, dots=progress.dots, brand=brand)]
+        if result.outcome is Outcome.COMPLETE:
+            return self._complete(result.value)
+        if result.outcome is Outcome.TIMEOUT:
+            return self._failed_attempt("timeout")
+        return []
+
+    def _brand_so_far(self) -> str | None:
+        # The collector holds the digits; the brand needs the IIN (first 6), nothing more.
+        digits = self.collector.peek_prefix(6)
+        return mask_progress(FieldKind.CARD_NUMBER, digits).brand
+
+    def _complete(self, value: str) -> list[c.Command]:
+        self.collector.wipe()
+        validation = spec_for(self.kind, self.context).validate(value, self.context)
+        if not validation.ok:
+            return self._failed_attempt(validation.reason_id or "invalid", length=len(value))
+        entered = SensitiveDigits(capacity=max(len(value), 1))
+        for ch in value:
+            entered.append(ch)
+        if self.o.confirm_twice and self.kind in CONFIRMABLE:
+            if self._first_entry is None:
+                self._first_entry = entered
+                return [c.CancelTimer(name=TIMER), *self._prompt()]
+            same = self._first_entry.reveal() == entered.reveal()
+            self._first_entry.wipe()
+            self._first_entry = None
+            if not same:
+                entered.wipe()
+                return self._failed_attempt("confirm_mismatch", length=len(value))
+        masked = mask_result(self.kind, value, validation, country=self.context.iban_country)
+        self.values[self.kind.value] = entered
+        self.masked[self.kind.value] = masked
+        if self.kind is FieldKind.CARD_NUMBER:
+            self.context = self.context.with_card_brand(validation.brand)
+        done = self._publish("field_done", valid=True, count=masked.length, brand=masked.brand,
+                             last_digits=masked.last_digits or None)
+        return [c.CancelTimer(name=TIMER), done, *self._next_field()]
+
+    def _next_field(self) -> list[c.Command]:
+        self.index += 1
+        self.attempt = 1
+        if self.index >= len(self.fields):
+            self.index -= 1
+            self.outcome = "captured"
+            return []
+        return [self._publish("field_started", count=0, dots=""), *self._prompt()]
+
+    def _failed_attempt(self, reason: str, length: int = 0) -> list[c.Command]:
+        self.collector.wipe()
+        if self._first_entry is not None:  # a failed confirmation starts the field over
+            self._first_entry.wipe()
+            self._first_entry = None
+        publish = self._publish("field_invalid", valid=False, reason_id=reason, count=length)
+        if self.attempt >= self.o.max_attempts:
+            self.outcome = "timeout" if reason == "timeout" else "invalid"
+            self.reason = reason
+            return [c.CancelTimer(name=TIMER), publish]
+        self.attempt += 1
+        again = "entry-too-short" if reason in ("too_short", "length") else "invalid-entry"
+        if reason == "timeout":
+            return [publish, *self._prompt()]
+        return [publish, *self._prompt(again)]
+
+    def masked_summary(self) -> tuple[tuple[str, tuple[tuple[str, object], ...]], ...]:
+        out = []
+        for kind, result in self.masked.items():
+            summary: dict[str, object] = {"length": result.length, "valid": result.valid}
+            if result.brand:
+                summary["brand"] = result.brand
+            if result.last_digits:
+                summary["last4"] = result.last_digits
+            if result.country:
+                summary["country"] = result.country
+            out.append((kind, tuple(summary.items())))
+        return tuple(out)
+
+    def wipe(self) -> None:
+        self.collector.wipe()
+        if self._first_entry is not None:
+            self._first_entry.wipe()
+        for holder in self.values.values():
+            holder.wipe()
+        self.values.clear()

@@ -1,0 +1,163 @@
+"""Steering one agent-requested capture inside a ``connect`` call (pure).
+
+mute the caller's recordings -> move the caller out of the agent's bridge into a capture
+bridge of its own (named ``callsec-capture-<call id>`` so a restarted callsec finds it) -> the
+agent hears a "customer is entering details" loop, the caller the field prompts -> store the
+values (vault or payment gateway) -> the caller returns to the agent's bridge, both hear a
+short tone, recordings are unmuted. If muting fails the caller never moves and the agent is told.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from callsec_ari.capture import protocol as cp
+from callsec_ari.capture.entry import FieldEntry
+from callsec_ari.core import commands as c
+
+OVERALL = "capture-overall"
+LOOP = "sound:callsec/customer-entering-details"
+RETURN_PROMPTS = {"captured": "capture-complete", "cancelled": "capture-cancelled",
+                  "invalid": "capture-cancelled", "timeout": "capture-timeout"}
+
+
+@dataclass(frozen=True, kw_only=True)
+class SteeringOptions:
+    agent_bridge: str
+    capture_bridge: str
+    customer_ref: str
+    capture_timeout: float = 180.0
+    language: str = "en"
+
+
+class CaptureSteering:
+    """``stage``: ``muting`` -> ``entering`` -> ``storing`` -> ``done``."""
+
+    def __init__(self, request: cp.CaptureRequested, entry: FieldEntry,
+                 options: SteeringOptions) -> None:
+        self.request = request
+        self.entry = entry
+        self.o = options
+        self.stage = "muting"
+        self.result = ""
+        self._loop_seq = 0
+        self.loop_id = ""
+
+    @property
+    def capture_id(self) -> str:
+        return self.request.capture_id
+
+    def _publish(self, stage: str, **extra: str | int | bool) -> c.Publish:
+        payload: dict[str, str | int | bool] = {"capture_id": self.capture_id, "stage": stage}
+        payload.update(extra)
+        return c.Publish(topic="capture", payload=tuple(payload.items()))
+
+    def start(self) -> list[c.Command]:
+        return [self._publish("requested", fields=",".join(self.request.fields),
+                              requested_by=self.request.requested_by),
+                cp.MuteRecording(leg="caller", mute=True)]
+
+    def mute_failed(self, error_id: str) -> list[c.Command]:
+        """Muting failed: the capture does not start; the caller stays with the agent."""
+        self.stage, self.result = "done", "cancelled"
+        return [self._publish("failed", reason="recording_mute_failed", error_id=error_id),
+                self._record("cancelled", "recording_mute_failed")]
+
+    def muted(self) -> list[c.Command]:
+        self.stage = "entering"
+        return [
+            c.RemoveFromBridge(bridge_id=self.o.agent_bridge, leg="caller"),
+            c.CreateBridge(bridge_id=self.o.capture_bridge, name=self.o.capture_bridge),
+            c.AddToBridge(bridge_id=self.o.capture_bridge, leg="caller", absorb_dtmf=True),
+            self._agent_loop(),
+            c.StartTimer(name=OVERALL, seconds=self.o.capture_timeout),
+            self._publish("started"),
+            *self.entry.start(),
+        ]
+
+    def _agent_loop(self) -> c.Play:
+        self._loop_seq += 1
+        self.loop_id = f"{self.capture_id}-loop{self._loop_seq}"
+        return c.Play(playback_id=self.loop_id, media=(LOOP,), language=self.o.language,
+                      leg="agent")
+
+    def played(self, playback_id: str) -> list[c.Command]:
+        """The agent's loop ended: play it again while the caller is still typing."""
+        if self.stage == "entering" and playback_id == self.loop_id:
+            return [self._agent_loop()]
+        return []
+
+    def digit(self, key: str, at: float) -> list[c.Command]:
+        return self._after_entry(self.entry.digit(key, at))
+
+    def timer(self, name: str) -> list[c.Command]:
+        if name == OVERALL:
+            self.entry.outcome, self.entry.reason = "timeout", "capture_timeout"
+            return self._after_entry([])
+        return self._after_entry(self.entry.timer(name))
+
+    def _after_entry(self, commands: list[c.Command]) -> list[c.Command]:
+        if not self.entry.outcome:
+            return commands
+        if self.entry.outcome == "captured":
+            self.stage = "storing"
+            values = tuple(self.entry.values.items())
+            self.entry.values = {}  # the holders now belong to the StoreCapture command
+            return [*commands, c.CancelTimer(name=OVERALL), self._publish("storing"),
+                    cp.StoreCapture(capture_id=self.capture_id, customer_ref=self.o.customer_ref,
+                                    values=values, masked=self.entry.masked_summary(),
+                                    fields=self.request.fields,
+                                    requested_by=self.request.requested_by)]
+        return [*commands, *self.give_back(self.entry.outcome, self.entry.reason)]
+
+    def stored(self) -> list[c.Command]:
+        return self.give_back("captured")
+
+    def give_back(self, result: str, reason: str = "") -> list[c.Command]:
+        """End the capture and return the caller to the agent's bridge."""
+        self.entry.wipe()
+        self.stage, self.result = "done", result
+        commands: list[c.Command] = [
+            c.CancelTimer(name=OVERALL), c.CancelTimer(name="capture-entry"),
+            c.StopPlayback(playback_id=self.loop_id),
+            *[c.StopPlayback(playback_id=pid) for pid in self.entry.prompts],
+            c.RemoveFromBridge(bridge_id=self.o.capture_bridge, leg="caller"),
+            c.AddToBridge(bridge_id=self.o.agent_bridge, leg="caller", absorb_dtmf=True),
+            c.DestroyBridge(bridge_id=self.o.capture_bridge),
+            cp.MuteRecording(leg="caller", mute=False),
+            c.Play(playback_id=f"{self.capture_id}-back", language=self.o.language,
+                   media=(f"sound:callsec/{RETURN_PROMPTS.get(result, 'capture-cancelled')}",
+                          "sound:beep")),
+            c.Play(playback_id=f"{self.capture_id}-beep", media=("sound:beep",), leg="agent"),
+            self._publish("finished", result=result, **({"reason": reason} if reason else {}),
+                          **self._masked_flat()),
+        ]
+        if result != "captured":
+            commands.append(self._record(result, reason))
+        return commands
+
+    def abandon(self, result: str, reason: str) -> list[c.Command]:
+        """A leg left mid-capture: digits discarded, capture recorded, bridge torn down."""
+        self.entry.wipe()
+        self.stage, self.result = "done", result
+        return [c.CancelTimer(name=OVERALL), c.CancelTimer(name="capture-entry"),
+                c.DestroyBridge(bridge_id=self.o.capture_bridge),
+                cp.MuteRecording(leg="caller", mute=False),
+                self._publish("finished", result=result, reason=reason),
+                self._record(result, reason)]
+
+    def _record(self, result: str, reason: str) -> cp.RecordCapture:
+        return cp.RecordCapture(capture_id=self.capture_id, customer_ref=self.o.customer_ref,
+                                result=result, fields=self.request.fields,
+                                masked=self.entry.masked_summary(),
+                                requested_by=self.request.requested_by, reason=reason)
+
+    def _masked_flat(self) -> dict[str, str | int | bool]:
+        flat: dict[str, str | int | bool] = {}
+        card = self.entry.masked.get("card_number")
+        if card is not None:
+            if card.brand:
+                flat["brand"] = card.brand
+            if card.last_digits:
+                flat["last4"] = card.last_digits
+        return flat
