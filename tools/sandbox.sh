@@ -4,6 +4,7 @@
 #   tools/sandbox.sh up       build (or reuse) the Asterisk root, start A and B, wait for ARI
 #   tools/sandbox.sh down     stop both instances, unmount /proc
 #   tools/sandbox.sh restart  down + up (e.g. after changing CALLSEC_SANDBOX_DTMF_MODE)
+#   tools/sandbox.sh stop a|b stop one instance (`up` starts it again)
 #   tools/sandbox.sh status   show both instances; exit 0 when both answer, 3 otherwise
 #   tools/sandbox.sh paths    print KEY=VALUE lines: root, log and spool dirs of A and B
 #
@@ -21,6 +22,15 @@
 #   CALLSEC_SANDBOX_AGI_PORT     4573 (FastAGI target of the numbers 3000/4000)
 #   CALLSEC_SANDBOX_DTMF_MODE    rfc4733 (A's trunk and agents)
 #   CALLSEC_SANDBOX_B_DTMF_MODE  same as CALLSEC_SANDBOX_DTMF_MODE (B's trunk)
+#   CALLSEC_SANDBOX_TRUNK_DTMF_MODE  A's trunk `pstn`: `auto` when CALLSEC_SANDBOX_DTMF_MODE is
+#                                rfc4733 (what `callsec doctor` recommends; same digits), else
+#                                CALLSEC_SANDBOX_DTMF_MODE
+#   CALLSEC_SANDBOX_PLANT_LEAKS  1: append config/sandbox/plant/a/*.conf to A's config (digit
+#                                leaks `callsec doctor` must report) and leave var/sandbox alone.
+#                                Use it only with a separate root and other ports (tests do).
+#   CALLSEC_SANDBOX_LINK_REPO    1 (0 with PLANT_LEAKS): point the repo's var/sandbox here
+#   CALLSEC_ASTERISK_ROOT_SEED   a working root to copy (without its instances) when
+#                                CALLSEC_ASTERISK_ROOT has none, instead of running debootstrap
 #   CALLSEC_SANDBOX_START_TIMEOUT 60 (seconds to wait for both ARI endpoints)
 #   CALLSEC_DEBIAN_MIRROR        read from /etc/apt/sources.list.d/debian.sources when unset
 # `up` re-renders the configs; when a running instance's rendered config differs, it is
@@ -44,6 +54,13 @@ B_RTP=${CALLSEC_SANDBOX_B_RTP:-20200-20300}
 AGI_PORT=${CALLSEC_SANDBOX_AGI_PORT:-4573}
 DTMF_MODE=${CALLSEC_SANDBOX_DTMF_MODE:-rfc4733}
 B_DTMF_MODE=${CALLSEC_SANDBOX_B_DTMF_MODE:-$DTMF_MODE}
+if [ "$DTMF_MODE" = rfc4733 ]; then TRUNK_DTMF_DEFAULT=auto; else TRUNK_DTMF_DEFAULT=$DTMF_MODE; fi
+TRUNK_DTMF_MODE=${CALLSEC_SANDBOX_TRUNK_DTMF_MODE:-$TRUNK_DTMF_DEFAULT}
+PLANT_LEAKS=${CALLSEC_SANDBOX_PLANT_LEAKS:-0}
+if [ "$PLANT_LEAKS" = 1 ]; then LINK_DEFAULT=0; else LINK_DEFAULT=1; fi
+LINK_REPO=${CALLSEC_SANDBOX_LINK_REPO:-$LINK_DEFAULT}
+ROOT_SEED=${CALLSEC_ASTERISK_ROOT_SEED:-}
+ROOT_SEED=${ROOT_SEED%/}
 START_TIMEOUT=${CALLSEC_SANDBOX_START_TIMEOUT:-60}
 
 # Copied unchanged from the root's stock /etc/asterisk into each instance.
@@ -65,11 +82,12 @@ validate_env() {
     for p in "$A_RTP" "$B_RTP"; do
         [[ $p =~ ^[0-9]+-[0-9]+$ ]] || die "invalid RTP range '$p' (want START-END)"
     done
-    for p in "$DTMF_MODE" "$B_DTMF_MODE"; do
+    for p in "$DTMF_MODE" "$B_DTMF_MODE" "$TRUNK_DTMF_MODE"; do
         case $p in rfc4733 | inband | info | auto | auto_info) ;;
         *) die "invalid DTMF mode '$p' (rfc4733, inband, info, auto, auto_info)" ;;
         esac
     done
+    case $PLANT_LEAKS in 0 | 1) ;; *) die "CALLSEC_SANDBOX_PLANT_LEAKS must be 0 or 1" ;; esac
 }
 
 require_root() { [ "$(id -u)" -eq 0 ] || die "must run as root (chroot and mount need it); try: sudo $0 $*"; }
@@ -100,7 +118,24 @@ ensure_debootstrap() {
     fi
 }
 
+# Copy a working seed root (without its instances under srv/callsec): seconds instead of a
+# debootstrap, for a second sandbox on other ports (e.g. the doctor's planted-leak instance).
+clone_root() {
+    local tmp=$ROOT.clone.$$
+    say "copying the Asterisk root from $ROOT_SEED"
+    mkdir -p "$tmp"
+    tar -C "$ROOT_SEED" --one-file-system --exclude=./srv/callsec --exclude=./proc/* -cf - . |
+        tar -C "$tmp" -xf - || { rm -rf --one-file-system "$tmp"; die "copying $ROOT_SEED failed"; }
+    mv "$tmp" "$ROOT"
+    root_ok || die "the copy at $ROOT has no working asterisk"
+}
+
 build_root() {
+    if [ -n "$ROOT_SEED" ] && [ "$ROOT_SEED" != "$ROOT" ] && [ ! -e "$ROOT" ] &&
+        [ -x "$ROOT_SEED/usr/sbin/asterisk" ]; then
+        clone_root
+        return
+    fi
     if [ -e "$ROOT" ]; then
         mountpoint -q "$ROOT/proc" && umount "$ROOT/proc"
         [ -e "$ROOT/etc/debian_version" ] ||
@@ -156,6 +191,17 @@ ari_ok() {
         "http://127.0.0.1:$(ari_port "$1")/ari/asterisk/info"
 }
 
+render_file() { # render_file INSTANCE MODDIR SOURCE  (to stdout)
+    sed -e "s|@INST@|$SRV_IN/$1|g" -e "s|@NAME@|$1|g" -e "s|@MODDIR@|$2|g" \
+        -e "s|@A_ARI_PORT@|$A_ARI_PORT|g" -e "s|@A_AMI_PORT@|$A_AMI_PORT|g" \
+        -e "s|@A_SIP_PORT@|$A_SIP_PORT|g" -e "s|@B_ARI_PORT@|$B_ARI_PORT|g" \
+        -e "s|@B_SIP_PORT@|$B_SIP_PORT|g" -e "s|@AGI_PORT@|$AGI_PORT|g" \
+        -e "s|@A_RTP_START@|${A_RTP%-*}|g" -e "s|@A_RTP_END@|${A_RTP#*-}|g" \
+        -e "s|@B_RTP_START@|${B_RTP%-*}|g" -e "s|@B_RTP_END@|${B_RTP#*-}|g" \
+        -e "s|@DTMF_MODE@|$DTMF_MODE|g" -e "s|@B_DTMF_MODE@|$B_DTMF_MODE|g" \
+        -e "s|@TRUNK_DTMF_MODE@|$TRUNK_DTMF_MODE|g" "$3"
+}
+
 render() { # render INSTANCE DEST_DIR
     local inst=$1 dest=$2 moddir f
     moddir=$(awk -F'=> *' '/^astmoddir/{print $2; exit}' "$ROOT/etc/asterisk/asterisk.conf")
@@ -164,15 +210,13 @@ render() { # render INSTANCE DEST_DIR
     mkdir -p "$dest"
     for f in $STOCK_CONFS; do cp "$ROOT/etc/asterisk/$f" "$dest/$f"; done
     for f in "$REPO/config/sandbox/$inst"/*.conf; do
-        sed -e "s|@INST@|$SRV_IN/$inst|g" -e "s|@NAME@|$inst|g" -e "s|@MODDIR@|$moddir|g" \
-            -e "s|@A_ARI_PORT@|$A_ARI_PORT|g" -e "s|@A_AMI_PORT@|$A_AMI_PORT|g" \
-            -e "s|@A_SIP_PORT@|$A_SIP_PORT|g" -e "s|@B_ARI_PORT@|$B_ARI_PORT|g" \
-            -e "s|@B_SIP_PORT@|$B_SIP_PORT|g" -e "s|@AGI_PORT@|$AGI_PORT|g" \
-            -e "s|@A_RTP_START@|${A_RTP%-*}|g" -e "s|@A_RTP_END@|${A_RTP#*-}|g" \
-            -e "s|@B_RTP_START@|${B_RTP%-*}|g" -e "s|@B_RTP_END@|${B_RTP#*-}|g" \
-            -e "s|@DTMF_MODE@|$DTMF_MODE|g" -e "s|@B_DTMF_MODE@|$B_DTMF_MODE|g" \
-            "$f" >"$dest/$(basename "$f")"
+        render_file "$inst" "$moddir" "$f" >"$dest/$(basename "$f")"
     done
+    if [ "$PLANT_LEAKS" = 1 ] && [ -d "$REPO/config/sandbox/plant/$inst" ]; then
+        for f in "$REPO/config/sandbox/plant/$inst"/*.conf; do
+            render_file "$inst" "$moddir" "$f" >>"$dest/$(basename "$f")"
+        done
+    fi
     if grep -n '@[A-Z_]*@' "$dest"/*.conf >&2; then die "unrendered placeholder in config/sandbox/$inst"; fi
     if [ "$inst" = a ]; then
         [ -r "$REPO/dialplan/extensions_callsec.conf" ] || die "missing dialplan/extensions_callsec.conf"
@@ -284,6 +328,7 @@ wait_ready() { # wait_ready INSTANCE...
 }
 
 link_repo() {
+    [ "$LINK_REPO" = 1 ] || return 0  # e.g. a planted-leak sandbox is never "the" sandbox
     mkdir -p "$REPO/var"
     if [ -e "$REPO/var/sandbox" ] && [ ! -L "$REPO/var/sandbox" ]; then
         die "$REPO/var/sandbox exists and is not a symlink"
@@ -383,11 +428,21 @@ cmd_paths() {
     echo "SOUNDS=$ROOT/usr/share/asterisk/sounds"
 }
 
+cmd_stop() { # stop one instance (e.g. to test that callsec survives an Asterisk restart)
+    require_root stop
+    case ${1:-} in a|b) ;; *) die "usage: $0 stop a|b" ;; esac
+    mkdir -p "$(dirname "$LOCK")"
+    exec 9>"$LOCK"
+    flock -w 300 9 || die "another tools/sandbox.sh holds $LOCK"
+    stop_instance "$1"
+}
+
 case ${1:-} in
 up) cmd_up ;;
 down) cmd_down ;;
+stop) cmd_stop "${2:-}" ;;
 restart) cmd_down; cmd_up ;;
 status) cmd_status ;;
 paths) cmd_paths ;;
-*) echo "usage: $0 up|down|restart|status|paths" >&2; exit 2 ;;
+*) echo "usage: $0 up|down|restart|stop a|b|status|paths" >&2; exit 2 ;;
 esac
