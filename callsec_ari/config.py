@@ -173,6 +173,12 @@ class CaptureSettings:
     sink: str = "vault"
     gateway_url: str = ""
     gateway_hmac_key: Secret = Secret("")
+    #: Mutual TLS towards the gateway: client certificate and key (PEM); CA bundle to trust
+    #: (empty: the system's). One request per capture, no retries (a payment is not replayed).
+    gateway_cert_file: Path | None = None
+    gateway_key_file: Path | None = None
+    gateway_ca_file: Path | None = None
+    gateway_timeout_seconds: float = 10.0
     card_brands: tuple[str, ...] = (
         "visa", "mastercard", "amex", "discover", "diners", "jcb", "maestro", "unionpay",
     )
@@ -202,6 +208,11 @@ class WebSettings:
     max_body_bytes: int = 65536
     login_max_failures: int = 5
     login_lockout_seconds: int = 900
+    #: Vault kinds a supervisor may reveal (with a fresh TOTP code and a reason); add
+    #: ``card_number`` only if card numbers are vaulted and policy allows it. Never ``cvv``.
+    reveal_kinds: tuple[str, ...] = ("iban", "national_id")
+    #: Optional bearer token for Prometheus scrapers on ``/metrics`` (empty: staff only).
+    metrics_token: Secret = Secret("")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -316,7 +327,7 @@ def _build(cls: type[_T], section: str, values: Mapping[str, str], env: Mapping[
     names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     for key in values:
         base = key[:-5] if key.endswith("_file") else key
-        if base not in names:
+        if key not in names and base not in names:  # ``ca_file`` is a key of its own
             raise ConfigError("unknown key", section=section, key=key)
     kwargs: dict[str, Any] = {}
     kind = section.split(":", 1)[0]
@@ -350,6 +361,9 @@ def _check(settings: Settings) -> None:
     from callsec_ari.verification.messages import check_message_settings  # no import cycle
 
     check_message_settings(v)
+    from callsec_ari.access.roles import revealable_kinds
+
+    revealable_kinds(settings.web.reveal_kinds)
     if settings.verification.default_policy not in settings.policies:
         raise ConfigError(
             "names no [policy:...] section", section="verification", key="default_policy"

@@ -1,0 +1,1 @@
+"""Staff access: roles, users, authentication and the audit trail."""

@@ -1,0 +1,1 @@
+"""Encrypted customer store, vault, GDPR tooling."""

@@ -1,0 +1,245 @@
+"""``callsec db|customers|keys|gdpr|audit ...`` subcommands (no logic: it lives in the store)."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from callsec_ari.config import Settings
+from callsec_ari.core.errors import InvalidInput
+from callsec_ari.store.context import Store, open_store
+from callsec_ari.store.customers import CustomerData, Name, Phone
+from callsec_ari.store.db import current_revision, open_database, upgrade
+from callsec_ari.store.gdpr import Gdpr
+from callsec_ari.store.vcard import import_vcards, to_vcard
+
+
+def actor() -> str:
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):
+        return "cli"
+
+
+@contextmanager
+def _store(settings: Settings) -> Iterator[Store]:
+    store = open_store(settings, upgrade=settings.database.auto_upgrade)
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+def _write(text: str, output: str | None) -> None:
+    """Personal data: files are created 0600."""
+    if output is None:
+        sys.stdout.write(text)
+        return
+    fd = os.open(output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(text)
+
+
+def _db_upgrade(args: argparse.Namespace, settings: Settings) -> int:
+    db = open_database(settings, upgrade=False)
+    try:
+        upgrade(db, args.revision)
+        print(f"database at {db.where} is at revision {current_revision(db)}")
+    finally:
+        db.dispose()
+    return 0
+
+
+def _customers_import(args: argparse.Namespace, settings: Settings) -> int:
+    try:
+        text = Path(args.file).read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InvalidInput(f"cannot read {args.file}: {type(exc).__name__}") from None
+    with _store(settings) as st:
+        report = import_vcards(st.customers, text, actor=actor(),
+                               default_language=settings.verification.default_language)
+    for failure in report.failed:
+        print(f"skipped {failure}", file=sys.stderr)
+    print(report.summary())
+    return 1 if report.failed else 0
+
+
+def _customers_export(args: argparse.Namespace, settings: Settings) -> int:
+    with _store(settings) as st:
+        card = to_vcard(st.customers.get(args.ref))
+        st.audit.append(actor(), "customer.export", args.ref, {"format": "vcard4"})
+    _write(card, args.output)
+    return 0
+
+
+def _customers_add(args: argparse.Namespace, settings: Settings) -> int:
+    phones = [Phone(n, "mobile") for n in args.mobile or []]
+    phones += [Phone(n, "landline") for n in args.landline or []]
+    data = CustomerData(name=Name(args.name, args.given or "", args.family or ""),
+                        phones=tuple(phones), email=args.email,
+                        language=args.lang or settings.verification.default_language,
+                        preferred_method=args.method, customer_number=args.customer_number,
+                        totp_secret=args.totp_secret)
+    with _store(settings) as st:
+        customer = st.customers.create(data, actor=actor())
+    print(customer.ref)
+    return 0
+
+
+def _customers_list(args: argparse.Namespace, settings: Settings) -> int:
+    with _store(settings) as st:
+        for ref in st.customers.list_refs():
+            print(ref)
+    return 0
+
+
+def _keys_rotate(args: argparse.Namespace, settings: Settings) -> int:
+    with _store(settings) as st:
+        report = st.keys.rotate(retire=args.retire)
+        st.audit.append(actor(), "keys.rotate", f"kek-{report.new_version:04d}",
+                        {"rewrapped": report.rewrapped, "retired": report.retired})
+    retired = f"; retired version {report.retired}" if report.retired is not None else ""
+    print(f"KEK version {report.new_version}: {report.rewrapped} data keys re-wrapped{retired}")
+    return 0
+
+
+def _keys_retire(args: argparse.Namespace, settings: Settings) -> int:
+    with _store(settings) as st:
+        st.keys.rewrap_all(st.keyring.current_version())
+        st.keys.retire(args.version)
+        st.audit.append(actor(), "keys.retire", f"kek-{args.version:04d}", {})
+    print(f"KEK version {args.version} retired")
+    return 0
+
+
+def _keys_list(args: argparse.Namespace, settings: Settings) -> int:
+    with _store(settings) as st:
+        counts = st.keys.counts_by_version()
+        current = st.keyring.current_version()
+        for version in st.keyring.versions():
+            mark = " (current)" if version == current else ""
+            print(f"kek-{version:04d}: {counts.get(version, 0)} data keys{mark}")
+    return 0
+
+
+def _gdpr_export(args: argparse.Namespace, settings: Settings) -> int:
+    with _store(settings) as st:
+        document = Gdpr(st).export(args.ref, actor=actor())
+    _write(json.dumps(document, indent=2, ensure_ascii=False) + "\n", args.output)
+    return 0
+
+
+def _gdpr_erase(args: argparse.Namespace, settings: Settings) -> int:
+    with _store(settings) as st:
+        report = Gdpr(st).erase(args.ref, actor=actor())
+    if report.already_erased:
+        print(f"{report.ref} was already erased")
+    else:
+        print(f"{report.ref} erased: {report.keys_shredded} data keys destroyed, "
+              f"{report.phones_deleted} phone index rows deleted")
+    return 0
+
+
+def _gdpr_purge(args: argparse.Namespace, settings: Settings) -> int:
+    with _store(settings) as st:
+        counts = Gdpr(st).purge(actor=actor())
+    for name, count in counts.items():
+        print(f"{name}: {count} deleted")
+    return 0
+
+
+def _audit_verify(args: argparse.Namespace, settings: Settings) -> int:
+    with _store(settings) as st:
+        result = st.audit.verify()
+    if result.ok:
+        print(f"audit log ok: {result.checked} entries verified")
+        return 0
+    print(f"audit log BROKEN at entry {result.first_bad_seq}: {result.reason}", file=sys.stderr)
+    return 1
+
+
+def _audit_tail(args: argparse.Namespace, settings: Settings) -> int:
+    with _store(settings) as st:
+        for entry in st.audit.tail(args.since, limit=args.limit):
+            print(json.dumps(entry.to_json(), ensure_ascii=False))
+    return 0
+
+
+def _group(sub: Any, name: str, help_text: str) -> Any:
+    parser = sub.add_parser(name, help=help_text)
+    group = parser.add_subparsers(dest=f"{name}_command", metavar="COMMAND")
+    group.required = True
+    return group
+
+
+def register(sub: Any) -> None:
+    """Add ``db``, ``customers``, ``keys``, ``gdpr`` and ``audit`` to the ``callsec`` CLI."""
+    _register_db_and_customers(sub)
+    _register_keys_gdpr_audit(sub)
+
+
+def _register_db_and_customers(sub: Any) -> None:
+    db = _group(sub, "db", "database schema")
+    p = db.add_parser("upgrade", help="migrate the database to the newest schema")
+    p.add_argument("--revision", default="head")
+    p.set_defaults(handler=_db_upgrade)
+
+    cu = _group(sub, "customers", "customer records (vCard import/export)")
+    p = cu.add_parser("import", help="import a vCard 3.0/4.0 file (re-import updates by UID)")
+    p.add_argument("file")
+    p.set_defaults(handler=_customers_import)
+    p = cu.add_parser("export", help="write a customer as vCard 4.0")
+    p.add_argument("ref")
+    p.add_argument("-o", "--output")
+    p.set_defaults(handler=_customers_export)
+    p = cu.add_parser("add", help="add one customer and print its ref")
+    p.add_argument("--name", required=True)
+    p.add_argument("--given")
+    p.add_argument("--family")
+    p.add_argument("--mobile", action="append", help="mobile number (receives codes)")
+    p.add_argument("--landline", action="append")
+    p.add_argument("--email")
+    p.add_argument("--lang", choices=("en", "de"))
+    p.add_argument("--method", choices=("sms", "email", "totp"), default="sms")
+    p.add_argument("--customer-number")
+    p.add_argument("--totp-secret", help="base32 TOTP secret (enrolment)")
+    p.set_defaults(handler=_customers_add)
+    cu.add_parser("list", help="list customer refs").set_defaults(handler=_customers_list)
+
+
+def _register_keys_gdpr_audit(sub: Any) -> None:
+    ke = _group(sub, "keys", "key-encryption keys")
+    p = ke.add_parser("rotate", help="add a KEK version and re-wrap every data key")
+    p.add_argument("--retire", type=int, metavar="N", help="then destroy KEK version N")
+    p.set_defaults(handler=_keys_rotate)
+    p = ke.add_parser("retire", help="re-wrap, then destroy KEK version N")
+    p.add_argument("version", type=int)
+    p.set_defaults(handler=_keys_retire)
+    ke.add_parser("list", help="KEK versions and data keys per version"
+                  ).set_defaults(handler=_keys_list)
+
+    gd = _group(sub, "gdpr", "data-subject export, erasure, retention")
+    p = gd.add_parser("export", help="everything about a customer as JSON (vCard embedded)")
+    p.add_argument("ref")
+    p.add_argument("-o", "--output")
+    p.set_defaults(handler=_gdpr_export)
+    p = gd.add_parser("erase", help="erase a customer (crypto-shredding)")
+    p.add_argument("ref")
+    p.set_defaults(handler=_gdpr_erase)
+    gd.add_parser("purge", help="delete records past [retention]").set_defaults(
+        handler=_gdpr_purge)
+
+    au = _group(sub, "audit", "the hash-chained audit trail")
+    au.add_parser("verify", help="verify the hash chain; exit 1 naming the first bad entry"
+                  ).set_defaults(handler=_audit_verify)
+    p = au.add_parser("tail", help="print entries as JSON lines")
+    p.add_argument("--since", type=int, help="after this seq number")
+    p.add_argument("--limit", type=int, default=100)
+    p.set_defaults(handler=_audit_tail)

@@ -1,0 +1,47 @@
+"""One place that wires the store together from :class:`Settings` (for the CLI, the app and
+tests): database, keyring, envelope, blind index, audit log, customers, vault, records."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from callsec_ari.access.audit import AuditLog
+from callsec_ari.config import Settings
+from callsec_ari.store.blind import BlindIndex
+from callsec_ari.store.crypto import Envelope, Keyring
+from callsec_ari.store.customers import CustomerStore
+from callsec_ari.store.db import Database, open_database
+from callsec_ari.store.keys import DataKeys
+from callsec_ari.store.records import Records
+from callsec_ari.store.vault import Vault
+
+
+@dataclass
+class Store:
+    settings: Settings
+    db: Database
+    keyring: Keyring
+    keys: DataKeys
+    blind: BlindIndex
+    audit: AuditLog
+    customers: CustomerStore
+    vault: Vault
+    records: Records
+
+    def close(self) -> None:
+        self.db.dispose()
+
+
+def build_store(settings: Settings, db: Database, keyring: Keyring | None = None) -> Store:
+    keyring = keyring or Keyring.from_settings(settings)
+    keys = DataKeys(db, Envelope(keyring))
+    blind = BlindIndex(keyring.blind_index_key(), settings.verification.default_region)
+    audit = AuditLog(db, hmac_key=keyring.audit_key())
+    return Store(settings=settings, db=db, keyring=keyring, keys=keys, blind=blind, audit=audit,
+                 customers=CustomerStore(db, keys, blind, audit),
+                 vault=Vault(db, keys, audit), records=Records(db, keys))
+
+
+def open_store(settings: Settings, *, upgrade: bool = True) -> Store:
+    """Open the database (migrating it with ``upgrade``) and the keyring."""
+    return build_store(settings, open_database(settings, upgrade=upgrade))

@@ -1,0 +1,61 @@
+"""Errors of the encrypted store. Messages name tables, columns, row ids, key ids and KEK
+versions, never a value (no names, numbers, keys or passwords)."""
+
+from __future__ import annotations
+
+from callsec_ari.core.errors import CallsecError, Forbidden, NotFound, Unavailable
+
+
+class KeyUnavailable(CallsecError):
+    """A key-encryption key (or the blind-index / audit key) is missing, retired or malformed."""
+
+    error_id = "key_unavailable"
+    status = 500
+
+    def __init__(self, message: str, *, kek_version: int | None = None) -> None:
+        super().__init__(message, details={"kek_version": kek_version})
+        self.kek_version = kek_version
+
+
+class DecryptionFailed(CallsecError):
+    """A ciphertext did not authenticate: tampered, moved to another row/column, or the key
+    is wrong. Never returns garbage plaintext."""
+
+    error_id = "decryption_failed"
+    status = 500
+
+    def __init__(self, table: str, column: str, row_id: str, reason: str = "authentication failed"
+                 ) -> None:
+        super().__init__(f"cannot decrypt {table}.{column} of row {row_id}: {reason}",
+                         details={"table": table, "column": column, "row": row_id})
+        self.table, self.column, self.row_id = table, column, row_id
+
+
+class DataKeyDestroyed(DecryptionFailed):
+    """The row's data key was crypto-shredded (GDPR erasure or retention purge)."""
+
+    error_id = "data_key_destroyed"
+
+
+class DatabaseUnavailable(Unavailable):
+    """The database cannot be reached; names the host (or SQLite file), never the password."""
+
+    error_id = "database_unavailable"
+
+    def __init__(self, where: str, reason: str = "unreachable") -> None:
+        super().__init__(f"database at {where} is {reason}", details={"where": where})
+        self.where = where
+
+
+class VaultRefused(Forbidden):
+    """The vault refuses to store this kind of value (CVV, by design: PCI DSS 3.2)."""
+
+    error_id = "vault_refused"
+    status = 422
+
+
+class CustomerErased(NotFound):
+    """The customer existed but was erased (GDPR); only a tombstone is left."""
+
+    error_id = "customer_erased"
+    status = 410

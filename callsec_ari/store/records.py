@@ -1,0 +1,129 @@
+"""Per-call records: verification attempts (caller number encrypted) and capture metadata
+(masked summary only: brand, last 4, lengths; values live in the vault)."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from callsec_ari.core.errors import InvalidInput, NotFound
+from callsec_ari.logs import mask_phone
+from callsec_ari.store.crypto import DataKey
+from callsec_ari.store.db import Database
+from callsec_ari.store.errors import DecryptionFailed
+from callsec_ari.store.keys import DataKeys
+from callsec_ari.store.models import CaptureRow, VerificationRow, as_utc, utcnow
+
+T = "verifications"
+_MASKED_KEYS = ("brand", "last4", "length", "lengths", "valid", "country", "attempts", "kind")
+
+
+def _iso(value: Any) -> str | None:
+    return None if value is None else as_utc(value).isoformat()
+
+
+class Records:
+    def __init__(self, db: Database, keys: DataKeys) -> None:
+        self.db = db
+        self.keys = keys
+
+    def _key(self, s: Session, customer_ref: str | None, call_id: str) -> DataKey:
+        if customer_ref is not None:
+            key = self.keys.encryption_key(s, "customer", customer_ref, create=False)
+            if key is None:
+                raise NotFound("no such customer", details={"ref": customer_ref})
+            return key
+        found = self.keys.encryption_key(s, "call", call_id, create=True)
+        assert found is not None
+        return found
+
+    def start_verification(self, call_id: str, *, caller_number: str | None,
+                           customer_ref: str | None = None, method: str = "none") -> str:
+        """Record a verification attempt; returns its id (``VF-...``)."""
+        vid = "VF-" + secrets.token_hex(8)
+        with self.db.session() as s:
+            key = self._key(s, customer_ref, call_id)
+            enc = None if not caller_number else key.encrypt(
+                caller_number, table=T, column="caller", row_id=vid)
+            s.add(VerificationRow(id=vid, call_id=call_id, customer_ref=customer_ref,
+                                  key_id=key.key_id, method=method, caller_enc=enc,
+                                  attempts=0, sends=0))
+        return vid
+
+    def finish_verification(self, verification_id: str, *, result: str, attempts: int = 0,
+                            sends: int = 0, method: str | None = None,
+                            customer_ref: str | None = None) -> None:
+        with self.db.session() as s:
+            row = s.get(VerificationRow, verification_id)
+            if row is None:
+                raise NotFound("no such verification", details={"id": verification_id})
+            row.result, row.attempts, row.sends = result, attempts, sends
+            row.finished_at = utcnow()
+            if method is not None:
+                row.method = method
+            if customer_ref is not None:
+                row.customer_ref = customer_ref
+
+    def save_capture(self, capture_id: str, call_id: str, *, fields: Sequence[str],
+                     customer_ref: str | None = None, result: str | None = None,
+                     masked: Mapping[str, Any] | None = None,
+                     vault_refs: Mapping[str, str] | None = None,
+                     gateway_token: str | None = None, finished: bool = False) -> None:
+        """Insert or update a capture's metadata. ``masked`` may hold only brand, last 4,
+        lengths and validity flags (per field); anything else is refused."""
+        summary = {str(k): dict(v) for k, v in (masked or {}).items()}
+        for per_field in summary.values():
+            if set(per_field) - set(_MASKED_KEYS):
+                raise InvalidInput("masked capture summaries hold brand/last4/lengths only")
+        with self.db.session() as s:
+            row = s.get(CaptureRow, capture_id)
+            if row is None:
+                row = CaptureRow(capture_id=capture_id, call_id=call_id)
+                s.add(row)
+            row.customer_ref, row.fields, row.result = customer_ref, list(fields), result
+            row.masked, row.vault_refs = summary, dict(vault_refs or {})
+            row.gateway_token = gateway_token
+            if finished:
+                row.finished_at = utcnow()
+
+    def verifications_for(self, s: Session, customer_ref: str) -> list[dict[str, Any]]:
+        out = []
+        for row in s.scalars(select(VerificationRow).where(
+                VerificationRow.customer_ref == customer_ref).order_by(VerificationRow.started_at)):
+            caller = None
+            if row.caller_enc is not None and row.key_id is not None:
+                try:
+                    caller = self.keys.load(s, row.key_id).decrypt_text(
+                        row.caller_enc, table=T, column="caller", row_id=row.id)
+                except DecryptionFailed:
+                    caller = None
+            out.append({"id": row.id, "call_id": row.call_id, "method": row.method,
+                        "result": row.result, "attempts": row.attempts, "sends": row.sends,
+                        "started_at": _iso(row.started_at), "finished_at": _iso(row.finished_at),
+                        "caller_number": caller, "caller_masked": mask_phone(caller)})
+        return out
+
+    @staticmethod
+    def captures_for(s: Session, customer_ref: str) -> list[dict[str, Any]]:
+        return [{"capture_id": r.capture_id, "call_id": r.call_id, "fields": r.fields,
+                 "result": r.result, "masked": r.masked, "vault_refs": r.vault_refs,
+                 "created_at": _iso(r.created_at), "finished_at": _iso(r.finished_at)}
+                for r in s.scalars(select(CaptureRow).where(CaptureRow.customer_ref == customer_ref)
+                                   .order_by(CaptureRow.created_at))]
+
+    def failure_times(self, customer_ref: str, since: datetime,
+                      results: Sequence[str] = ("failed", "locked")) -> list[float]:
+        """Start times (epoch seconds) of the customer's failed verifications since ``since``:
+        the input of :class:`~callsec_ari.verification.limits.LockoutPolicy`."""
+        with self.db.session() as s:
+            rows = s.scalars(select(VerificationRow.started_at).where(
+                VerificationRow.customer_ref == customer_ref,
+                VerificationRow.result.in_(list(results)),
+                VerificationRow.attempts > 0,  # a call refused while locked adds no failure
+                VerificationRow.started_at >= since))
+            return [as_utc(ts).timestamp() for ts in rows]
