@@ -1,0 +1,125 @@
+"""Capture routes: the permission and owner checks live here; the work is the capture
+feature's (:class:`~callsec_ari.web.deps.CaptureService`; absent -> 503 ``capture_unavailable``).
+
+``reveal`` needs a reason and a fresh TOTP code (``{"reason": ..., "otp": ...}``); it is
+audited before any value leaves the vault, and only the kinds of ``[web] reveal_kinds``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from aiohttp import web
+
+from callsec_ari.access.auth import Principal
+from callsec_ari.access.errors import CaptureUnavailable
+from callsec_ari.access.roles import Permission, revealable_kinds
+from callsec_ari.core.errors import InvalidInput, NotFound
+from callsec_ari.runtime.dispatcher import CallHandle
+from callsec_ari.web.deps import CAPTURE_FIELDS, CaptureInfo, CaptureService
+from callsec_ari.web.guard import Guarded, deps_of, require_owner
+from callsec_ari.web.security import read_json, text_field
+from callsec_ari.web.views import call_owner, owner_of
+
+_ID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
+
+
+def _id(request: web.Request, name: str) -> str:
+    value = request.match_info[name]
+    if not 1 <= len(value) <= 64 or not set(value) <= _ID_CHARS:
+        raise InvalidInput(f"{name}: not a valid id", details={"field": name})
+    return value
+
+
+def _service(request: web.Request) -> CaptureService:
+    service = deps_of(request).captures
+    if service is None:
+        raise CaptureUnavailable()
+    return service
+
+
+async def _owned_call(request: web.Request, principal: Principal,
+                      permission: Permission) -> CallHandle:
+    deps, call_id = deps_of(request), _id(request, "call_id")
+    call = deps.calls.get(call_id)
+    if call is None:
+        raise NotFound("no such active call", details={"call_id": call_id})
+    owners = await asyncio.to_thread(deps.users.endpoint_owners)
+    await require_owner(request, principal, (permission,), call_owner(call, owners),
+                        f"call {call_id}")
+    return call
+
+
+async def _owned_capture(request: web.Request, principal: Principal, service: CaptureService,
+                         permission: Permission) -> CaptureInfo:
+    deps, capture_id = deps_of(request), _id(request, "capture_id")
+    info = await service.get(capture_id)
+    owners = await asyncio.to_thread(deps.users.endpoint_owners)
+    await require_owner(request, principal, (permission,), owner_of(info.agent_endpoint, owners),
+                        f"capture {capture_id}")
+    return info
+
+
+def _fields(body: dict[str, Any]) -> list[str]:
+    fields = body.get("fields")
+    if not isinstance(fields, list) or not fields or len(fields) > len(CAPTURE_FIELDS):
+        raise InvalidInput("fields: a non-empty list", details={"field": "fields",
+                                                              "allowed": CAPTURE_FIELDS})
+    if not all(isinstance(f, str) and f in CAPTURE_FIELDS for f in fields) \
+            or len(set(fields)) != len(fields):
+        raise InvalidInput("fields: unknown or repeated field",
+                           details={"field": "fields", "allowed": CAPTURE_FIELDS})
+    return [str(f) for f in fields]
+
+
+async def request_capture(request: web.Request, principal: Principal) -> web.StreamResponse:
+    call = await _owned_call(request, principal, Permission.CAPTURES_REQUEST)
+    service = _service(request)
+    fields = _fields(await read_json(request))
+    capture_id = await service.request(call, fields, actor=principal.user.actor)
+    await asyncio.to_thread(deps_of(request).audit.append, principal.user.actor,
+                            "capture.request", capture_id,
+                            {"call_id": call.call_id, "fields": fields})
+    return web.json_response({"capture_id": capture_id}, status=201)
+
+
+async def cancel_capture(request: web.Request, principal: Principal) -> web.StreamResponse:
+    call = await _owned_call(request, principal, Permission.CAPTURES_CANCEL)
+    service = _service(request)
+    capture_id = _id(request, "capture_id")
+    await service.cancel(call, capture_id, actor=principal.user.actor)
+    await asyncio.to_thread(deps_of(request).audit.append, principal.user.actor,
+                            "capture.cancel", capture_id, {"call_id": call.call_id})
+    return web.json_response({"capture_id": capture_id, "cancelled": True})
+
+
+async def get_capture(request: web.Request, principal: Principal) -> web.StreamResponse:
+    service = _service(request)
+    info = await _owned_capture(request, principal, service, Permission.CAPTURES_VIEW)
+    return web.json_response(info.to_json())
+
+
+async def reveal(request: web.Request, principal: Principal) -> web.StreamResponse:
+    deps, service = deps_of(request), _service(request)
+    body = await read_json(request)
+    reason = text_field(body, "reason", min_len=5, max_len=500).strip()
+    otp = text_field(body, "otp", required=False, max_len=16)
+    info = await _owned_capture(request, principal, service, Permission.VAULT_REVEAL)
+    await asyncio.to_thread(deps.auth.require_fresh_totp, principal.user, otp,
+                            purpose="reveal", remote=request.remote or "")
+    kinds = revealable_kinds(deps.web.reveal_kinds)
+    await asyncio.to_thread(deps.audit.append, principal.user.actor, "capture.reveal",
+                            info.capture_id, {"call_id": info.call_id, "reason": reason,
+                                              "kinds": sorted(kinds)})
+    values = await service.reveal(info.capture_id, kinds=kinds, actor=principal.user.actor,
+                                  reason=reason)
+    return web.json_response({"capture_id": info.capture_id, "values": values})
+
+
+GUARDED: dict[tuple[str, str], Guarded] = {
+    ("POST", "/api/v1/calls/{call_id}/captures"): request_capture,
+    ("DELETE", "/api/v1/calls/{call_id}/captures/{capture_id}"): cancel_capture,
+    ("GET", "/api/v1/captures/{capture_id}"): get_capture,
+    ("POST", "/api/v1/captures/{capture_id}/reveal"): reveal,
+}

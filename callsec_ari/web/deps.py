@@ -1,0 +1,104 @@
+"""What the web layer needs from the rest of callsec, as small protocols.
+
+The capture feature plugs in later through :class:`CaptureService` (``WebDeps.captures``;
+``None`` answers 503 ``capture_unavailable``). Calls come from the dispatcher
+(:class:`CallDirectory`), ARI health from the adapters (:class:`AriLink`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from callsec_ari.access.audit import AuditLog
+from callsec_ari.access.auth import Auth
+from callsec_ari.access.users import UserStore
+from callsec_ari.config import WebSettings
+from callsec_ari.runtime.bus import EventBus
+from callsec_ari.runtime.dispatcher import CallHandle
+from callsec_ari.store.db import Database
+from callsec_ari.verification.delivery.base import LatencyStats
+
+STATIC_DIR = Path(__file__).with_name("static")
+
+#: Fields an agent may ask a caller to key in (CONTRACT: ``POST .../captures``).
+CAPTURE_FIELDS = ("card_number", "expiry", "cvv", "postal_code", "iban", "national_id")
+
+
+class CallDirectory(Protocol):
+    """The active calls (the dispatcher)."""
+
+    def __iter__(self) -> Iterator[CallHandle]: ...
+
+    def get(self, call_id: str) -> CallHandle | None: ...
+
+
+class _Reconnects(Protocol):
+    @property
+    def reconnects(self) -> int: ...
+
+
+class AriLink(Protocol):
+    """One Asterisk server's adapter (``AriAdapter``)."""
+
+    @property
+    def server(self) -> str: ...
+
+    @property
+    def connected(self) -> asyncio.Event: ...
+
+    @property
+    def client(self) -> _Reconnects: ...
+
+
+@dataclass(frozen=True)
+class CaptureInfo:
+    """A capture as the API shows it: masked only (brand, last 4, valid/invalid, the gateway
+    token or vault refs), plus the endpoint of the call's agent for the owner check."""
+
+    capture_id: str
+    call_id: str
+    agent_endpoint: str | None
+    state: str
+    masked: Mapping[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"capture_id": self.capture_id, "call_id": self.call_id, "state": self.state,
+                **dict(self.masked)}
+
+
+class CaptureService(Protocol):
+    """Implemented by the capture feature; every method raises ``CallsecError`` subclasses."""
+
+    async def request(self, call: CallHandle, fields: Sequence[str], *, actor: str) -> str:
+        """Start a capture on ``call``; returns the capture id."""
+        ...
+
+    async def cancel(self, call: CallHandle, capture_id: str, *, actor: str) -> None: ...
+
+    async def get(self, capture_id: str) -> CaptureInfo: ...
+
+    async def reveal(self, capture_id: str, *, kinds: frozenset[str], actor: str,
+                     reason: str) -> dict[str, str]:
+        """Clear values of the capture's vaulted fields whose kind is in ``kinds``."""
+        ...
+
+
+@dataclass
+class WebDeps:
+    web: WebSettings
+    auth: Auth
+    users: UserStore
+    audit: AuditLog
+    db: Database
+    calls: CallDirectory
+    bus: EventBus
+    ari: Sequence[AriLink] = ()
+    latency: LatencyStats | None = None
+    #: Set by the capture feature (may be assigned after the web app is built).
+    captures: CaptureService | None = None
+    static_dir: Path = STATIC_DIR
+    sse_heartbeat_seconds: float = 15.0

@@ -1,0 +1,77 @@
+"""Every route passes through here: sign-in, then the permission table (:mod:`access.roles`).
+
+Routes are registered from :data:`roles.ENDPOINTS`, so a route cannot exist without a row in
+the table. The role check happens before the handler runs; the owner check (whose call is it)
+happens in the handler once the call or capture is known (:func:`require_owner`). Denials are
+audited (``access.denied``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from typing import NoReturn
+
+from aiohttp import web
+
+from callsec_ari.access.auth import Principal
+from callsec_ari.access.roles import ENDPOINTS, Endpoint, Owner, Permission, allowed_any
+from callsec_ari.core.errors import Forbidden
+from callsec_ari.web.deps import WebDeps
+from callsec_ari.web.security import authenticate
+
+DEPS = web.AppKey("callsec_deps", WebDeps)
+
+Guarded = Callable[[web.Request, Principal], Awaitable[web.StreamResponse]]
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def deps_of(request: web.Request) -> WebDeps:
+    return request.app[DEPS]
+
+
+async def deny(deps: WebDeps, principal: Principal, what: str,
+               details: Mapping[str, object] | None = None) -> NoReturn:
+    await asyncio.to_thread(deps.audit.append, principal.user.actor, "access.denied", what,
+                            dict(details or {}))
+    raise Forbidden("your role does not allow this", details={"resource": what})
+
+
+async def require_owner(request: web.Request, principal: Principal,
+                        permissions: Iterable[Permission], owner: Owner, what: str) -> None:
+    perms = tuple(permissions)
+    if not allowed_any(principal.user.subject, perms, owner):
+        await deny(deps_of(request), principal, what,
+                   {"permission": ",".join(p.value for p in perms)})
+
+
+async def admit(request: web.Request, ep: Endpoint) -> Principal:
+    """Sign-in and the role check of ``ep``'s row."""
+    deps = deps_of(request)
+    principal = await authenticate(request, deps)
+    if ep.permissions and not allowed_any(principal.user.subject, ep.permissions):
+        await deny(deps, principal, f"{ep.method} {ep.path}")
+    return principal
+
+
+def guarded(ep: Endpoint, handler: Guarded) -> Handler:
+    async def wrapped(request: web.Request) -> web.StreamResponse:
+        return await handler(request, await admit(request, ep))
+    return wrapped
+
+
+def register(app: web.Application, guarded_handlers: Mapping[tuple[str, str], Guarded],
+             own_handlers: Mapping[tuple[str, str], Handler]) -> None:
+    """Add one route per row of :data:`ENDPOINTS`; a row without a handler (or a handler
+    without a row) is a programming error. ``own_handlers`` are open routes and routes that
+    call :func:`admit` themselves (``/metrics`` also accepts the scrapers' token)."""
+    known = {(ep.method, ep.path) for ep in ENDPOINTS}
+    extra = (set(guarded_handlers) | set(own_handlers)) - known
+    if extra:
+        raise RuntimeError(f"routes missing from the permission table: {sorted(extra)}")
+    for ep in ENDPOINTS:
+        key = (ep.method, ep.path)
+        if key in own_handlers:
+            app.router.add_route(ep.method, ep.path, own_handlers[key])
+        else:
+            app.router.add_route(ep.method, ep.path, guarded(ep, guarded_handlers[key]))

@@ -1,0 +1,259 @@
+// callsec agent desk: sign-in, active calls, capture buttons, live masked progress (SSE).
+// No inline scripts (strict CSP); every value is set with textContent, never as markup.
+"use strict";
+(function () {
+  const I18N = window.CALLSEC_I18N;
+  const FIELDS = { card: ["card_number", "expiry", "cvv"], bank: ["iban"], id: ["national_id"] };
+  const POLL_MS = 2000;
+  const state = { lang: "en", me: null, calls: new Map(), streams: new Map(), timers: [],
+                  auditSince: null };
+  const $ = (id) => document.getElementById(id);
+
+  // -- language -------------------------------------------------------------------------
+  function t(key) {
+    const table = I18N[state.lang] || I18N.en;
+    return table[key] !== undefined ? table[key] : (I18N.en[key] !== undefined ? I18N.en[key] : key);
+  }
+  function applyLanguage() {
+    document.documentElement.lang = state.lang;
+    document.querySelectorAll("[data-i18n]").forEach((el) => { el.textContent = t(el.dataset.i18n); });
+    $("lang").value = state.lang;
+    if (state.me) { renderCalls(); }
+  }
+  function initLanguage() {
+    let lang = null;
+    try { lang = window.localStorage.getItem("callsec.lang"); } catch (e) { lang = null; }
+    if (!lang) { lang = (navigator.language || "en").toLowerCase().startsWith("de") ? "de" : "en"; }
+    state.lang = I18N[lang] ? lang : "en";
+    $("lang").addEventListener("change", (ev) => {
+      state.lang = ev.target.value;
+      try { window.localStorage.setItem("callsec.lang", state.lang); } catch (e) { /* private mode */ }
+      applyLanguage();
+    });
+    applyLanguage();
+  }
+
+  // -- API ------------------------------------------------------------------------------
+  function csrfToken() {
+    const match = document.cookie.split("; ").find((c) => c.startsWith("callsec_csrf="));
+    return match ? decodeURIComponent(match.split("=")[1]) : "";
+  }
+  async function api(method, path, body) {
+    const headers = { "Accept": "application/json" };
+    if (method !== "GET") { headers["X-CSRF-Token"] = csrfToken(); }
+    if (body !== undefined) { headers["Content-Type"] = "application/json"; }
+    let response;
+    try {
+      response = await fetch(path, { method, headers, credentials: "same-origin",
+                                     body: body === undefined ? undefined : JSON.stringify(body) });
+    } catch (e) {
+      return { ok: false, status: 0, data: { error_id: "network", message: "" } };
+    }
+    let data = {};
+    try { data = await response.json(); } catch (e) { data = {}; }
+    return { ok: response.ok, status: response.status, data };
+  }
+  function errorText(data) {
+    const key = "error." + (data && data.error_id);
+    const known = t(key) !== key;
+    return known ? t(key) : t("error.other") + (data && data.error_id ? " (" + data.error_id + ")" : "");
+  }
+
+  // -- sign-in --------------------------------------------------------------------------
+  async function login(ev) {
+    ev.preventDefault();
+    $("login-error").textContent = "";
+    const res = await api("POST", "/api/v1/login", {
+      username: $("username").value.trim(), password: $("password").value,
+      otp: $("otp").value.trim(), session: "cookie" });
+    $("password").value = "";
+    $("otp").value = "";
+    if (!res.ok) { $("login-error").textContent = errorText(res.data); return; }
+    await start();
+  }
+  async function logout() {
+    await api("POST", "/api/v1/logout");
+    stop();
+    showLogin();
+  }
+  function showLogin() {
+    state.me = null;
+    $("desk-view").classList.add("hidden");
+    $("logout").classList.add("hidden");
+    $("whoami").textContent = "";
+    $("login-view").classList.remove("hidden");
+  }
+  function stop() {
+    state.timers.forEach((id) => window.clearInterval(id));
+    state.timers = [];
+    state.streams.forEach((es) => es.close());
+    state.streams.clear();
+    state.calls.clear();
+    $("calls").replaceChildren();
+  }
+  async function start() {
+    const res = await api("GET", "/api/v1/me");
+    if (!res.ok) { showLogin(); return; }
+    state.me = res.data;
+    const perms = new Set(state.me.permissions);
+    $("login-view").classList.add("hidden");
+    $("desk-view").classList.remove("hidden");
+    $("logout").classList.remove("hidden");
+    $("whoami").textContent = state.me.username + " · " + state.me.role;
+    const seesCalls = perms.has("calls.view_own") || perms.has("calls.view_team");
+    $("calls-view").classList.toggle("hidden", !seesCalls);
+    $("calls-title").dataset.i18n = perms.has("calls.view_team") ? "teamCalls" : "myCalls";
+    const auditPath = perms.has("audit.read") ? "/api/v1/audit"
+      : perms.has("audit.read_team") ? "/api/v1/team/audit" : null;
+    $("audit-view").classList.toggle("hidden", !auditPath);
+    applyLanguage();
+    if (seesCalls) { await refreshCalls(); state.timers.push(window.setInterval(refreshCalls, POLL_MS)); }
+    if (auditPath) {
+      await refreshAudit(auditPath);
+      state.timers.push(window.setInterval(() => refreshAudit(auditPath), 5000));
+    }
+  }
+
+  // -- calls ----------------------------------------------------------------------------
+  async function refreshCalls() {
+    const res = await api("GET", "/api/v1/calls");
+    if (res.status === 401) { stop(); showLogin(); return; }
+    if (!res.ok) { return; }
+    const seen = new Set();
+    res.data.calls.forEach((call) => {
+      seen.add(call.call_id);
+      const known = state.calls.get(call.call_id) || { progress: null, result: null, error: "" };
+      state.calls.set(call.call_id, Object.assign(known, { info: call }));
+      if (!state.streams.has(call.call_id)) { openStream(call.call_id); }
+    });
+    state.calls.forEach((_, id) => { if (!seen.has(id)) { forget(id); } });
+    renderCalls();
+  }
+  function forget(id) {
+    const es = state.streams.get(id);
+    if (es) { es.close(); }
+    state.streams.delete(id);
+    state.calls.delete(id);
+  }
+  function openStream(id) {
+    const es = new EventSource("/api/v1/calls/" + encodeURIComponent(id) + "/events");
+    state.streams.set(id, es);
+    const onEvent = (ev) => {
+      const entry = state.calls.get(id);
+      if (!entry) { return; }
+      const data = JSON.parse(ev.data);
+      if (ev.type === "snapshot") { entry.info = Object.assign(entry.info || {}, data); }
+      else if (ev.type === "verification" && data.result) { entry.info.verification = data.result; }
+      else if (ev.type === "call" && data.stage) { entry.info.state = data.stage; }
+      else if (ev.type === "capture") { onCapture(entry, data); }
+      else if (ev.type === "end") { entry.ended = true; es.close(); }
+      renderCalls();
+    };
+    ["snapshot", "verification", "call", "capture", "end"].forEach((name) => es.addEventListener(name, onEvent));
+  }
+  // Capture events carry masked progress ({field, count, dots, brand}), a masked result
+  // ({field, valid, brand, last_digits}) or the outcome ({result: captured|cancelled|...}).
+  function onCapture(entry, data) {
+    entry.error = "";
+    if (data.capture_id) { entry.captureId = data.capture_id; }
+    if (data.field !== undefined && data.count !== undefined) {
+      entry.progress = { field: data.field, dots: data.dots || "•".repeat(data.count), brand: data.brand || "" };
+    }
+    if (data.valid !== undefined) {
+      entry.progress = null;
+      entry.result = { field: data.field, valid: data.valid, brand: data.brand || "",
+                       last: data.last_digits || "" };
+    }
+    if (data.result) { entry.outcome = data.result; entry.progress = null; }
+  }
+  async function requestCapture(id, kind) {
+    const entry = state.calls.get(id);
+    entry.error = ""; entry.result = null; entry.outcome = null;
+    const res = await api("POST", "/api/v1/calls/" + encodeURIComponent(id) + "/captures", { fields: FIELDS[kind] });
+    if (res.ok) { entry.captureId = res.data.capture_id; } else { entry.error = errorText(res.data); }
+    renderCalls();
+  }
+  async function cancelCapture(id) {
+    const entry = state.calls.get(id);
+    if (!entry || !entry.captureId) { return; }
+    const res = await api("DELETE", "/api/v1/calls/" + encodeURIComponent(id) + "/captures/" +
+                          encodeURIComponent(entry.captureId));
+    if (res.ok) { entry.outcome = "cancelled"; entry.progress = null; entry.captureId = null; }
+    else { entry.error = errorText(res.data); }
+    renderCalls();
+  }
+
+  // -- rendering ------------------------------------------------------------------------
+  function badge(result) {
+    const key = result ? "verification." + result : "verification.none";
+    const known = t(key) !== key;
+    return { text: known ? t(key) : t("verification.other"),
+             cls: result === "verified" ? "ok" : result ? "bad" : "pending" };
+  }
+  function renderCall(li, id, entry) {
+    const info = entry.info || {};
+    li.dataset.callId = id;
+    li.querySelector(".caller").textContent = info.caller || t("unknownCaller");
+    const b = badge(info.verification);
+    const badgeEl = li.querySelector(".badge");
+    badgeEl.textContent = b.text;
+    badgeEl.className = "badge " + b.cls;
+    li.querySelector(".state").textContent = entry.ended ? t("ended") : (info.state || "");
+    li.querySelector(".agent").textContent = info.agent ? t("agent") + " " + (info.agent_user || info.agent) : "";
+    const busy = !!entry.captureId && !entry.outcome;
+    li.querySelectorAll("button.capture").forEach((btn) => { btn.disabled = busy || entry.ended; });
+    li.querySelector("button.cancel").classList.toggle("hidden", !busy);
+    const p = entry.progress;
+    li.querySelector(".field-name").textContent = p ? t("field." + p.field) : "";
+    li.querySelector(".dots").textContent = p ? p.dots : "";
+    li.querySelector(".brand").textContent = p && p.brand ? p.brand.toUpperCase() : "";
+    const r = entry.result;
+    const result = li.querySelector(".result");
+    result.textContent = r ? t("field." + r.field) + ": " + (r.brand ? r.brand.toUpperCase() + " " : "") +
+      (r.last ? "•••• " + r.last + " " : "") + "(" + (r.valid ? t("valid") : t("invalid")) + ")" : "";
+    if (entry.outcome === "cancelled") { result.textContent = t("cancelled"); }
+    result.className = "result " + (r ? (r.valid ? "ok" : "bad") : "");
+    li.querySelector(".call-error").textContent = entry.error || "";
+  }
+  function renderCalls() {
+    const list = $("calls");
+    const template = $("call-template");
+    const items = new Map(Array.from(list.children).map((li) => [li.dataset.callId, li]));
+    state.calls.forEach((entry, id) => {
+      let li = items.get(id);
+      if (!li) {
+        li = template.content.firstElementChild.cloneNode(true);
+        li.querySelectorAll("[data-i18n]").forEach((el) => { el.textContent = t(el.dataset.i18n); });
+        li.querySelectorAll("button.capture").forEach((btn) =>
+          btn.addEventListener("click", () => requestCapture(id, btn.dataset.kind)));
+        li.querySelector("button.cancel").addEventListener("click", () => cancelCapture(id));
+        list.appendChild(li);
+      }
+      li.querySelectorAll("[data-i18n]").forEach((el) => { el.textContent = t(el.dataset.i18n); });
+      renderCall(li, id, entry);
+      items.delete(id);
+    });
+    items.forEach((li) => li.remove());
+    $("no-calls").classList.toggle("hidden", state.calls.size > 0);
+  }
+  async function refreshAudit(path) {
+    const res = await api("GET", path + "?limit=50" + (state.auditSince ? "&since=" + state.auditSince : ""));
+    if (!res.ok) { return; }
+    const body = $("audit-rows");
+    res.data.entries.forEach((e) => {
+      const tr = document.createElement("tr");
+      [String(e.seq), new Date(e.ts).toLocaleTimeString(state.lang), e.actor, e.action, e.target]
+        .forEach((text) => { const td = document.createElement("td"); td.textContent = text; tr.appendChild(td); });
+      body.insertBefore(tr, body.firstChild);
+    });
+    while (body.children.length > 50) { body.removeChild(body.lastChild); }
+    if (res.data.last_seq) { state.auditSince = res.data.last_seq; }
+  }
+
+  document.addEventListener("DOMContentLoaded", () => {
+    initLanguage();
+    $("login-form").addEventListener("submit", login);
+    $("logout").addEventListener("click", logout);
+    start();
+  });
+})();

@@ -1,0 +1,82 @@
+"""What the API shows of a call or a progress event: masked by construction, checked again.
+
+A call belongs to the agent whose endpoint it rang (``CallHandle.data["agent_endpoint"]``,
+set by the connect flow) and to that agent's team. The caller's number is only ever shown
+as ``CallHandle.data["caller_masked"]`` (``logs.mask_phone``: country code and last two
+digits); a value with more digits than that is dropped, never shown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from typing import Any
+
+from callsec_ari.access.roles import Owner
+from callsec_ari.access.users import User, endpoint_name
+from callsec_ari.logs import redact_text
+from callsec_ari.runtime.dispatcher import CallHandle
+
+#: At most this many digits may appear in a masked caller number (``+49…78``).
+MAX_MASKED_DIGITS = 4
+#: Payload keys whose values are short digit tails by design (last 4 of a card).
+TAIL_KEYS = frozenset({"last_digits", "last4"})
+
+
+def owner_of(endpoint: str | None, owners: Mapping[str, User]) -> Owner:
+    name = endpoint_name(endpoint)
+    user = owners.get(name) if name else None
+    return Owner(agent_endpoint=name, team=user.team if user is not None else None)
+
+
+def call_owner(call: CallHandle, owners: Mapping[str, User]) -> Owner:
+    return owner_of(call.data.get("agent_endpoint"), owners)
+
+
+def masked_caller(value: Any) -> str | None:
+    if not isinstance(value, str):
+        return None
+    if sum(ch.isdigit() for ch in value) > MAX_MASKED_DIGITS:
+        return None
+    return value
+
+
+def _scalar(value: Any) -> str | int | float | bool | None:
+    if isinstance(value, bool | int | float) or value is None:
+        return value
+    return None
+
+
+def call_view(call: CallHandle, owner: Owner, owners: Mapping[str, User]) -> dict[str, Any]:
+    data = call.data
+    agent = owners.get(owner.agent_endpoint) if owner.agent_endpoint else None
+    verification = data.get("verification")
+    capture = data.get("capture")
+    started = call.started_at
+    return {
+        "call_id": call.call_id,
+        "state": str(data.get("stage") or call.flow.state_name).lower(),
+        "verification": str(verification) if verification else None,
+        "agent": owner.agent_endpoint,
+        "agent_user": agent.name if agent is not None else None,
+        "team": owner.team,
+        "caller": masked_caller(data.get("caller_masked")),
+        "server": data.get("server"),
+        "capture_id": capture if isinstance(capture, str) else None,
+        "seconds": round(asyncio.get_running_loop().time() - started) if started else None,
+    }
+
+
+def safe_payload(payload: Mapping[str, Any]) -> dict[str, Any]:
+    """Scalars only; digit runs in free text blanked; digit tails only where expected."""
+    out: dict[str, Any] = {}
+    for key, value in payload.items():
+        if isinstance(value, str):
+            if key in TAIL_KEYS:
+                if len(value) <= 4 and value.isdigit():
+                    out[key] = value
+                continue
+            out[key] = redact_text(value[:200])
+        elif not isinstance(value, dict | list | tuple | set):
+            out[key] = _scalar(value)
+    return out
