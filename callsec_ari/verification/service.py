@@ -26,7 +26,7 @@ from callsec_ari.store.context import Store
 from callsec_ari.store.customers import Customer
 from callsec_ari.verification import protocol as p
 from callsec_ari.verification.codes import match_totp
-from callsec_ari.verification.delivery.base import DeliveryFailed, OutgoingMessage
+from callsec_ari.verification.delivery.base import DeliveryFailed, Kind, OutgoingMessage
 from callsec_ari.verification.delivery.factory import Deliveries
 from callsec_ari.verification.limits import LockoutPolicy, RateLimiter
 from callsec_ari.verification.messages import call_reference, render_code_message
@@ -98,7 +98,7 @@ class VerificationService:
     # -- delivery ---------------------------------------------------------------------------
     async def deliver(self, call: CallHandle, cmd: p.DeliverCode) -> Sequence[Event]:
         customer = await asyncio.to_thread(self.store.customers.get, cmd.customer_ref)
-        kind = "sms" if cmd.method == "sms" else "email"
+        kind: Kind = "sms" if cmd.method == "sms" else "email"
         to = customer.code_phone.number if kind == "sms" and customer.code_phone else \
             (customer.email or "")
         ref = call_reference(call.call_id)

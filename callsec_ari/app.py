@@ -1,0 +1,161 @@
+"""The composition root: builds every component from the settings and runs them together.
+
+Nothing else in callsec constructs services or reads the settings globally: each component gets
+its typed dependencies here. Every long-running task lives in one ``asyncio.TaskGroup``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Callable, Mapping
+from contextlib import AsyncExitStack
+
+import aiohttp
+
+from callsec_ari.agi.adapter import AgiPort
+from callsec_ari.agi.server import AgiServer
+from callsec_ari.ami.link import AmiLink  # --- AMI ---
+from callsec_ari.ari.adapter import AriAdapter, FlowFactory
+from callsec_ari.ari.client import AriClient
+from callsec_ari.capture.service import CaptureFeature
+from callsec_ari.capture.sinks import build_sink
+from callsec_ari.config import Settings
+from callsec_ari.core.commands import Publish
+from callsec_ari.core.errors import CallsecError
+from callsec_ari.flows import FlowRegistry
+from callsec_ari.logs import setup_logging
+from callsec_ari.runtime.bus import EventBus
+from callsec_ari.runtime.dispatcher import CallHandle, Dispatcher
+from callsec_ari.runtime.executor import CallExecutor
+from callsec_ari.runtime.trace import BenchTrace
+from callsec_ari.store.context import Store, open_store
+from callsec_ari.verification.delivery.factory import build_deliveries
+from callsec_ari.verification.service import VerificationService
+from callsec_ari.web.app import WebServer, build_web_server
+from callsec_ari.web.deps import CaptureService, WebDeps
+
+log = logging.getLogger(__name__)
+
+
+class Application:
+    def __init__(self, settings: Settings, store: Store | None = None) -> None:
+        self.settings = settings
+        self.store = store or open_store(settings, upgrade=settings.database.auto_upgrade)
+        self.bus = EventBus()
+        self.executor = CallExecutor()
+        self.executor.register(Publish, self.bus.handle)
+        self.finish_hooks: list[Callable[[CallHandle], None]] = []
+        self.dispatcher = Dispatcher(self.executor, on_finish=self._finished)
+        self.flows: Mapping[str, FlowFactory] = FlowRegistry(settings).as_mapping()
+        self.adapters: list[AriAdapter] = []
+        self.agi_server: AgiServer | None = None  # FastAGI, when [agi] enabled
+        # --- AMI (callsec_ari/ami): one reconnecting connection when [ami] enabled; the
+        # capture feature mutes MixMonitor through it (AMI down: recording_mute_unavailable) ---
+        self.ami: AmiLink | None = None
+        if settings.ami.enabled:
+            self.ami = AmiLink.from_settings(
+                settings.ami, reconnect_min=settings.ari.reconnect_min_seconds,
+                reconnect_max=settings.ari.reconnect_max_seconds,
+                timeout=settings.ari.request_timeout_seconds)
+        # --- end AMI ---
+        # --- HTTP API (callsec_ari/web); the capture feature sets capture_service ---
+        self.capture_service: CaptureService | None = None
+        self.web: WebServer | None = None
+        self.web_deps: WebDeps | None = None
+        # --- end HTTP API ---
+        self.ready = asyncio.Event()
+        self._stop = asyncio.Event()
+
+    def _finished(self, call: CallHandle) -> None:
+        for hook in self.finish_hooks:
+            hook(call)
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    async def run(self) -> None:
+        ari = self.settings.ari
+        async with AsyncExitStack() as stack:
+            session = await stack.enter_async_context(aiohttp.ClientSession())
+            deliveries = build_deliveries(self.settings, session=session)
+            VerificationService(self.settings, self.store, deliveries).register(self.executor)
+            # --- secure DTMF capture (callsec_ari/capture) ---
+            captures = CaptureFeature(
+                self.store, self.dispatcher,
+                build_sink(self.settings.capture, self.store.vault, session=session),
+                ami=lambda: self.ami)
+            captures.register(self.executor)
+            self.capture_service = captures
+            # --- end secure DTMF capture ---
+            trace = BenchTrace.from_env()  # `make bench` only: off unless CALLSEC_BENCH_TRACE
+            if trace is not None:
+                stack.callback(trace.close)
+            for index, url in enumerate(ari.urls):
+                client = await stack.enter_async_context(AriClient(
+                    url, ari.username, ari.password, [ari.app], name=f"asterisk{index + 1}",
+                    request_timeout=ari.request_timeout_seconds,
+                    reconnect_min=ari.reconnect_min_seconds,
+                    reconnect_max=ari.reconnect_max_seconds))
+                adapter = AriAdapter(client, self.dispatcher, self.flows,
+                                     server=f"asterisk{index + 1}", app=ari.app, trace=trace)
+                self.adapters.append(adapter)
+                self.finish_hooks.append(adapter.forget)
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(self.dispatcher.run(), name="dispatcher")
+                runners = [tg.create_task(a.run(), name=f"ari-{a.server}") for a in self.adapters]
+                # --- AMI ---
+                if self.ami is not None:
+                    runners.append(tg.create_task(self.ami.run(), name="ami"))
+                # --- end AMI ---
+                # --- FastAGI (callsec_ari/agi) ---
+                if self.settings.agi.enabled:
+                    agi_port = AgiPort(self.dispatcher, self.flows)
+                    self.finish_hooks.append(agi_port.forget)
+                    self.agi_server = AgiServer(agi_port.handle, host=self.settings.agi.host,
+                                                port=self.settings.agi.port)
+                    runners.append(tg.create_task(self.agi_server.serve(), name="agi"))
+                # --- end FastAGI ---
+                # --- HTTP API and agent desk (callsec_ari/web) ---
+                if self.settings.web.enabled:
+                    self.web, self.web_deps = build_web_server(
+                        self.settings, self.store, calls=self.dispatcher, bus=self.bus,
+                        ari=self.adapters, latency=deliveries.latency,
+                        captures=self.capture_service)
+                    runners.append(tg.create_task(self.web.serve(), name="web"))
+                    await self.web.started.wait()
+                # --- end HTTP API ---
+                self.ready.set()
+                log.info("callsec running: %d Asterisk server(s)", len(self.adapters),
+                         extra={"call_id": "-"})
+                await self._stop.wait()
+                log.info("stopping", extra={"call_id": "-"})
+                self.dispatcher.stop()
+                for runner in runners:
+                    runner.cancel()
+
+
+async def _main(settings: Settings) -> None:
+    app = Application(settings)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, app.stop)
+    await app.run()
+
+
+def run_forever(settings: Settings) -> int:
+    """``callsec run``: returns the process exit code."""
+    setup_logging(settings.logging.level, settings.logging.file)
+    try:
+        asyncio.run(_main(settings))
+    except BaseExceptionGroup as group:
+        fatal, rest = group.split(CallsecError)
+        if rest is not None or fatal is None:
+            raise
+        for exc in fatal.exceptions:
+            log.error("callsec cannot run: %s", exc, extra={"call_id": "-"})
+        return 1
+    return 0

@@ -1,0 +1,189 @@
+"""Out-of-band verification on real SIP calls: B (carrier) calls A, where `callsec run` answers.
+
+The carrier's "phone" reads the code from the outbox and types it in RFC 4733; the test reads
+the contract's channel variables on A over ARI while the dialplan waits after Stasis().
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from tests.harness.agent import AgentPhones
+from tests.harness.callsec_proc import REPO, CallsecProcess, code_from
+from tests.harness.carrier import Carrier
+from tests.harness.sandbox import Sandbox
+
+pytestmark = pytest.mark.sandbox
+_numbers = itertools.count(100)
+
+
+def fresh_mobile() -> str:
+    """A distinct valid German mobile number per test (the blind index is per number)."""
+    return f"+49151{os.getpid() % 1000:03d}{next(_numbers):05d}"
+
+
+@pytest.fixture(scope="module")
+async def callsec(sandbox: Sandbox, register_secret) -> AsyncIterator[CallsecProcess]:  # type: ignore[no-untyped-def]
+    workdir = REPO / "var" / "test" / "verification"
+    proc = CallsecProcess(workdir, env_overrides={"CALLSEC_VERIFICATION__FIRST_DIGIT_TIMEOUT_SECONDS": "6"})
+    for path in (workdir / "callsec.db", workdir / "outbox"):
+        _remove(path)
+    await proc.start()
+    yield proc
+    proc.stop()
+    for message in proc.outbox_messages():  # every code the suite used goes to the leak scan
+        register_secret(code_from(message))
+
+
+def _remove(path: Path) -> None:
+    import shutil
+
+    if path.is_dir():
+        shutil.rmtree(path)
+    elif path.exists():
+        path.unlink()
+
+
+async def a_channel(ari_a: aiohttp.ClientSession, caller_id: str, exten: str,
+                    timeout: float = 10.0) -> str:
+    """The id of A's channel for this caller (the one in the sandbox dialplan at ``exten``)."""
+    async with asyncio.timeout(timeout):
+        while True:
+            async with ari_a.get("/ari/channels") as resp:
+                for channel in await resp.json():
+                    if channel["caller"]["number"] == caller_id and \
+                            channel["dialplan"]["exten"] == exten:
+                        return str(channel["id"])
+            await asyncio.sleep(0.1)
+
+
+async def a_var(ari_a: aiohttp.ClientSession, channel_id: str, name: str) -> str | None:
+    async with ari_a.get(f"/ari/channels/{channel_id}/variable", params={"variable": name}) as r:
+        return str((await r.json())["value"]) if r.status == 200 else None
+
+
+async def wait_var(ari_a: aiohttp.ClientSession, channel_id: str, name: str,
+                   timeout: float = 20.0) -> str:
+    async with asyncio.timeout(timeout):
+        while True:
+            value = await a_var(ari_a, channel_id, name)
+            if value:
+                return value
+            await asyncio.sleep(0.2)
+
+
+async def test_caller_verified_by_sms_code_typed_on_keypad(
+        callsec: CallsecProcess, carrier: Carrier, ari_a: aiohttp.ClientSession) -> None:
+    mobile = fresh_mobile()
+    ref = callsec.add_customer(name="Erika Mustermann", mobile=mobile)
+    before = len(callsec.outbox_messages())
+    call = await carrier.call("1000", caller_id=mobile)
+    await call.wait_up()
+    message = await callsec.wait_message(before + 1)
+    assert message["to"] == mobile and message["kind"] == "sms"
+    assert "never ask" in message["body"]
+    code = code_from(message)
+    channel = await a_channel(ari_a, mobile, "1000")
+    await asyncio.sleep(1.0)  # the caller listens to "we have sent a code..." for a moment
+    await call.send_dtmf(code + "#")
+    assert await wait_var(ari_a, channel, "CALLSEC_RESULT") == "verified"
+    assert await a_var(ari_a, channel, "CALLSEC_METHOD") == "sms"
+    assert await a_var(ari_a, channel, "CALLSEC_CUSTOMER") == ref
+    await call.hangup()
+    assert code not in callsec.log_text()
+    assert mobile not in callsec.log_text()
+
+
+async def test_five_wrong_codes_lock_the_caller(
+        callsec: CallsecProcess, carrier: Carrier, ari_a: aiohttp.ClientSession) -> None:
+    mobile = fresh_mobile()
+    callsec.add_customer(name="Max Muster", mobile=mobile)
+    before = len(callsec.outbox_messages())
+    call = await carrier.call("1000", caller_id=mobile)
+    await call.wait_up()
+    code = code_from(await callsec.wait_message(before + 1))
+    wrong = "0" * len(code) if code != "0" * len(code) else "1" * len(code)
+    channel = await a_channel(ari_a, mobile, "1000")
+    for _ in range(5):
+        await call.send_dtmf(wrong + "#", between_ms=80, duration_ms=80)
+        await asyncio.sleep(0.3)
+    assert await wait_var(ari_a, channel, "CALLSEC_RESULT", timeout=30) == "locked"
+    await call.hangup()
+
+
+async def test_resend_sends_the_same_code(
+        callsec: CallsecProcess, carrier: Carrier, ari_a: aiohttp.ClientSession) -> None:
+    mobile = fresh_mobile()
+    callsec.add_customer(name="Resend Tester", mobile=mobile)
+    before = len(callsec.outbox_messages())
+    call = await carrier.call("1000", caller_id=mobile)
+    await call.wait_up()
+    first = code_from(await callsec.wait_message(before + 1))
+    await call.send_dtmf("*")
+    second = code_from(await callsec.wait_message(before + 2))
+    assert first == second
+    channel = await a_channel(ari_a, mobile, "1000")
+    await call.send_dtmf(second + "#")
+    assert await wait_var(ari_a, channel, "CALLSEC_RESULT") == "verified"
+    await call.hangup()
+
+
+async def test_unknown_caller_enters_customer_number_then_verifies(
+        callsec: CallsecProcess, carrier: Carrier, ari_a: aiohttp.ClientSession) -> None:
+    mobile = fresh_mobile()
+    number = f"7{next(_numbers):07d}"
+    callsec.add_customer(name="Unbekannt Anrufer", mobile=mobile, customer_number=number)
+    withheld = "+493012345678"  # a landline that is on no account
+    before = len(callsec.outbox_messages())
+    call = await carrier.call("1000", caller_id=withheld)
+    await call.wait_up()
+    await asyncio.sleep(1.5)
+    await call.send_dtmf(number + "#")
+    message = await callsec.wait_message(before + 1)
+    assert message["to"] == mobile  # the code goes to the number on the account, not the caller
+    channel = await a_channel(ari_a, withheld, "1000")
+    await call.send_dtmf(code_from(message) + "#")
+    assert await wait_var(ari_a, channel, "CALLSEC_RESULT") == "verified"
+    await call.hangup()
+
+
+async def test_hangup_mid_flow_leaves_no_call_behind(
+        callsec: CallsecProcess, carrier: Carrier) -> None:
+    mobile = fresh_mobile()
+    callsec.add_customer(name="Hang Up", mobile=mobile)
+    before = len(callsec.outbox_messages())
+    call = await carrier.call("1000", caller_id=mobile)
+    await call.wait_up()
+    await callsec.wait_message(before + 1)
+    await call.send_dtmf("12")
+    await call.hangup()
+    async with asyncio.timeout(10):
+        while "call finished: hangup" not in callsec.log_text():
+            await asyncio.sleep(0.2)
+
+
+async def test_connect_rings_the_agent_only_after_verification(
+        callsec: CallsecProcess, carrier: Carrier, agents: AgentPhones,
+        ari_a: aiohttp.ClientSession) -> None:
+    mobile = fresh_mobile()
+    callsec.add_customer(name="Connect Me", mobile=mobile)
+    before = len(callsec.outbox_messages())
+    call = await carrier.call("2000", caller_id=mobile)
+    await call.wait_up()
+    code = code_from(await callsec.wait_message(before + 1))
+    await asyncio.sleep(2.0)
+    with pytest.raises(LookupError):
+        agents.latest("agent100")  # nobody rang while the caller was unverified
+    await call.send_dtmf(code + "#")
+    agent = await agents.wait_ringing("agent100", timeout=20)
+    assert agent is not None
+    assert not agent.dtmf  # the code typed before connect never reached the agent's phone
+    await call.hangup()
+    await agents.wait_hangup("agent100", timeout=10)
