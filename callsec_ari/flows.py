@@ -8,7 +8,7 @@ from collections.abc import Callable
 from datetime import date
 
 from callsec_ari.capture.entry import EntryOptions, FieldEntry
-from callsec_ari.capture.fields import ValidationContext, parse_fields
+from callsec_ari.capture.fields import FieldKind, ValidationContext, parse_fields
 from callsec_ari.capture.selfservice import SelfServiceCaptureFlow
 from callsec_ari.config import PolicySettings, Settings
 from callsec_ari.connect.flow import CaptureOptions, ConnectFlow, ConnectOptions
@@ -31,6 +31,9 @@ def verification_options(settings: Settings, policy: PolicySettings, *,
         customer_number_tries=v.customer_number_tries,
         first_digit_timeout=v.first_digit_timeout_seconds,
         inter_digit_timeout=v.inter_digit_timeout_seconds, continue_after=continue_after)
+
+
+_FIELD_NAMES = frozenset(kind.value for kind in FieldKind)
 
 
 def new_capture_id() -> str:
@@ -70,8 +73,13 @@ class FlowRegistry:
                               new_id=new_capture_id)
 
     def capture(self, call_id: str, started: CallStarted) -> Flow:
-        """Self-service capture; ``fields=card_number,expiry,cvv`` (InvalidInput if unknown)."""
-        fields = parse_fields(started.option("fields") or "card_number,expiry,cvv")
+        """Self-service capture; ``fields=card_number,expiry,cvv`` (InvalidInput if unknown).
+
+        In ``AGI(agi://.../capture?fields=card_number,expiry,cvv)`` the dialplan splits the
+        list at its commas: ``expiry`` and ``cvv`` arrive as AGI arguments and join the list.
+        """
+        listed = [started.option("fields"), *(a for a in started.args if a in _FIELD_NAMES)]
+        fields = parse_fields(",".join(f for f in listed if f) or "card_number,expiry,cvv")
         entry = FieldEntry(new_capture_id(), tuple(f.value for f in fields),
                            self.validation_context(), self.entry_options(started))
         return SelfServiceCaptureFlow(call_id, entry, customer_ref=started.option("customer"))

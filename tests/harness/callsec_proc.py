@@ -147,4 +147,4 @@ def code_from(message: Mapping[str, str]) -> str:
 
     found = re.findall(r"(?<![\d:])(\d{4,10})(?![\d:])", message["body"])
     assert len(found) == 1, "expected exactly one code in the message"
-    return found[0]
+    return str(found[0])

@@ -1,0 +1,294 @@
+"""The capture service: executes the capture flows' service commands and serves the API.
+
+Executor handlers (registered with :meth:`CaptureFeature.register`):
+
+- ``MuteRecording`` -> AMI ``MixMonitorMute`` (both directions) on the caller's channel.
+  A channel with no MixMonitor is no failure (Asterisk 22 answers ``Response: Error``,
+  ``Message: Cannot set mute flag``, observed on the sandbox: count 0);
+  AMI down, login or action refused is (the flow then never starts the capture). With
+  ``[ami] enabled = no`` callsec cannot see MixMonitors: count 0 and a warning.
+- ``StoreCapture`` -> the sink (:mod:`callsec_ari.capture.sinks`), then the masked record
+  (``Records.save_capture``) and a ``capture.finished`` audit entry. Every holder is wiped
+  afterwards, errors included.
+- ``RecordCapture`` -> the record and the audit entry of a capture that stored nothing.
+
+:class:`CaptureFeature` is also the web layer's :class:`~callsec_ari.web.deps.CaptureService`.
+Audit entries (``capture.requested``, ``capture.finished``) hold ids, field kinds, results and
+reasons: never values.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import OrderedDict
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Literal, Protocol
+
+from sqlalchemy import select
+
+from callsec_ari.ami.errors import AmiActionError, AmiError, AmiNoSuchChannel
+from callsec_ari.capture import protocol as cp
+from callsec_ari.capture.errors import (
+    CallNotConnected,
+    CaptureNotFound,
+    CaptureRunning,
+    RecordingMuteFailed,
+)
+from callsec_ari.capture.fields import parse_fields
+from callsec_ari.capture.sinks import CaptureValues, Sink, SinkResult, wipe_all
+from callsec_ari.capture.steering import CaptureSteering
+from callsec_ari.connect.flow import ConnectFlow, K
+from callsec_ari.core.errors import CallsecError
+from callsec_ari.core.events import Event
+from callsec_ari.flows import new_capture_id
+from callsec_ari.runtime.dispatcher import CallHandle, Dispatcher
+from callsec_ari.runtime.executor import CallExecutor
+from callsec_ari.store.context import Store
+from callsec_ari.store.models import CaptureRow
+from callsec_ari.web.deps import CaptureInfo
+
+log = logging.getLogger(__name__)
+
+#: Asterisk's answer to MixMonitorMute on a channel without a MixMonitor (app_mixmonitor.c).
+NO_MIXMONITOR = "cannot set mute flag"
+_KNOWN_MAX = 1000
+
+Masked = tuple[tuple[str, tuple[tuple[str, object], ...]], ...]
+
+
+class MixMonitorMuter(Protocol):
+    """What the capture needs from AMI (``callsec_ari.ami.manager.AmiManager``)."""
+
+    async def mixmonitor_mute(self, channel: str, *,
+                              direction: Literal["read", "write", "both"] = "both",
+                              mute: bool) -> int:
+        """The number of MixMonitors (un)muted; 0 when none records the channel."""
+        ...
+
+
+def masked_dict(masked: Masked) -> dict[str, dict[str, object]]:
+    return {kind: dict(pairs) for kind, pairs in masked}
+
+
+def active_capture(call: CallHandle) -> CaptureSteering | None:
+    flow = call.flow
+    if isinstance(flow, ConnectFlow) and flow.capture is not None \
+            and flow.capture.stage != "done":
+        return flow.capture
+    return None
+
+
+class CaptureFeature:
+    def __init__(self, store: Store, dispatcher: Dispatcher, sink: Sink, *,
+                 ami: Callable[[], MixMonitorMuter | None] = lambda: None) -> None:
+        self.store = store
+        self.dispatcher = dispatcher
+        self.sink = sink
+        self._ami = ami
+        #: capture id -> (call id, agent endpoint), for owner checks while callsec runs.
+        self._known: OrderedDict[str, tuple[str, str | None]] = OrderedDict()
+
+    def register(self, executor: CallExecutor) -> None:
+        executor.register(cp.MuteRecording, self.mute_recording)
+        executor.register(cp.StoreCapture, self.store_capture)
+        executor.register(cp.RecordCapture, self.record_capture)
+
+    def _remember(self, capture_id: str, call: CallHandle) -> bool:
+        """Remember the capture's call; False when it was known already."""
+        if capture_id in self._known:
+            return False
+        self._known[capture_id] = (call.call_id, call.data.get("agent_endpoint"))
+        while len(self._known) > _KNOWN_MAX:
+            self._known.popitem(last=False)
+        call.data["capture"] = capture_id
+        return True
+
+    async def _audit(self, actor: str, action: str, capture_id: str,
+                     details: Mapping[str, Any]) -> None:
+        await asyncio.to_thread(self.store.audit.append, actor, action, capture_id, details)
+
+    # -- MuteRecording ----------------------------------------------------------------------
+    async def mute_recording(self, call: CallHandle, cmd: cp.MuteRecording) -> Sequence[Event]:
+        capture = active_capture(call)
+        if cmd.mute and capture is not None and self._remember(capture.capture_id, call):
+            # Started from the agent's keypad (API requests were audited in request()).
+            endpoint = call.data.get("agent_endpoint")
+            await self._audit(f"agent:{endpoint or '-'}", "capture.requested",
+                              capture.capture_id, {
+                                  "call_id": call.call_id, "fields": list(capture.request.fields),
+                                  "requested_by": capture.request.requested_by,
+                                  "agent": endpoint})
+        count = await self._mute(call, cmd)
+        call.log.info("recordings of the %s %s: %d", cmd.leg,
+                      "muted" if cmd.mute else "unmuted", count)
+        return [cp.RecordingMuted(mute=cmd.mute, count=count,
+                                  at=asyncio.get_running_loop().time())]
+
+    async def _mute(self, call: CallHandle, cmd: cp.MuteRecording) -> int:
+        channel = call.data.get("channel_name") if cmd.leg == "caller" else None
+        if not channel:
+            raise RecordingMuteFailed("no channel to mute for this leg", details={"leg": cmd.leg})
+        ami = self._ami()
+        if ami is None:
+            call.log.warning("AMI is disabled: MixMonitor recordings cannot be muted")
+            return 0
+        try:
+            answer = await ami.mixmonitor_mute(str(channel), direction="both", mute=cmd.mute)
+        except AmiNoSuchChannel:
+            raise RecordingMuteFailed("the caller's channel is gone",
+                                      details={"reason": "no_such_channel"}) from None
+        except AmiActionError as exc:
+            if (exc.ami_message or "").strip().lower() == NO_MIXMONITOR:
+                return 0
+            call.log.warning("MixMonitorMute refused: %s", exc.error_id)
+            raise RecordingMuteFailed("AMI refused MixMonitorMute",
+                                      details={"reason": exc.error_id}) from None
+        except AmiError as exc:
+            call.log.warning("MixMonitorMute failed: %s", exc.error_id)
+            raise RecordingMuteFailed("AMI is not available",
+                                      details={"reason": exc.error_id}) from None
+        return int(answer)
+
+    # -- StoreCapture / RecordCapture -------------------------------------------------------
+    async def store_capture(self, call: CallHandle, cmd: cp.StoreCapture) -> Sequence[Event]:
+        values = CaptureValues(capture_id=cmd.capture_id, call_id=call.call_id,
+                               customer_ref=cmd.customer_ref or None, values=cmd.values)
+        try:
+            result = await self.sink.store(values)
+        except CallsecError as exc:
+            call.log.warning("capture %s: the %s sink failed: %s", cmd.capture_id,
+                             self.sink.name, exc.error_id)
+            raise
+        finally:
+            wipe_all(cmd.values)
+        await asyncio.to_thread(self._save_stored, call.call_id, cmd, result)
+        call.log.info("capture %s stored (%s; fields %s)", cmd.capture_id, self.sink.name,
+                      ",".join(cmd.fields))
+        return [cp.CaptureStored(capture_id=cmd.capture_id, refs=result.refs,
+                                 at=asyncio.get_running_loop().time())]
+
+    def _save_stored(self, call_id: str, cmd: cp.StoreCapture, result: SinkResult) -> None:
+        masked = masked_dict(cmd.masked)
+        card = masked.get("card_number")
+        if card is not None:  # the gateway's word on brand and last 4 wins
+            if result.brand:
+                card["brand"] = result.brand
+            if result.last4:
+                card["last4"] = result.last4
+        self.store.records.save_capture(
+            cmd.capture_id, call_id, fields=cmd.fields, customer_ref=cmd.customer_ref or None,
+            result="captured", masked=masked, vault_refs=result.vault_refs,
+            gateway_token=result.gateway_token, finished=True)
+        self.store.audit.append("system", "capture.finished", cmd.capture_id, {
+            "call_id": call_id, "result": "captured", "fields": list(cmd.fields),
+            "requested_by": cmd.requested_by, "sink": self.sink.name,
+            "vaulted": sorted(result.vault_refs), "gateway_token": bool(result.gateway_token)})
+
+    async def record_capture(self, call: CallHandle, cmd: cp.RecordCapture) -> Sequence[Event]:
+        await asyncio.to_thread(self._save_recorded, call.call_id, cmd)
+        call.log.info("capture %s ended: %s%s", cmd.capture_id, cmd.result,
+                      f" ({cmd.reason})" if cmd.reason else "")
+        return ()
+
+    def _save_recorded(self, call_id: str, cmd: cp.RecordCapture) -> None:
+        self.store.records.save_capture(
+            cmd.capture_id, call_id, fields=cmd.fields, customer_ref=cmd.customer_ref or None,
+            result=cmd.result, masked=masked_dict(cmd.masked), finished=True)
+        self.store.audit.append("system", "capture.finished", cmd.capture_id, {
+            "call_id": call_id, "result": cmd.result, "reason": cmd.reason,
+            "fields": list(cmd.fields), "requested_by": cmd.requested_by})
+
+    # -- the web layer's CaptureService ----------------------------------------------------
+    async def request(self, call: CallHandle, fields: Sequence[str], *, actor: str) -> str:
+        kinds = tuple(kind.value for kind in parse_fields(",".join(fields)))
+        flow = call.flow
+        if not isinstance(flow, ConnectFlow) or flow.state is not K.CONNECTED:
+            raise CallNotConnected("captures need a connected call", details={
+                "call_id": call.call_id})
+        running = active_capture(call)
+        if running is not None:
+            raise CaptureRunning("a capture is already running on this call", details={
+                "call_id": call.call_id, "capture_id": running.capture_id})
+        capture_id = new_capture_id()
+        self._remember(capture_id, call)
+        await self._audit(actor, "capture.requested", capture_id, {
+            "call_id": call.call_id, "fields": list(kinds), "requested_by": actor,
+            "agent": call.data.get("agent_endpoint")})
+        self.dispatcher.post(call.call_id, cp.CaptureRequested(
+            capture_id=capture_id, fields=kinds, requested_by=actor,
+            at=asyncio.get_running_loop().time()))
+        call.log.info("capture %s requested by %s (fields %s)", capture_id, actor,
+                      ",".join(kinds))
+        return capture_id
+
+    async def cancel(self, call: CallHandle, capture_id: str, *, actor: str) -> None:
+        running = active_capture(call)
+        if running is None or running.capture_id != capture_id:
+            raise CaptureNotFound("no such capture running on this call", details={
+                "call_id": call.call_id, "capture_id": capture_id})
+        self.dispatcher.post(call.call_id, cp.CaptureCancelled(
+            capture_id=capture_id, by="api", at=asyncio.get_running_loop().time()))
+        call.log.info("capture %s cancelled by %s", capture_id, actor)
+
+    def _running(self, capture_id: str) -> tuple[CallHandle, CaptureSteering] | None:
+        for call in self.dispatcher:
+            capture = active_capture(call)
+            if capture is not None and capture.capture_id == capture_id:
+                return call, capture
+        return None
+
+    async def get(self, capture_id: str) -> CaptureInfo:
+        running = self._running(capture_id)
+        if running is not None:
+            call, capture = running
+            return CaptureInfo(capture_id, call.call_id, call.data.get("agent_endpoint"),
+                               "in_progress", {"stage": capture.stage,
+                                               "fields": masked_dict(
+                                                   capture.entry.masked_summary())})
+        found = await asyncio.to_thread(self._stored, capture_id)
+        if found is None:
+            known = self._known.get(capture_id)
+            if known is None:
+                raise CaptureNotFound("no such capture", details={"capture_id": capture_id})
+            return CaptureInfo(capture_id, known[0], known[1], "requested", {})
+        return found
+
+    def _stored(self, capture_id: str) -> CaptureInfo | None:
+        with self.store.db.session() as s:
+            row = s.get(CaptureRow, capture_id)
+            if row is None:
+                return None
+            endpoint = self._known.get(capture_id, (row.call_id, None))[1]
+            if endpoint is None:
+                for entry in self.store.audit.for_target(capture_id, session=s):
+                    if entry.action == "capture.requested":
+                        endpoint = entry.details.get("agent")
+            masked: dict[str, Any] = {"result": row.result, "fields": dict(row.masked or {}),
+                                      "vault_refs": dict(row.vault_refs or {}),
+                                      "gateway_token": row.gateway_token,
+                                      "finished_at": row.finished_at.isoformat()
+                                      if row.finished_at else None}
+            return CaptureInfo(capture_id, row.call_id, endpoint,
+                               row.result or "in_progress", masked)
+
+    def _vault_refs(self, capture_id: str) -> dict[str, str]:
+        with self.store.db.session() as s:
+            refs = s.execute(select(CaptureRow.vault_refs).where(
+                CaptureRow.capture_id == capture_id)).scalar_one_or_none()
+        if refs is None:
+            raise CaptureNotFound("no such capture", details={"capture_id": capture_id})
+        return {str(k): str(v) for k, v in dict(refs).items()}
+
+    async def reveal(self, capture_id: str, *, kinds: frozenset[str], actor: str,
+                     reason: str) -> dict[str, str]:
+        """Clear values of the vaulted fields of ``kinds`` (each reveal audited by the vault).
+        A CVV is never among them: it was never stored."""
+        refs = await asyncio.to_thread(self._vault_refs, capture_id)
+        out: dict[str, str] = {}
+        for kind, ref in sorted(refs.items()):
+            if kind in kinds:
+                out[kind] = await asyncio.to_thread(
+                    self.store.vault.reveal, ref, actor=actor, reason=reason,
+                    allowed=lambda k: k in kinds)
+        return out
