@@ -71,14 +71,18 @@ async def login(session: aiohttp.ClientSession, totp: pyotp.TOTP) -> str:
         return str(body["token"])
 
 
-async def follow_sse(session: aiohttp.ClientSession, call_id: str, out: list[dict[str, Any]],
-                     done: asyncio.Event) -> None:
+async def follow_sse(t: Transcript, session: aiohttp.ClientSession, call_id: str,
+                     out: list[dict[str, Any]], done: asyncio.Event) -> None:
+    """What the agent's desk shows, live, as the caller types."""
     async with session.get(f"{WEB}/api/v1/calls/{call_id}/events") as resp:
         async for raw in resp.content:
             line = raw.decode().strip()
             if line.startswith("data:"):
                 event = json.loads(line[5:])
                 out.append(event)
+                shown = describe(event)
+                if shown:
+                    t.say("desk", shown)
                 if event.get("topic") == "capture" and event.get("stage") == "finished":
                     done.set()
                     return
@@ -154,7 +158,7 @@ async def capture(t: Transcript, session: aiohttp.ClientSession, call: Any) -> N
     events: list[dict[str, Any]] = []
     done = asyncio.Event()
     async with asyncio.TaskGroup() as tg:
-        tg.create_task(follow_sse(session, mine["call_id"], events, done))
+        tg.create_task(follow_sse(t, session, mine["call_id"], events, done))
         await asyncio.sleep(0.5)
         async with session.post(f"{WEB}/api/v1/calls/{mine['call_id']}/captures",
                                 json={"fields": ["card_number", "expiry", "cvv"]}) as resp:
@@ -171,10 +175,6 @@ async def capture(t: Transcript, session: aiohttp.ClientSession, call: Any) -> N
             await asyncio.sleep(2.5)
         async with asyncio.timeout(30):
             await done.wait()
-    for event in events:
-        line = describe(event)
-        if line:
-            t.say("desk", line)
     async with session.get(f"{WEB}/api/v1/captures/{capture_id}") as resp:
         result = await resp.json()
     t.say("agent", f"result: {json.dumps(result, sort_keys=True)}")
