@@ -1,0 +1,111 @@
+"""``bench/results/latest.md`` and the README's ``## Performance`` table from ``latest.json``."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+START, END = "<!-- bench:latest:start -->", "<!-- bench:latest:end -->"
+
+
+def _f(value: Any, digits: int = 1, unit: str = "") -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:,.{digits}f}{unit}"
+    if isinstance(value, int):
+        return f"{value:,}{unit}"
+    return f"{value}{unit}"
+
+
+def _ok(flag: bool | None) -> str:
+    return "-" if flag is None else ("✅" if flag else "❌")
+
+
+def calls_table(results: dict[str, Any]) -> list[str]:
+    lines = ["| ramp | app | completed (up at once) | DTMF→command p50 / p99 | CPU per call "
+             "(event loop) | CPU per event | peak RSS | Asterisk CPU |",
+             "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for ramp in results.get("calls", {}).get("ramps", []):
+        for name in ("callsec", "floor"):
+            r = ramp.get(name)
+            if not r:
+                continue
+            lat = r["latency_ms"]
+            lines.append(
+                f"| {ramp['size']} (+{r['sip']} SIP) | {name} | {r['completed']}/{r['calls']} "
+                f"({r['peak_concurrent']}) "
+                f"| {_f(lat['p50'], 1)} / {_f(lat['p99'], 1)} ms "
+                f"| {_f(r['cpu_ms_per_call'], 1)} ms ({_f(r.get('cpu_ms_per_call_event_loop'), 1)}) "
+                f"| {_f(r['cpu_us_per_event'], 0)} µs "
+                f"| {_f(r['peak_rss_mib'], 0)} MiB | {_f(r['asterisk_cpu_s'], 1)} s |")
+        ratio = ramp.get("ratio")
+        if ratio:
+            lines.append(f"| {ramp['size']} | **callsec / floor** | | "
+                         f"{_f(ratio['latency_p50'], 2)}x / {_f(ratio['latency_p99'], 2)}x | "
+                         f"{_f(ratio['cpu_per_call'], 2)}x | {_f(ratio['cpu_per_event'], 2)}x | "
+                         f"| |")
+    return lines
+
+
+def targets_table(results: dict[str, Any]) -> list[str]:
+    lines = ["| target | measured | met |", "| --- | --- | :---: |"]
+    for t in results.get("targets", []):
+        lines.append(f"| {t['target']} | {t['measured']} | {_ok(t['met'])} |")
+    return lines
+
+
+def other_tables(results: dict[str, Any]) -> list[str]:
+    core = results.get("core") or {}
+    lines = ["| measurement | result |", "| --- | --- |"]
+    if core:
+        lines.append(f"| sans-I/O flows (verification + connect + capture), one core | "
+                     f"{_f(core['events_per_s'], 0)} events/s ({_f(core['us_per_event'], 1)} µs "
+                     f"per event, {_f(core['calls_per_s'], 0)} calls/s) |")
+    for kind in ("sqlite", "postgresql"):
+        store = (results.get("store") or {}).get(kind) or {}
+        vault, lookup = store.get("vault"), store.get("caller_id_lookup")
+        if vault:
+            lines.append(f"| {kind}: vault stores / reveals per second | "
+                         f"{_f(vault['stores_per_s'], 0)} / {_f(vault['reveals_per_s'], 0)} |")
+        if lookup:
+            lines.append(f"| {kind}: caller-ID look-up at {_f(lookup['customers'])} customers "
+                         f"p50 / p99 | {_f(lookup['p50_ms'], 2)} / {_f(lookup['p99_ms'], 2)} ms |")
+        if store.get("skipped"):
+            lines.append(f"| {kind} | skipped: {store['skipped']} |")
+    return lines
+
+
+def summary(results: dict[str, Any]) -> list[str]:
+    m = results["machine"]
+    return [f"Run {results['date']} on {m['cores']} cores ({m['cpu_model']}), "
+            f"{m['memory_gib']} GiB, Asterisk {m['asterisk']}, Python {m['python']}; "
+            f"load average at start {', '.join(str(x) for x in m['load_average_at_start'])}; "
+            f"whole run {_f(results.get('seconds'), 0)} s."]
+
+
+def markdown(results: dict[str, Any]) -> str:
+    calls = results.get("calls") or {}
+    out = ["# callsec-ari benchmark", "", *summary(results), "", "## Targets", "",
+           *targets_table(results), "", "## Concurrent calls on the sandbox", "",
+           calls.get("scenario", ""), "", *calls_table(results), ""]
+    if calls.get("notes"):
+        out += [f"- {note}" for note in calls["notes"]] + [""]
+    out += ["## Core and store", "", *other_tables(results), ""]
+    return "\n".join(out)
+
+
+def readme_block(results: dict[str, Any]) -> str:
+    return "\n".join([START, *summary(results), "", *targets_table(results), "",
+                      *calls_table(results), "", *other_tables(results), END])
+
+
+def update_readme(readme: Path, results: dict[str, Any]) -> bool:
+    """Replace the table between the markers in README.md; False if the markers are absent."""
+    text = readme.read_text(encoding="utf-8")
+    pattern = re.compile(re.escape(START) + r".*?" + re.escape(END), re.S)
+    if not pattern.search(text):
+        return False
+    readme.write_text(pattern.sub(lambda _: readme_block(results), text), encoding="utf-8")
+    return True

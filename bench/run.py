@@ -1,0 +1,141 @@
+"""``make bench``: callsec measured side by side with a floor app on real calls, in one run.
+
+1. Core: events per second through the sans-I/O flows (``bench/core_bench.py``).
+2. Calls: ``callsec run`` (ARI app ``callsec-bench``, sandbox number 9100) and the floor
+   (``bench/floor_app.py``, app ``callsec-floor``, number 9200) each take ramps of 50, 100, 250
+   and 500 simultaneous Local-channel callers plus a few SIP callers from B, every caller
+   verified by SMS and then asked for a card by its agent (``bench/driver.py``). Per ramp and
+   app: completion, DTMF event -> next REST command latency (``CALLSEC_BENCH_TRACE``), CPU
+   seconds (``/proc/<pid>/stat``), peak RSS; the Asterisk's and the driver's CPU for context.
+3. Store: vault stores/reveals per second and caller-ID look-ups at 1,000,000 customers, on
+   SQLite and PostgreSQL (``bench/store_bench.py``).
+
+Writes ``bench/results/latest.json`` and ``latest.md`` and the table in README.md.
+
+    .venv/bin/python bench/run.py [--ramps 50,100,250,500] [--sip 4] [--customers 1000000]
+        [--skip-store] [--skip-calls] [--no-readme]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench import core_bench, procstat, report
+from bench.calls import CallBench, callsec_targets
+
+REPO = Path(__file__).resolve().parents[1]
+WORK = REPO / "var" / "bench"
+RESULTS = REPO / "bench" / "results"
+ASTERISK_ROOT = Path(os.environ.get("CALLSEC_ASTERISK_ROOT", "/var/cache/callsec/asterisk-root"))
+
+
+def store_bench(customers: int) -> dict[str, Any]:
+    url = os.environ.get("CALLSEC_TEST_PG_URL") or subprocess.run(
+        [str(REPO / "tools" / "pg.sh"), "start"], capture_output=True, text=True,
+        check=False).stdout.strip()
+    out = WORK / "store.json"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    cmd = [sys.executable, str(REPO / "bench" / "store_bench.py"), str(out),
+           "--customers", str(customers)]
+    if url:
+        cmd += ["--pg-url", url]
+    done = subprocess.run(cmd, env=env, cwd=REPO, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        return {"error": done.stderr.strip()[-1500:]}
+    data: dict[str, Any] = json.loads(out.read_text())
+    return {k: data[k] for k in ("sqlite", "postgresql") if k in data}
+
+
+def _target(name: str, met: bool | None, measured: str) -> dict[str, Any]:
+    return {"target": name, "met": met, "measured": measured}
+
+
+def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
+    out = []
+    ramps = (results.get("calls") or {}).get("ramps") or []
+    if ramps:
+        top = max(ramps, key=lambda r: r["size"])
+        cs = top["callsec"]
+        out.append(_target("≥ 500 simultaneous calls complete (2 cores, Asterisk on them)",
+                           top["size"] >= 500 and cs["completed"] == cs["calls"],
+                           f"{cs['completed']}/{cs['calls']} at {top['size']}"))
+        worst = max((r["callsec"]["latency_ms"]["p99"] or 0.0) for r in ramps)
+        out.append(_target("p99 DTMF event → next command < 20 ms (every ramp)", worst < 20,
+                           f"worst p99 {worst:.1f} ms"))
+        ratios = [r["ratio"]["cpu_per_event"] for r in ramps if r.get("ratio")]
+        if ratios:
+            out.append(_target("CPU per event ≤ 1.5 x the floor (every ramp)",
+                               max(ratios) <= 1.5, f"worst {max(ratios):.2f}x"))
+    store = results.get("store") or {}
+    sqlite = store.get("sqlite") or {}
+    if sqlite.get("vault"):
+        stores = sqlite["vault"]["stores_per_s"]
+        out.append(_target("≥ 2,000 vault stores/s on SQLite", stores >= 2000,
+                           f"{stores:,.0f}/s"))
+    lookups = [(k, v["caller_id_lookup"]) for k, v in store.items()
+               if isinstance(v, dict) and v.get("caller_id_lookup")]
+    for kind, lookup in lookups:
+        out.append(_target(f"caller-ID look-up p99 < 2 ms at 1,000,000 customers ({kind})",
+                           lookup["p99_ms"] < 2.0 and lookup["customers"] >= 1_000_000,
+                           f"p99 {lookup['p99_ms']:.2f} ms at {lookup['customers']:,}"))
+    return out
+
+
+async def run_calls(args: argparse.Namespace) -> dict[str, Any]:
+    sizes = [int(x) for x in args.ramps.split(",") if x.strip()]
+    async with CallBench(WORK, callsec_targets(WORK, REPO), customers=max(sizes) + args.sip,
+                         sip=args.sip) as bench:
+        for index, size in enumerate(sizes):
+            await bench.ramp(size, callsec_first=index % 2 == 0)
+        return bench.results()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--ramps", default="50,100,250,500")
+    parser.add_argument("--sip", type=int, default=4)
+    parser.add_argument("--customers", type=int, default=1_000_000)
+    parser.add_argument("--core-calls", type=int, default=2000)
+    parser.add_argument("--skip-store", action="store_true")
+    parser.add_argument("--skip-calls", action="store_true")
+    parser.add_argument("--no-readme", action="store_true")
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args()
+    started = time.monotonic()
+    shutil.rmtree(WORK, ignore_errors=True)
+    WORK.mkdir(parents=True)
+    results: dict[str, Any] = {
+        "benchmark": "callsec-ari", "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": procstat.machine(ASTERISK_ROOT)}
+    print("core: sans-I/O flows ...", flush=True)
+    results["core"] = core_bench.run(args.core_calls)
+    if not args.skip_calls:
+        results["calls"] = asyncio.run(run_calls(args))
+    if not args.skip_store:
+        print(f"store: vault and look-ups at {args.customers:,} customers ...", flush=True)
+        results["store"] = store_bench(args.customers)
+    results["targets"] = targets(results)
+    results["seconds"] = round(time.monotonic() - started, 1)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "latest.json").write_text(json.dumps(results, indent=2) + "\n", "utf-8")
+    (args.out / "latest.md").write_text(report.markdown(results), "utf-8")
+    if not args.no_readme and report.update_readme(REPO / "README.md", results):
+        print("README.md: performance table updated", flush=True)
+    print(report.markdown(results), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
