@@ -379,6 +379,24 @@ def _check(settings: Settings) -> None:
             raise ConfigError("not a TCP port", section=name, key="port")
 
 
+def _check_env(env: Mapping[str, str], policies: Mapping[str, PolicySettings]) -> None:
+    """A ``CALLSEC_<SECTION>__<KEY>`` that names no key is a typo: refuse it, never ignore it."""
+    known: set[str] = set()
+    targets = [(name, cls) for name, cls in SECTIONS.items()]
+    targets += [(f"policy:{name}", PolicySettings) for name in policies]
+    for section, cls in targets:
+        for f in dataclasses.fields(cls):
+            known.update((_env_key(section, f.name), _env_key(section, f.name) + "_FILE"))
+    for name in sorted(env):
+        prefix, sep, key = name.partition("__")
+        if sep and name.startswith("CALLSEC_") and name not in known:
+            section = prefix[len("CALLSEC_"):].lower()
+            if section.startswith("policy_"):
+                section = "policy:" + section[len("policy_"):]
+            raise ConfigError(f"unknown environment override {name}", section=section,
+                              key=key.lower())
+
+
 def load_settings(path: Path | str | None = None, env: Mapping[str, str] | None = None) -> Settings:
     """Read ``path`` (default: ``config/callsec.conf`` if it exists) into :class:`Settings`."""
     env = os.environ if env is None else env
@@ -394,6 +412,14 @@ def load_settings(path: Path | str | None = None, env: Mapping[str, str] | None 
                 parser.read_file(fh)
         except OSError as exc:
             raise ConfigError(f"cannot read {cfg_path}: {exc.strerror}") from None
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"{cfg_path}: not UTF-8 text (byte {exc.start})") from None
+        except configparser.DuplicateOptionError as exc:
+            raise ConfigError(f"{cfg_path} line {exc.lineno}: the key is set twice",
+                              section=exc.section, key=exc.option) from None
+        except configparser.DuplicateSectionError as exc:
+            raise ConfigError(f"{cfg_path} line {exc.lineno}: the section appears twice",
+                              section=exc.section) from None
         except configparser.Error as exc:
             raise ConfigError(f"{cfg_path}: {exc.message}") from None
     kwargs: dict[str, Any] = {}
@@ -410,6 +436,7 @@ def load_settings(path: Path | str | None = None, env: Mapping[str, str] | None 
         if section not in kwargs:
             kwargs[section] = _build(cls, section, {}, env)
     policies.setdefault("default", PolicySettings())
+    _check_env(env, policies)
     settings = Settings(**kwargs, policies=types.MappingProxyType(policies))
     _check(settings)
     return settings

@@ -4,29 +4,47 @@ One adapter per Asterisk server. It owns no call logic: a ``StasisStart`` whose 
 names a flow (``verify``, ``connect``, ``probe``) starts that flow in the dispatcher; later
 events for the call's channels are translated and posted in arrival order. After a websocket
 reconnect it resynchronises: calls whose caller channel is gone get ``CallerHungUp``, the rest
-``Resynchronised``.
+``Resynchronised``. On every connect, the first included, it adopts the calls a previous
+callsec process left in their bridges (:mod:`callsec_ari.ari.recovery`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 from callsec_ari.ari import models as m
 from callsec_ari.ari.client import AriClient
 from callsec_ari.ari.errors import AriError, AriNotFound
+from callsec_ari.ari.operations import segment
+from callsec_ari.ari.recovery import Adoption, recover
 from callsec_ari.core import commands as c
 from callsec_ari.core import events as e
 from callsec_ari.core.errors import CallsecError
 from callsec_ari.core.flow import Flow
 from callsec_ari.logs import call_logger, mask_phone
 from callsec_ari.runtime.dispatcher import CallHandle, Dispatcher
+from callsec_ari.runtime.trace import BenchTrace
 
 log = logging.getLogger(__name__)
 
+#: Asterisk's event ``timestamp`` moves a DTMF event's ``at`` back by at most this much.
+MAX_DTMF_LAG = 2.0
+#: The only ARI events the adapter acts on (``_stasis_start`` and ``_translate``). On every
+#: (re)connect Asterisk is asked to send no others (``PUT /applications/{app}/eventFilter``):
+#: a call's ChannelVarset, ChannelStateChange, PlaybackStarted, bridge and dialplan events are
+#: more than half of its traffic, serialised by Asterisk and parsed here for nothing.
+#: Handle a new event type in ``_translate``? Add it here (tests/unit/test_ari_adapter.py
+#: replays recorded calls with and without the filtered events to catch a missing one).
+EVENT_TYPES = ("StasisStart", "StasisEnd", "ChannelDtmfReceived", "PlaybackFinished",
+               "ChannelDestroyed", "ChannelHangupRequest")
+
 FlowFactory = Callable[[str, e.CallStarted], Flow]
+#: What a ``ChannelDtmfReceived`` may carry: one key (a malformed event never reaches a flow).
+DTMF_KEYS = frozenset("0123456789*#ABCD")
 
 
 def parse_stasis_args(
@@ -51,8 +69,9 @@ class AriAdapter:
 
     def __init__(self, client: AriClient, dispatcher: Dispatcher,
                  flows: Mapping[str, FlowFactory], *, server: str = "asterisk",
-                 app: str = "callsec") -> None:
+                 app: str = "callsec", trace: BenchTrace | None = None) -> None:
         self.client = client
+        self.trace = trace  # bench only (CALLSEC_BENCH_TRACE); None in production
         self.client_app = app
         self.dispatcher = dispatcher
         self.flows = flows
@@ -73,8 +92,12 @@ class AriAdapter:
 
     async def on_event(self, event: m.AriEvent) -> None:
         at = asyncio.get_running_loop().time()
+        if self.trace is not None:
+            self.trace.event()
         if isinstance(event, m.Connected):
             self.connected.set()
+            await self.filter_events()
+            await self.adopt_orphans(at)
             if event.reconnect:
                 await self.resynchronise(at)
             return
@@ -85,6 +108,17 @@ class AriAdapter:
             self._stasis_start(event, at)
             return
         self._translate(event, at)
+
+    async def filter_events(self) -> None:
+        """Ask Asterisk for :data:`EVENT_TYPES` only (Asterisk 16.3+; older ones send all,
+        which the adapter ignores as before)."""
+        try:
+            await self.client.request(
+                "PUT", f"/applications/{segment(self.client_app)}/eventFilter",
+                json={"allowed": [{"type": name} for name in EVENT_TYPES], "disallowed": []})
+        except AriError as exc:
+            log.warning("ARI %s: cannot filter the app's events (%s); receiving all of them",
+                        self.server, exc.error_id, extra={"call_id": "-"})
 
     def _stasis_start(self, event: m.StasisStart, at: float) -> None:
         channel = event.channel
@@ -129,9 +163,15 @@ class AriAdapter:
     def _translate(self, event: m.AriEvent, at: float) -> None:
         if isinstance(event, m.ChannelDtmfReceived):
             found = self.channels.get(event.channel.id)
-            if found:
-                self.dispatcher.post(found[0], e.DtmfReceived(
-                    at=at, digit=event.digit, duration_ms=event.duration_ms, leg=found[1]))
+            if found and event.digit not in DTMF_KEYS:  # a malformed event: no key at all
+                log.warning("ignored a DTMF event without a valid key",
+                            extra={"call_id": found[0]})
+            elif found:
+                dtmf = e.DtmfReceived(at=_pressed_at(event, at), digit=event.digit,
+                                      duration_ms=event.duration_ms, leg=found[1])
+                if self.trace is not None and event.timestamp is not None:
+                    self.trace.stamp(dtmf, event.timestamp.timestamp())
+                self.dispatcher.post(found[0], dtmf)
         elif isinstance(event, m.PlaybackFinished):
             call_id = self.playbacks.pop(event.playback.id, None)
             if call_id:
@@ -169,6 +209,34 @@ class AriAdapter:
         log.info("resynchronised %d call(s) on %s", len(self.channels), self.server,
                  extra={"call_id": "-"})
 
+    async def adopt_orphans(self, at: float) -> None:
+        """Take over the calls a previous callsec process left behind (see ``recovery``)."""
+        found = await recover(self.client, self.client_app, flows=self.flows,
+                              parse=parse_stasis_args,
+                              known=lambda call_id: self.dispatcher.get(call_id) is not None)
+        for adopted in found:
+            try:
+                self._adopt(adopted, at)
+            except CallsecError as exc:
+                log.error("cannot adopt a call left behind: %s", exc.error_id,
+                          extra={"call_id": adopted.orphan.call_id})
+
+    def _adopt(self, adopted: Adoption, at: float) -> None:
+        orphan = adopted.orphan
+        self.channels[orphan.call_id] = (orphan.call_id,
+                                         "caller" if orphan.caller_present else "gone")
+        if orphan.agent_present:
+            self.channels[orphan.agent_id] = (orphan.call_id, "agent")
+        call_logger(log, orphan.call_id).warning(
+            "adopting a call left by a previous callsec (capture bridge: %s, agent: %s)",
+            "yes" if orphan.capture else "no", "yes" if orphan.agent_bridged else "no")
+        self.dispatcher.start_call(orphan.call_id, adopted.flow, orphan.event(at), {
+            "port": self, "channel_id": orphan.call_id, "server": self.server,
+            "flow": "connect", "channel_name": adopted.channel_name,
+            "caller_masked": mask_phone(adopted.caller_number),
+            "agent_endpoint": adopted.agent_endpoint,
+            "verification": adopted.verification or None})
+
     def forget(self, call: CallHandle) -> None:
         for channel_id, (call_id, _leg) in list(self.channels.items()):
             if call_id == call.call_id:
@@ -185,6 +253,11 @@ class AriAdapter:
 
     async def execute(self, call: CallHandle, command: c.Command) -> Sequence[e.Event]:
         channel_id: str = call.data["channel_id"]
+        if isinstance(command, c.StopPlayback) and \
+                self.playbacks.pop(command.playback_id, None) is None:
+            return ()  # it finished already (PlaybackFinished came) or never started
+        if self.trace is not None:
+            self.trace.sent(call.trigger, command.kind)
         if await self._execute_bridging(call, command):
             return ()
         if isinstance(command, c.Answer):
@@ -194,11 +267,10 @@ class AriAdapter:
             await self.client.play(self._leg(call, command.leg), command.media,
                                    playback_id=command.playback_id, lang=command.language)
         elif isinstance(command, c.StopPlayback):
-            self.playbacks.pop(command.playback_id, None)
             try:
                 await self.client.stop_playback(command.playback_id)
             except AriNotFound:
-                pass  # already finished
+                pass  # it finished meanwhile
         elif isinstance(command, c.SetVariables):
             for name, value in command.values:
                 await self.client.set_variable(channel_id, name, value)
@@ -234,7 +306,8 @@ class AriAdapter:
             await client.originate(command.endpoint, app=self.client_app,
                                    app_args=f"leg,{call.call_id},{command.leg}",
                                    caller_id=command.caller_id or None,
-                                   timeout=command.timeout, channel_id=leg_channel)
+                                   timeout=command.timeout, channel_id=leg_channel,
+                                   originator=str(call.data["channel_id"]))
         elif isinstance(command, c.HangupLeg):
             await _ignore_gone(client.hangup(self._leg(call, command.leg)))
         else:
@@ -244,6 +317,22 @@ class AriAdapter:
     def snapshot(self) -> dict[str, Any]:
         return {"server": self.server, "connected": self.connected.is_set(),
                 "channels": len(self.channels)}
+
+
+def _pressed_at(event: m.ChannelDtmfReceived, arrived: float) -> float:
+    """When the key was pressed, on the loop clock: the arrival time moved back by how long
+    the event took to reach us (Asterisk's ``timestamp``, up to :data:`MAX_DTMF_LAG`).
+
+    Arrival times alone bunch up under load (a busy event loop, a burst on the websocket): two
+    presses of the same key 200 ms apart in Asterisk could arrive 10 ms apart and be taken for
+    one duplicated DTMF END by the collector's de-duplication window. With Asterisk's own
+    spacing a repeated key stays a repeated key, and a re-queued END (same timestamp) stays a
+    duplicate. A clock that is off (Asterisk on another host) only clamps back to arrival time.
+    """
+    if event.timestamp is None:
+        return arrived
+    lag = time.time() - event.timestamp.timestamp()
+    return arrived - min(max(lag, 0.0), MAX_DTMF_LAG)
 
 
 async def _ignore_gone(request: Awaitable[Any]) -> None:

@@ -52,6 +52,10 @@ __all__ = ["AriClient", "ReconnectBackoff"]
 log = logging.getLogger(__name__)
 
 _MAX_EXPONENT = 60
+#: REST connections per Asterisk. Asterisk serves at most ``sessionlimit`` (http.conf, default
+#: 100) HTTP sessions for every client together, websockets included; a burst of calls must
+#: queue here rather than open more and be refused ("HTTP session count exceeded").
+MAX_CONNECTIONS = 16
 
 
 class ReconnectBackoff:
@@ -149,6 +153,7 @@ class AriClient(AriOperations):
         session: aiohttp.ClientSession | None = None,
         heartbeat: float | None = 20.0,
         stable_after: float = 10.0,
+        max_connections: int = MAX_CONNECTIONS,
     ) -> None:
         if not 0 < reconnect_min <= reconnect_max or request_timeout <= 0:
             raise ValueError("need 0 < reconnect_min <= reconnect_max and request_timeout > 0")
@@ -166,6 +171,14 @@ class AriClient(AriOperations):
         self._sleep = sleep
         self._session = session
         self._owns_session = session is None
+        self.max_connections = max_connections
+        # The bound is on Asterisk: connecting, then each wait for its answer. Time spent
+        # queued for one of our own MAX_CONNECTIONS (a burst of calls) does not count: under
+        # load a request that waited its turn must not fail the call it belongs to.
+        self._timeout = aiohttp.ClientTimeout(total=None, connect=None,
+                                              sock_connect=request_timeout,
+                                              sock_read=request_timeout)
+        self._header_values = {"Authorization": self._authorization, "Accept": "application/json"}
         self._websockets: set[aiohttp.ClientWebSocketResponse] = set()
         self._closed = False
         #: Successful websocket reconnects since construction (for metrics).
@@ -177,7 +190,8 @@ class AriClient(AriOperations):
     # -- lifecycle --------------------------------------------------------------------------
     async def __aenter__(self) -> Self:
         if self._session is None:
-            self._session = aiohttp.ClientSession()
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=self.max_connections))
         return self
 
     async def __aexit__(self, exc_type: type[BaseException] | None,
@@ -199,7 +213,7 @@ class AriClient(AriOperations):
         return self._session
 
     def _headers(self) -> dict[str, str]:
-        return {"Authorization": self._authorization, "Accept": "application/json"}
+        return self._header_values
 
     # -- REST -------------------------------------------------------------------------------
     async def request(
@@ -213,9 +227,9 @@ class AriClient(AriOperations):
         method = method.upper()
         try:
             async with session.request(
-                method, URL(self._rest_base + path), params=_query(params), json=json,
-                headers=self._headers(), allow_redirects=False,
-                timeout=aiohttp.ClientTimeout(total=self.request_timeout),
+                method, URL(self._rest_base + path), params=_query(params),
+                json=json, headers=self._header_values, allow_redirects=False,
+                timeout=self._timeout,
             ) as response:
                 status = response.status
                 body = await response.read()

@@ -157,9 +157,14 @@ class AriOperations:
         timeout: int = 30,  # noqa: ASYNC109 - Asterisk's ring timeout, sent as a query value
         channel_id: str | None = None,
         variables: Mapping[str, str] | None = None,
+        originator: str | None = None,
     ) -> Channel:
+        """``originator``: the channel this call is made for; the new channel takes its
+        formats (else a Local channel may pick a high-rate codec and Asterisk resamples every
+        prompt) and its linkedid."""
         params: Params = {"endpoint": endpoint, "app": app, "appArgs": _app_args(app_args),
-                          "callerId": caller_id, "timeout": timeout, "channelId": channel_id}
+                          "callerId": caller_id, "timeout": timeout, "channelId": channel_id,
+                          "originator": originator}
         result = await self.request("POST", "/channels", params=params,
                                     json=_variables_body(variables))
         return parse_channel(_mapping(result, "originate"))

@@ -12,8 +12,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from callsec_ari.capture.fields import FieldKind, ValidationContext, spec_for
-from callsec_ari.capture.masking import MaskedResult, SensitiveDigits, mask_progress, mask_result
+from callsec_ari.capture.fields import IIN_DIGITS, FieldKind, ValidationContext, spec_for
+from callsec_ari.capture.masking import (
+    MASK_CHAR,
+    MaskedResult,
+    SensitiveDigits,
+    mask_progress,
+    mask_result,
+)
 from callsec_ari.core import commands as c
 from callsec_ari.core.digits import CollectorSpec, DigitCollector, Outcome, Result
 
@@ -52,6 +58,8 @@ class FieldEntry:
         self._first_entry: SensitiveDigits | None = None
         self._prompt_seq = 0
         self.prompts: list[str] = []
+        #: The card brand once the entry has its IIN (first 6 digits); reset per entry.
+        self._brand: str | None = None
 
     @property
     def kind(self) -> FieldKind:
@@ -111,12 +119,14 @@ class FieldEntry:
 
     def _result(self, result: Result) -> list[c.Command]:
         if result.outcome in (Outcome.PROGRESS, Outcome.RESTARTED):
-            progress = mask_progress(self.kind, "0" * result.count)
             brand = None
-            if self.kind is FieldKind.CARD_NUMBER and result.count >= 6:
-                brand = self._brand_so_far()
+            if self.kind is FieldKind.CARD_NUMBER and result.count >= IIN_DIGITS:
+                if result.count == IIN_DIGITS or self._brand is None:
+                    self._brand = self._brand_so_far()  # the IIN is complete: once per entry
+                brand = self._brand
             return [c.StartTimer(name=TIMER, seconds=self.collector.timeout),
-                    self._publish("digit", count=progress.count, dots=progress.dots, brand=brand)]
+                    self._publish("digit", count=result.count, dots=MASK_CHAR * result.count,
+                                  brand=brand)]
         if result.outcome is Outcome.COMPLETE:
             return self._complete(result.value)
         if result.outcome is Outcome.TIMEOUT:

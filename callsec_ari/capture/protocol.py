@@ -81,3 +81,11 @@ class RecordCapture(Command):
     masked: tuple[tuple[str, tuple[tuple[str, object], ...]], ...] = ()
     requested_by: str = ""
     reason: str = ""
+
+
+@dataclass(frozen=True, kw_only=True)
+class CloseOpenCaptures(Command):
+    """Record every capture of this call that never finished (a previous callsec process
+    died during it) as ``cancelled`` with ``reason``; nothing of its digits was ever kept."""
+
+    reason: str

@@ -11,6 +11,11 @@ Executor handlers (registered with :meth:`CaptureFeature.register`):
   (``Records.save_capture``) and a ``capture.finished`` audit entry. Every holder is wiped
   afterwards, errors included.
 - ``RecordCapture`` -> the record and the audit entry of a capture that stored nothing.
+- ``CloseOpenCaptures`` -> after a restart: the call's captures that never finished (their
+  row is written, result empty, when the caller's recordings are muted) become ``cancelled``.
+
+Unmuting is retried for a few seconds while AMI is not connected (a restarted callsec gives the
+caller back before its AMI link is up); muting is not (the capture then does not start).
 
 :class:`CaptureFeature` is also the web layer's :class:`~callsec_ari.web.deps.CaptureService`.
 Audit entries (``capture.requested``, ``capture.finished``) hold ids, field kinds, results and
@@ -27,7 +32,7 @@ from typing import Any, Literal, Protocol
 
 from sqlalchemy import select
 
-from callsec_ari.ami.errors import AmiActionError, AmiError, AmiNoSuchChannel
+from callsec_ari.ami.errors import AmiActionError, AmiConnectionError, AmiError, AmiNoSuchChannel
 from callsec_ari.capture import protocol as cp
 from callsec_ari.capture.errors import (
     CallNotConnected,
@@ -45,7 +50,7 @@ from callsec_ari.flows import new_capture_id
 from callsec_ari.runtime.dispatcher import CallHandle, Dispatcher
 from callsec_ari.runtime.executor import CallExecutor
 from callsec_ari.store.context import Store
-from callsec_ari.store.models import CaptureRow
+from callsec_ari.store.models import CaptureRow, utcnow
 from callsec_ari.web.deps import CaptureInfo
 
 log = logging.getLogger(__name__)
@@ -53,6 +58,8 @@ log = logging.getLogger(__name__)
 #: Asterisk's answer to MixMonitorMute on a channel without a MixMonitor (app_mixmonitor.c).
 NO_MIXMONITOR = "cannot set mute flag"
 _KNOWN_MAX = 1000
+#: Unmuting waits this long (1 s steps) for a disconnected AMI link.
+UNMUTE_RETRIES = 8
 
 Masked = tuple[tuple[str, tuple[tuple[str, object], ...]], ...]
 
@@ -93,6 +100,7 @@ class CaptureFeature:
         executor.register(cp.MuteRecording, self.mute_recording)
         executor.register(cp.StoreCapture, self.store_capture)
         executor.register(cp.RecordCapture, self.record_capture)
+        executor.register(cp.CloseOpenCaptures, self.close_open_captures)
 
     def _remember(self, capture_id: str, call: CallHandle) -> bool:
         """Remember the capture's call; False when it was known already."""
@@ -119,6 +127,8 @@ class CaptureFeature:
                                   "call_id": call.call_id, "fields": list(capture.request.fields),
                                   "requested_by": capture.request.requested_by,
                                   "agent": endpoint})
+        if cmd.mute and capture is not None:
+            await self._save_started(call, capture)
         count = await self._mute(call, cmd)
         call.log.info("recordings of the %s %s: %d", cmd.leg,
                       "muted" if cmd.mute else "unmuted", count)
@@ -134,7 +144,7 @@ class CaptureFeature:
             call.log.warning("AMI is disabled: MixMonitor recordings cannot be muted")
             return 0
         try:
-            answer = await ami.mixmonitor_mute(str(channel), direction="both", mute=cmd.mute)
+            answer = await self._mute_retrying(ami, str(channel), cmd.mute)
         except AmiNoSuchChannel:
             raise RecordingMuteFailed("the caller's channel is gone",
                                       details={"reason": "no_such_channel"}) from None
@@ -149,6 +159,27 @@ class CaptureFeature:
             raise RecordingMuteFailed("AMI is not available",
                                       details={"reason": exc.error_id}) from None
         return int(answer)
+
+    @staticmethod
+    async def _mute_retrying(ami: MixMonitorMuter, channel: str, mute: bool) -> int:
+        for attempt in range(UNMUTE_RETRIES):
+            try:
+                return await ami.mixmonitor_mute(channel, direction="both", mute=mute)
+            except AmiConnectionError:
+                if mute or attempt == UNMUTE_RETRIES - 1:
+                    raise
+            await asyncio.sleep(1.0)
+        raise AssertionError("unreachable")
+
+    async def _save_started(self, call: CallHandle, capture: CaptureSteering) -> None:
+        """The capture's row, result empty: a restarted callsec finds and closes it."""
+        try:
+            await asyncio.to_thread(
+                self.store.records.save_capture, capture.capture_id, call.call_id,
+                fields=capture.request.fields, customer_ref=capture.o.customer_ref or None)
+        except CallsecError as exc:  # the capture itself does not need it
+            call.log.warning("capture %s: its start was not recorded: %s",
+                             capture.capture_id, exc.error_id)
 
     # -- StoreCapture / RecordCapture -------------------------------------------------------
     async def store_capture(self, call: CallHandle, cmd: cp.StoreCapture) -> Sequence[Event]:
@@ -198,6 +229,25 @@ class CaptureFeature:
         self.store.audit.append("system", "capture.finished", cmd.capture_id, {
             "call_id": call_id, "result": cmd.result, "reason": cmd.reason,
             "fields": list(cmd.fields), "requested_by": cmd.requested_by})
+
+    async def close_open_captures(self, call: CallHandle,
+                                  cmd: cp.CloseOpenCaptures) -> Sequence[Event]:
+        closed = await asyncio.to_thread(self._close_open, call.call_id, cmd.reason)
+        for capture_id in closed:
+            call.log.info("capture %s ended: cancelled (%s)", capture_id, cmd.reason)
+        return ()
+
+    def _close_open(self, call_id: str, reason: str) -> list[str]:
+        with self.store.db.session() as s:
+            rows = s.scalars(select(CaptureRow).where(CaptureRow.call_id == call_id,
+                                                      CaptureRow.result.is_(None))).all()
+            for row in rows:
+                row.result, row.finished_at = "cancelled", utcnow()
+                row.masked, row.vault_refs, row.gateway_token = {}, {}, None
+                self.store.audit.append("system", "capture.finished", row.capture_id, {
+                    "call_id": call_id, "result": "cancelled", "reason": reason,
+                    "fields": list(row.fields or [])}, session=s)
+            return [row.capture_id for row in rows]
 
     # -- the web layer's CaptureService ----------------------------------------------------
     async def request(self, call: CallHandle, fields: Sequence[str], *, actor: str) -> str:

@@ -5,6 +5,12 @@ An unverified caller is never connected unless the policy says ``connect_unverif
 caller goes back to the dialplan with ``CALLSEC_RESULT`` set, so the dialplan can route them.
 Both legs join the bridge with ``absorb_dtmf=True``: keys the caller presses never reach the
 agent's phone as DTMF, and the agent's feature codes never reach the caller.
+
+A call a previous callsec process connected is taken over with :meth:`ConnectFlow.adopt` and a
+first :class:`Recovered` event (``callsec_ari/ari/recovery.py`` finds it by its bridges): the
+caller comes back from an orphaned capture, or hears why the agent is gone. After a websocket
+reconnect (``Resynchronised``) a running capture is cancelled and the caller given back: the
+keys pressed while callsec could not hear them are lost, so the entry cannot be trusted.
 """
 
 from __future__ import annotations
@@ -30,7 +36,8 @@ from callsec_ari.core.events import (
     TimerExpired,
 )
 from callsec_ari.core.flow import ANY, TableFlow
-from callsec_ari.verification.flow import VerificationFlow
+from callsec_ari.verification.flow import V, VerificationFlow
+from callsec_ari.verification.protocol import CustomerView
 
 DIAL_TIMER = "dial"
 AGENT = "agent"
@@ -59,6 +66,17 @@ class CaptureOptions:
     new_id: Callable[[], str] = lambda: "CP-local"
 
 
+@dataclass(frozen=True, kw_only=True)
+class Recovered(Event):
+    """The first event of an adopted call: what a restarted callsec found in Asterisk."""
+
+    caller_present: bool = True
+    #: The agent's leg is still in the call's bridge ``callsec-call-<call id>``.
+    agent_present: bool = True
+    #: The capture bridge ``callsec-capture-<call id>`` was found (a capture was running).
+    capture: bool = False
+
+
 class K(Enum):
     VERIFYING = auto()
     DIALLING = auto()
@@ -84,7 +102,23 @@ class ConnectFlow(TableFlow[K]):
         self._agent_keys = ""
         self._agent_key_at = 0.0
 
+    def adopt(self, *, result: str, customer_ref: str, language: str) -> None:
+        """Take over a call connected by a previous callsec process: straight to CONNECTED
+        (its verification ended long ago: ``result``, from ``CALLSEC_RESULT``)."""
+        self.result = result
+        self.verification.result = result
+        self.verification.language = language or self.verification.language
+        if customer_ref:
+            self.verification.customer = CustomerView(ref=customer_ref)
+        self.verification.state = V.DONE
+        self.state = K.CONNECTED
+
     def handle(self, event: Event) -> list[c.Command]:
+        if isinstance(event, cp.CaptureRequested) and self.state is not K.CONNECTED:
+            # The API checked CONNECTED, then awaited its audit entry: the call moved on.
+            return [] if self.done else [c.Publish(topic="capture", payload=(
+                ("capture_id", event.capture_id), ("stage", "rejected"),
+                ("reason", "not_connected")))]
         if self.state is not K.VERIFYING:
             return super().handle(event)
         commands = self.verification.handle(event)
@@ -178,6 +212,50 @@ class ConnectFlow(TableFlow[K]):
                 c.DestroyBridge(bridge_id=self.bridge_id),
                 c.Publish(topic="call", payload=(("stage", "caller_left"),)),
                 c.Finish(result=self.result)]
+
+    # -- taken over after a restart, or back after a reconnect ------------------------------
+    def _recovered(self, event: Recovered) -> list[c.Command]:
+        capture_bridge = f"callsec-capture-{self.call_id}"
+        out: list[c.Command] = []
+        if event.capture and event.caller_present:
+            out.append(c.RemoveFromBridge(bridge_id=capture_bridge, leg="caller"))
+            if event.agent_present:
+                out.append(c.AddToBridge(bridge_id=self.bridge_id, leg="caller",
+                                         absorb_dtmf=True))
+        if event.capture:
+            out += [c.DestroyBridge(bridge_id=capture_bridge),
+                    cp.CloseOpenCaptures(reason="callsec_restart")]
+            if event.caller_present:
+                out.append(cp.MuteRecording(leg="caller", mute=False))
+        if not event.caller_present:
+            return [*out, *self._caller_left(CallerHungUp(at=event.at))]
+        if event.agent_present:
+            if event.capture:
+                out += self._tell_both("capture-cancelled")
+            return [*out, c.Publish(topic="call", payload=(("stage", "connected"),))]
+        self.state = K.ENDING
+        prompt = "agent-left" if event.capture else "agent-unavailable"
+        self._ending_prompt = f"{self.call_id}-k-{prompt}"
+        return [*out, c.StopMoh(leg="caller"), c.HangupLeg(leg=AGENT),
+                c.DestroyBridge(bridge_id=self.bridge_id),
+                c.Publish(topic="call", payload=(("stage", "agent_left"),)),
+                c.Play(playback_id=self._ending_prompt, media=(f"sound:callsec/{prompt}",),
+                       language=self.verification.language)]
+
+    def _tell_both(self, prompt: str) -> list[c.Command]:
+        return [c.Play(playback_id=f"{self.call_id}-k-recovered", leg="caller",
+                       media=(f"sound:callsec/{prompt}", "sound:beep"),
+                       language=self.verification.language),
+                c.Play(playback_id=f"{self.call_id}-k-recovered-beep", media=("sound:beep",),
+                       leg=AGENT)]
+
+    def _resynchronised(self, event: Resynchronised) -> list[c.Command]:
+        capture = self._active()
+        if capture is None:
+            return []
+        if capture.stage == "muting":
+            return capture.abandon("cancelled", "reconnect")
+        return capture.give_back("cancelled", "reconnect")
 
     # -- captures (CONNECTED) -------------------------------------------------------------
     def _capture_requested(self, event: cp.CaptureRequested) -> list[c.Command]:
@@ -283,6 +361,8 @@ class ConnectFlow(TableFlow[K]):
         (K.CONNECTED, DtmfReceived): _connected_digit,
         (K.CONNECTED, TimerExpired): _connected_timer,
         (K.CONNECTED, PlaybackFinished): _connected_played,
+        (K.CONNECTED, Recovered): _recovered,
+        (K.CONNECTED, Resynchronised): _resynchronised,
         (ANY, CallerHungUp): _caller_left,
         (ANY, CommandFailed): _failed,
     }

@@ -39,6 +39,8 @@ class CallHandle:
     result: str = ""
     started_at: float = 0.0
     task: asyncio.Task[None] | None = None
+    #: The event the worker is handling now (commands it sends are caused by it).
+    trigger: Event | None = None
 
 
 class Executor(Protocol):
@@ -142,6 +144,7 @@ class Dispatcher:
 
     async def _handle(self, call: CallHandle, event: Event) -> None:
         loop = asyncio.get_running_loop()
+        call.trigger = event
         pending: deque[Event] = deque([event])
         while pending:
             current = pending.popleft()

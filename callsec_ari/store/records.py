@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import secrets
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -53,6 +53,27 @@ class Records:
             s.add(VerificationRow(id=vid, call_id=call_id, customer_ref=customer_ref,
                                   key_id=key.key_id, method=method, caller_enc=enc,
                                   attempts=0, sends=0))
+        return vid
+
+    def record_verification(self, call_id: str, *, caller_number: str | None,
+                            customer_ref: str | None, method: str, result: str,
+                            attempts: int, sends: int,
+                            audit: Callable[[Session, str], object] | None = None) -> str:
+        """A finished verification in one transaction (what ``start_verification`` plus
+        ``finish_verification`` record in two); ``audit(session, id)`` may add its audit entry
+        to the same transaction. Returns the id (``VF-...``)."""
+        vid = "VF-" + secrets.token_hex(8)
+        with self.db.session() as s:
+            key = self._key(s, customer_ref, call_id)
+            enc = None if not caller_number else key.encrypt(
+                caller_number, table=T, column="caller", row_id=vid)
+            s.add(VerificationRow(id=vid, call_id=call_id, customer_ref=customer_ref,
+                                  key_id=key.key_id, method=method, caller_enc=enc,
+                                  result=result, attempts=attempts, sends=sends,
+                                  finished_at=utcnow()))
+            if audit is not None:
+                s.flush()
+                audit(s, vid)
         return vid
 
     def finish_verification(self, verification_id: str, *, result: str, attempts: int = 0,

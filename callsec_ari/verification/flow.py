@@ -38,8 +38,11 @@ FINAL_PROMPTS = {
     "no_contact": ("no-contact", "goodbye"), "delivery_failed": ("delivery-failed", "goodbye"),
     "timeout": ("verification-failed", "goodbye"),
 }
+#: Failed command -> the verification's result ("": the call goes on; a stopped prompt that
+#: had ended already, say, or a record the service could not write and logged).
 SERVICE_FAILURES = {"LookupCustomer": "failed", "DeliverCode": "delivery_failed",
-                    "CheckTotp": "failed", "RecordVerification": ""}
+                    "CheckTotp": "failed", "RecordVerification": "", "StopPlayback": "",
+                    "Publish": ""}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -346,17 +349,22 @@ class VerificationFlow(TableFlow[V]):
         if self.state is V.FAREWELL:
             self.result = self.result or "hangup"
             self.state = V.DONE
-            return [c.Finish(result=self.result)]
+            return [c.Finish(result=self.result)] if self.o.continue_after else []
         return self._finish("hangup")
 
     def _failed(self, event: CommandFailed) -> list[c.Command]:
         result = SERVICE_FAILURES.get(event.command)
         if result == "":
-            return []  # the record could not be written: the call goes on, the service logged it
+            return []
         if result is None:  # a channel command: the channel is most likely gone
-            self.result = "hangup" if "not_found" in event.error_id else "failed"
-            self.state = V.DONE
-            return [c.Finish(result=self.result)]
+            gone = "not_found" in event.error_id
+            self.result = "hangup" if gone else "failed"
+            self.state = V.DONE  # in a connect call the connect flow finishes the call
+            if not self.o.continue_after:
+                return []
+            # Still there (Asterisk failed otherwise): never leave the caller in Stasis.
+            return [c.Finish(result=self.result)] if gone else \
+                [c.ContinueDialplan(), c.Finish(result=self.result)]
         if self.state is V.FAREWELL:
             return []
         return self._finish(result, reason=event.error_id)

@@ -16,6 +16,8 @@ import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
+from sqlalchemy.orm import Session
+
 from callsec_ari.config import Settings
 from callsec_ari.core.errors import CallsecError, InvalidInput
 from callsec_ari.core.events import Event
@@ -145,12 +147,15 @@ class VerificationService:
 
     def _record_sync(self, call_id: str, cmd: p.RecordVerification) -> None:
         ref = cmd.customer_ref or None
-        records = self.store.records
-        vid = records.start_verification(call_id, caller_number=cmd.caller_number or None,
-                                         customer_ref=ref, method=cmd.method)
-        records.finish_verification(vid, result=cmd.result, attempts=cmd.checks,
-                                    sends=cmd.sends)
-        self.store.audit.append("system", "verification.finished", call_id, {
-            "verification_id": vid, "customer_ref": ref, "result": cmd.result,
-            "method": cmd.method, "attempts": cmd.checks, "sends": cmd.sends,
-            "caller_id_matched": cmd.caller_id_matched})
+
+        def audit(session: Session, vid: str) -> None:
+            self.store.audit.append("system", "verification.finished", call_id, {
+                "verification_id": vid, "customer_ref": ref, "result": cmd.result,
+                "method": cmd.method, "attempts": cmd.checks, "sends": cmd.sends,
+                "caller_id_matched": cmd.caller_id_matched}, session=session)
+
+        # One transaction for the record and its audit entry (was three).
+        self.store.records.record_verification(
+            call_id, caller_number=cmd.caller_number or None, customer_ref=ref,
+            method=cmd.method, result=cmd.result, attempts=cmd.checks, sends=cmd.sends,
+            audit=audit)

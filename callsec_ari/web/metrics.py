@@ -2,8 +2,9 @@
 
 Metrics are read at scrape time from in-process counters: active calls (dispatcher),
 verifications and captures by result (``EventBus.counters``), ARI connection state and
-reconnects per server (``AriClient.reconnects``), and the code-delivery gateway latency
-histogram (``Deliveries.latency``). ``/metrics`` needs ``metrics.read`` or, for scrapers,
+reconnects per server (``AriClient.reconnects``), the code-delivery gateway latency
+histogram (``Deliveries.latency``) and the number of asyncio tasks alive in the process
+(``make soak`` watches it for leaks). ``/metrics`` needs ``metrics.read`` or, for scrapers,
 ``Authorization: Bearer <[web] metrics_token>``.
 """
 
@@ -89,6 +90,8 @@ def render_metrics(deps: WebDeps) -> str:
         out.sample("callsec_ari_reconnects_total", link.client.reconnects, server=link.server)
     out.family("callsec_sse_subscribers", "gauge", "Open progress streams (agent desks)")
     out.sample("callsec_sse_subscribers", deps.bus.subscribers)
+    out.family("callsec_asyncio_tasks", "gauge", "asyncio tasks alive in the process")
+    out.sample("callsec_asyncio_tasks", len(asyncio.all_tasks()))
     _latency(out, deps)
     return out.render()
 

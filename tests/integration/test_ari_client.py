@@ -544,3 +544,27 @@ def test_credentials_in_the_base_url_are_refused_without_echoing_them() -> None:
     assert "s3cr3t" not in str(caught.value)
     with pytest.raises(ConfigError):
         AriClient("http://127.0.0.1:18088", "callsec", "x", ["a,b"])
+
+
+async def test_requests_queued_for_a_connection_do_not_time_out_while_waiting() -> None:
+    """A burst larger than the connection pool waits its turn; only Asterisk's own answer
+    time is bounded by request_timeout."""
+    async def answer_slowly(request: web.Request) -> web.Response:
+        await asyncio.sleep(0.15)
+        return web.json_response({"id": request.match_info["id"]})
+
+    app = web.Application()
+    app.router.add_get("/ari/channels/{id}", answer_slowly)
+    runner = web.AppRunner(app, shutdown_timeout=1.0)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    try:
+        async with make_client(f"http://127.0.0.1:{port}", request_timeout=0.25,
+                               max_connections=1) as ari:
+            answers = await asyncio.gather(*(ari.request("GET", f"/channels/c{i}")
+                                             for i in range(4)))  # the last waits ~0.45 s
+        assert [a["id"] for a in answers] == ["c0", "c1", "c2", "c3"]
+    finally:
+        await runner.cleanup()

@@ -446,6 +446,20 @@ async def test_metrics_expose_calls_results_reconnects_and_latency(env: WebEnv) 
     assert wrong.status == 401
 
 
+async def test_metrics_count_the_asyncio_tasks_alive(env: WebEnv) -> None:
+    scraper = {"Authorization": "Bearer scrape-me-please"}
+
+    async def tasks() -> int:
+        text = await (await env.client.get("/metrics", headers=scraper)).text()
+        found = re.search(r"^callsec_asyncio_tasks (\d+)$", text, re.M)
+        assert found is not None, text
+        return int(found.group(1))
+
+    before = await tasks()
+    env.start_call("C-300", "agent100")  # one more call: one more worker task
+    assert await tasks() == before + 1
+
+
 async def test_audit_api_reads_since_a_sequence_number(env: WebEnv) -> None:
     headers = await env.login("olga")
     resp = await env.client.get("/api/v1/audit", headers=headers)
