@@ -34,6 +34,8 @@ unit: venv
 	tools/run-tier.sh unit tests/unit -q
 
 integration: venv sandbox-up pg-up
+	tools/sandbox.sh clear-logs
+	rm -f var/test/secrets.txt
 	tools/run-tier.sh integration tests/integration -q
 
 e2e: venv

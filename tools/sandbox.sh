@@ -5,6 +5,7 @@
 #   tools/sandbox.sh down     stop both instances, unmount /proc
 #   tools/sandbox.sh restart  down + up (e.g. after changing CALLSEC_SANDBOX_DTMF_MODE)
 #   tools/sandbox.sh stop a|b stop one instance (`up` starts it again)
+#   tools/sandbox.sh clear-logs empty both instances' logs (Asterisk appends; files stay open)
 #   tools/sandbox.sh status   show both instances; exit 0 when both answer, 3 otherwise
 #   tools/sandbox.sh paths    print KEY=VALUE lines: root, log and spool dirs of A and B
 #
@@ -437,12 +438,24 @@ cmd_stop() { # stop one instance (e.g. to test that callsec survives an Asterisk
     stop_instance "$1"
 }
 
+cmd_clear_logs() { # start a test run with empty Asterisk logs (the leak scan reads them)
+    local inst f
+    for inst in a b; do
+        for f in full messages console.out queue_log; do
+            [ -f "$SRV/$inst/log/$f" ] && : > "$SRV/$inst/log/$f"
+        done
+        rm -f "$SRV/$inst/log/"*.[0-9] 2>/dev/null || true
+    done
+    say "Asterisk logs cleared"
+}
+
 case ${1:-} in
 up) cmd_up ;;
+clear-logs) cmd_clear_logs ;;
 down) cmd_down ;;
 stop) cmd_stop "${2:-}" ;;
 restart) cmd_down; cmd_up ;;
 status) cmd_status ;;
 paths) cmd_paths ;;
-*) echo "usage: $0 up|down|restart|stop a|b|status|paths" >&2; exit 2 ;;
+*) echo "usage: $0 up|down|restart|stop a|b|clear-logs|status|paths" >&2; exit 2 ;;
 esac
