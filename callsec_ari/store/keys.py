@@ -107,8 +107,12 @@ class DataKeys:
         hit = self._writing.get((owner_kind, owner_id))
         if hit is not None and now - hit[0] < ENCRYPTION_KEY_TTL:
             return hit[1]
-        key = self.owner_key(conn, owner_kind, owner_id) if create else \
-            self.for_owner(conn, owner_kind, owner_id)
+        existing = self.for_owner(conn, owner_kind, owner_id)
+        if existing is None:
+            # Created in this (uncommitted) transaction: not cached, or a concurrent writer
+            # could reference a key row that is not committed yet (foreign key violation).
+            return self.owner_key(conn, owner_kind, owner_id) if create else None
+        key = existing
         if key is not None:
             if len(self._writing) >= _ENCRYPTION_KEYS_MAX:
                 self._writing.clear()
