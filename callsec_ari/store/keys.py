@@ -112,12 +112,10 @@ class DataKeys:
             # Created in this (uncommitted) transaction: not cached, or a concurrent writer
             # could reference a key row that is not committed yet (foreign key violation).
             return self.owner_key(conn, owner_kind, owner_id) if create else None
-        key = existing
-        if key is not None:
-            if len(self._writing) >= _ENCRYPTION_KEYS_MAX:
-                self._writing.clear()
-            self._writing[(owner_kind, owner_id)] = (now, key)
-        return key
+        if len(self._writing) >= _ENCRYPTION_KEYS_MAX:
+            self._writing.clear()
+        self._writing[(owner_kind, owner_id)] = (now, existing)
+        return existing
 
     def shred(self, session: Session, key_ids: Iterable[str]) -> int:
         """Crypto-shredding: forget the wrapped keys; their ciphertexts become noise."""

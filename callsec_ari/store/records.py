@@ -45,14 +45,19 @@ class Records:
     def start_verification(self, call_id: str, *, caller_number: str | None,
                            customer_ref: str | None = None, method: str = "none") -> str:
         """Record a verification attempt; returns its id (``VF-...``)."""
-        vid = "VF-" + secrets.token_hex(8)
         with self.db.session() as s:
-            key = self._key(s, customer_ref, call_id)
-            enc = None if not caller_number else key.encrypt(
-                caller_number, table=T, column="caller", row_id=vid)
-            s.add(VerificationRow(id=vid, call_id=call_id, customer_ref=customer_ref,
-                                  key_id=key.key_id, method=method, caller_enc=enc,
-                                  attempts=0, sends=0))
+            return self._insert_verification(s, call_id, caller_number, customer_ref,
+                                             method=method, attempts=0, sends=0)
+
+    def _insert_verification(self, s: Session, call_id: str, caller_number: str | None,
+                             customer_ref: str | None, **columns: Any) -> str:
+        """One ``verifications`` row, the caller's number encrypted under the owner's key."""
+        vid = "VF-" + secrets.token_hex(8)
+        key = self._key(s, customer_ref, call_id)
+        enc = None if not caller_number else key.encrypt(
+            caller_number, table=T, column="caller", row_id=vid)
+        s.add(VerificationRow(id=vid, call_id=call_id, customer_ref=customer_ref,
+                              key_id=key.key_id, caller_enc=enc, **columns))
         return vid
 
     def record_verification(self, call_id: str, *, caller_number: str | None,
@@ -62,15 +67,10 @@ class Records:
         """A finished verification in one transaction (what ``start_verification`` plus
         ``finish_verification`` record in two); ``audit(session, id)`` may add its audit entry
         to the same transaction. Returns the id (``VF-...``)."""
-        vid = "VF-" + secrets.token_hex(8)
         with self.db.session() as s:
-            key = self._key(s, customer_ref, call_id)
-            enc = None if not caller_number else key.encrypt(
-                caller_number, table=T, column="caller", row_id=vid)
-            s.add(VerificationRow(id=vid, call_id=call_id, customer_ref=customer_ref,
-                                  key_id=key.key_id, method=method, caller_enc=enc,
-                                  result=result, attempts=attempts, sends=sends,
-                                  finished_at=utcnow()))
+            vid = self._insert_verification(
+                s, call_id, caller_number, customer_ref, method=method, result=result,
+                attempts=attempts, sends=sends, finished_at=utcnow())
             if audit is not None:
                 s.flush()
                 audit(s, vid)
