@@ -264,9 +264,17 @@ start_instance() {
     local inst=$1 pid
     rm -f "$SRV/$inst/run/asterisk.pid" "$SRV/$inst/sandbox.pid"
     echo "--- start $(date -Is)" >>"$SRV/$inst/log/console.out"
-    # 9>&-: Asterisk must not inherit (and keep) the lock.
-    setsid chroot "$ROOT" /usr/sbin/asterisk -C "$(conf_in "$inst")" -f -n -q \
-        </dev/null >>"$SRV/$inst/log/console.out" 2>&1 9>&- &
+    # 9>&-: Asterisk must not inherit (and keep) the lock. Nor any other descriptor above 2:
+    # `flock var/sandbox.lock tools/sandbox.sh up` hands its lock down as fd 3, and an Asterisk
+    # holding it would block every later `flock` until it stops.
+    (
+        for fd in /proc/$BASHPID/fd/*; do
+            fd=${fd##*/}
+            if [ "$fd" -gt 2 ] && [ "$fd" != 255 ]; then eval "exec $fd>&-"; fi
+        done
+        exec setsid chroot "$ROOT" /usr/sbin/asterisk -C "$(conf_in "$inst")" -f -n -q \
+            </dev/null >>"$SRV/$inst/log/console.out" 2>&1
+    ) &
     pid=$!
     # With job control the background job leads its group and setsid forks: prefer the PID
     # Asterisk writes itself.

@@ -78,7 +78,10 @@ class Records:
 
     def finish_verification(self, verification_id: str, *, result: str, attempts: int = 0,
                             sends: int = 0, method: str | None = None,
-                            customer_ref: str | None = None) -> None:
+                            customer_ref: str | None = None,
+                            audit: Callable[[Session, str], object] | None = None) -> None:
+        """Close an attempt ``start_verification`` opened; ``audit(session, id)`` may add its
+        audit entry to the same transaction."""
         with self.db.session() as s:
             row = s.get(VerificationRow, verification_id)
             if row is None:
@@ -89,6 +92,22 @@ class Records:
                 row.method = method
             if customer_ref is not None:
                 row.customer_ref = customer_ref
+            if audit is not None:
+                audit(s, verification_id)
+
+    def close_open_verifications(self, call_id: str, *, result: str = "error",
+                                 audit: Callable[[Session, str], object] | None = None
+                                 ) -> list[str]:
+        """Close every attempt of ``call_id`` still open (one a dead callsec process left) as
+        ``result``, with ``audit(session, id)`` for each in the same transaction; their ids."""
+        with self.db.session() as s:
+            rows = list(s.scalars(select(VerificationRow).where(
+                VerificationRow.call_id == call_id, VerificationRow.finished_at.is_(None))))
+            for row in rows:
+                row.result, row.finished_at = result, utcnow()
+                if audit is not None:
+                    audit(s, row.id)
+            return [row.id for row in rows]
 
     def save_capture(self, capture_id: str, call_id: str, *, fields: Sequence[str],
                      customer_ref: str | None = None, result: str | None = None,

@@ -43,6 +43,8 @@ FINAL_PROMPTS = {
 SERVICE_FAILURES = {"LookupCustomer": "failed", "DeliverCode": "delivery_failed",
                     "CheckTotp": "failed", "RecordVerification": "", "StopPlayback": "",
                     "Publish": ""}
+#: ``CommandFailed.error_id`` of a channel command Asterisk could not be reached for.
+UNREACHABLE = "ari_unavailable"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -330,11 +332,14 @@ class VerificationFlow(TableFlow[V]):
         prompts = FINAL_PROMPTS.get(result)
         if prompts is None or result == "hangup":
             return commands + self._done()
+        return [*commands, self._farewell(prompts)]
+
+    def _farewell(self, prompts: tuple[str, ...]) -> c.Play:
         self.state = V.FAREWELL
         final = self._play(*prompts)
         self._prompts.clear()
         self._final_id = final.playback_id
-        return [*commands, final]
+        return final
 
     def _done(self) -> list[c.Command]:
         self.state = V.DONE
@@ -352,10 +357,23 @@ class VerificationFlow(TableFlow[V]):
             return [c.Finish(result=self.result)] if self.o.continue_after else []
         return self._finish("hangup")
 
+    def _resynchronised(self, event: Resynchronised) -> list[c.Command]:
+        """Back from an ARI outage: keys typed meanwhile were never heard, a prompt may have
+        ended unseen. The entry starts over with a fresh prompt (keys heard before the outage
+        are dropped; no attempt, timeout or try is counted); a final prompt plays again."""
+        stops = self._barge_in()
+        if self.state is V.FAREWELL:
+            stops.append(c.StopPlayback(playback_id=self._final_id))
+            return [*stops, self._farewell(FINAL_PROMPTS[self.result])]
+        prompt = ("enter-customer-number" if self.state is V.ASK_NUMBER
+                  else "enter-totp" if self.method == "totp" else "enter-code")
+        return [*stops, *self._prompt_for_entry(prompt)]
+
     def _failed(self, event: CommandFailed) -> list[c.Command]:
         result = SERVICE_FAILURES.get(event.command)
-        if result == "":
-            return []
+        if result == "" or (result is None and event.error_id == UNREACHABLE
+                            and self.state in (V.COLLECT, V.ASK_NUMBER)):
+            return []  # unreachable: the entry timer runs on and a reconnect re-prompts
         if result is None:  # a channel command: the channel is most likely gone
             gone = "not_found" in event.error_id
             self.result = "hangup" if gone else "failed"
@@ -381,6 +399,9 @@ class VerificationFlow(TableFlow[V]):
         (V.COLLECT, TimerExpired): _timer,
         (V.CHECK_TOTP, p.TotpChecked): _totp_checked,
         (V.FAREWELL, PlaybackFinished): _played,
+        (V.COLLECT, Resynchronised): _resynchronised,
+        (V.ASK_NUMBER, Resynchronised): _resynchronised,
+        (V.FAREWELL, Resynchronised): _resynchronised,
         (ANY, CallerHungUp): _hangup,
         (ANY, CommandFailed): _failed,
     }

@@ -80,7 +80,38 @@ class VerificationService:
             call.data["customer_ref"] = view.ref
             call.log.info("customer %s found by %s%s", view.ref, cmd.by,
                           " (locked out)" if view.locked else "")
+        await self._open_record(call, cmd, view)
         return [p.CustomerResult(customer=view, at=asyncio.get_running_loop().time())]
+
+    async def _open_record(self, call: CallHandle, cmd: p.LookupCustomer,
+                           view: p.CustomerView | None) -> None:
+        """The attempt is on record from its first look-up on (closed by ``record``), so a
+        callsec that dies mid-verification leaves an open record. A record of this call still
+        open at its first look-up in this process is such a dead process's attempt (call ids
+        are channel ids): it is closed as ``error``, reason ``interrupted``. A store failure
+        here is logged; the verification goes on and ``record`` writes the row at the end."""
+        first = "verification_opened" not in call.data
+        call.data["verification_opened"] = True
+        try:
+            if first:
+                closed = await asyncio.to_thread(self._close_interrupted_sync, call.call_id)
+                if closed:
+                    call.log.warning("closed %d verification record(s) a previous callsec "
+                                     "left open: error, interrupted", len(closed))
+            if view is not None and "verification_id" not in call.data:
+                call.data["verification_id"] = await asyncio.to_thread(
+                    self.store.records.start_verification, call.call_id,
+                    caller_number=cmd.caller_number or None, customer_ref=view.ref)
+        except CallsecError as exc:
+            call.log.error("verification record could not be opened: %s", exc.error_id)
+
+    def _close_interrupted_sync(self, call_id: str) -> list[str]:
+        def audit(session: Session, vid: str) -> None:
+            self.store.audit.append("system", "verification.finished", call_id, {
+                "verification_id": vid, "result": "error", "reason": "interrupted"},
+                session=session)
+
+        return self.store.records.close_open_verifications(call_id, result="error", audit=audit)
 
     def _lookup_sync(self, by: str, value: str, now: float) -> p.CustomerView | None:
         customers = self.store.customers
@@ -137,7 +168,8 @@ class VerificationService:
     # -- records ------------------------------------------------------------------------------
     async def record(self, call: CallHandle, cmd: p.RecordVerification) -> Sequence[Event]:
         try:
-            await asyncio.to_thread(self._record_sync, call.call_id, cmd)
+            await asyncio.to_thread(self._record_sync, call.call_id, cmd,
+                                    call.data.get("verification_id"))
         except CallsecError as exc:
             call.log.error("verification result %s could not be recorded: %s", cmd.result,
                            exc.error_id)
@@ -145,7 +177,8 @@ class VerificationService:
         call.data["verification"] = cmd.result
         return ()
 
-    def _record_sync(self, call_id: str, cmd: p.RecordVerification) -> None:
+    def _record_sync(self, call_id: str, cmd: p.RecordVerification,
+                     opened: str | None) -> None:
         ref = cmd.customer_ref or None
 
         def audit(session: Session, vid: str) -> None:
@@ -155,6 +188,11 @@ class VerificationService:
                 "caller_id_matched": cmd.caller_id_matched}, session=session)
 
         # One transaction for the record and its audit entry (was three).
+        if opened is not None:
+            self.store.records.finish_verification(
+                opened, result=cmd.result, attempts=cmd.checks, sends=cmd.sends,
+                method=cmd.method, customer_ref=ref, audit=audit)
+            return
         self.store.records.record_verification(
             call_id, caller_number=cmd.caller_number or None, customer_ref=ref,
             method=cmd.method, result=cmd.result, attempts=cmd.checks, sends=cmd.sends,

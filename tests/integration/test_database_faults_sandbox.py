@@ -4,7 +4,8 @@ its own, so the suite's shared ``tools/pg.sh`` cluster is never touched).
 - The database is down when a verification needs it (customer look-up): the caller hears
   "verification failed, goodbye", gets ``CALLSEC_RESULT=failed`` and goes back to the dialplan.
 - The database goes down after the code was sent: the code check needs no database, the caller
-  is verified; the record cannot be written and callsec says so in its log.
+  is verified; the result cannot be written (the attempt, opened at its look-up, stays open)
+  and callsec says so in its log.
 - Once PostgreSQL is back, callsec serves (and records) the next call without a restart.
 """
 
@@ -157,4 +158,5 @@ async def test_database_down_after_the_code_was_sent_still_verifies_the_caller(
                 await asyncio.sleep(0.2)
     finally:
         await asyncio.to_thread(pg_sh, "start")
-    assert verifications(pg_url, channel) == []
+    # the attempt stays on record as opened at its look-up: its result could not be written
+    assert verifications(pg_url, channel) == ["None"]

@@ -19,7 +19,7 @@ REQUIRED = {
     "enter-card-number", "enter-expiry", "enter-cvv", "enter-postal-code", "enter-iban",
     "enter-national-id", "invalid-entry", "entry-too-short", "capture-complete",
     "capture-cancelled", "capture-timeout", "agent-left", "customer-entering-details",
-    "enter-again-to-confirm", "probe-enter-digits", "probe-thanks",
+    "enter-again-to-confirm", "probe-enter-digits", "probe-thanks", "verification-restarted",
 }
 
 
