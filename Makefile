@@ -38,7 +38,7 @@ integration: venv sandbox-up pg-up
 	rm -f var/test/secrets.txt
 	tools/run-tier.sh integration tests/integration -q
 
-e2e: venv
+e2e: venv sandbox-up
 	tools/run-tier.sh e2e tests/e2e -q
 
 leak-scan: venv
@@ -73,6 +73,9 @@ bench: venv sandbox-up pg-up
 
 soak: venv sandbox-up
 	$(BIN)/python bench/soak.py --minutes $(or $(MINUTES),10)
+
+media-bench: venv
+	$(BIN)/python bench/media_bench.py --relays $(or $(RELAYS),100)
 
 sounds:
 	tools/make_sounds.sh

@@ -20,6 +20,7 @@ from callsec_ari.agi.server import AgiServer
 from callsec_ari.ami.link import AmiLink  # --- AMI ---
 from callsec_ari.ari.adapter import AriAdapter, FlowFactory
 from callsec_ari.ari.client import AriClient
+from callsec_ari.capture.media_service import MediaFeature
 from callsec_ari.capture.service import CaptureFeature
 from callsec_ari.capture.sinks import build_sink
 from callsec_ari.config import Settings
@@ -89,6 +90,11 @@ class Application:
                 ami=lambda: self.ami)
             captures.register(self.executor)
             self.capture_service = captures
+            # talk-through relays: closed with their call, and all of them when callsec stops
+            media = MediaFeature.from_store(self.store, self.dispatcher, self.settings.capture)
+            media.register(self.executor)
+            self.finish_hooks.append(media.call_finished)
+            stack.callback(media.close_all)
             # --- end secure DTMF capture ---
             trace = BenchTrace.from_env()  # `make bench` only: off unless CALLSEC_BENCH_TRACE
             if trace is not None:

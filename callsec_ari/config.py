@@ -196,6 +196,15 @@ class CaptureSettings:
     agent_hold_class: str = "default"
     #: ``hangup`` | ``continue`` (back to the dialplan) when the agent leaves mid-capture.
     on_agent_hangup: str = "continue"
+    #: talk_through: when the media path cannot be set up, ``cancel`` the capture (reason
+    #: ``media_failed``) or go on as a ``bridge`` capture.
+    talk_through_fallback: str = "cancel"
+    #: talk_through: what replaces a 20 ms frame holding key-tone energy: ``silence`` | ``tone``.
+    talk_through_replacement: str = "silence"
+    #: talk_through: the address callsec's relay binds and Asterisk streams to.
+    media_host: str = "127.0.0.1"
+    #: talk_through: the address Asterisk sends RTP from (empty: ``media_host``).
+    media_peer_host: str = ""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -272,6 +281,8 @@ CHOICES: dict[tuple[str, str], tuple[str, ...]] = {
     ("capture", "mode"): ("bridge", "talk_through"),
     ("capture", "sink"): ("vault", "gateway"),
     ("capture", "on_agent_hangup"): ("hangup", "continue"),
+    ("capture", "talk_through_fallback"): ("cancel", "bridge"),
+    ("capture", "talk_through_replacement"): ("silence", "tone"),
     ("capture", "national_id_kind"): ("de_steuer_id", "nl_bsn", "us_ssn"),
     ("policy", "require_code"): ("always", "risk", "never"),
     ("verification", "default_language"): ("en", "de"),

@@ -70,7 +70,8 @@ class FlowRegistry:
                               entry=self.entry_options(started),
                               capture_timeout=capture.capture_timeout_seconds,
                               feature_codes=tuple((code, name) for name, code in codes if code),
-                              new_id=new_capture_id)
+                              new_id=new_capture_id, mode=capture.mode,
+                              fallback_to_bridge=capture.talk_through_fallback == "bridge")
 
     def capture(self, call_id: str, started: CallStarted) -> Flow:
         """Self-service capture; ``fields=card_number,expiry,cvv`` (InvalidInput if unknown).

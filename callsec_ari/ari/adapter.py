@@ -5,7 +5,8 @@ names a flow (``verify``, ``connect``, ``probe``) starts that flow in the dispat
 events for the call's channels are translated and posted in arrival order. After a websocket
 reconnect it resynchronises: calls whose caller channel is gone get ``CallerHungUp``, the rest
 ``Resynchronised``. On every connect, the first included, it adopts the calls a previous
-callsec process left in their bridges (:mod:`callsec_ari.ari.recovery`).
+callsec process left in their bridges (:mod:`callsec_ari.ari.recovery`) and starts again the
+callers it left mid-flow outside any bridge (:mod:`callsec_ari.ari.stranded`).
 """
 
 from __future__ import annotations
@@ -19,8 +20,10 @@ from typing import Any
 from callsec_ari.ari import models as m
 from callsec_ari.ari.client import AriClient
 from callsec_ari.ari.errors import AriError, AriNotFound
+from callsec_ari.ari.external_media import open_external_media
 from callsec_ari.ari.operations import segment
 from callsec_ari.ari.recovery import Adoption, recover
+from callsec_ari.ari.stranded import recover_stranded
 from callsec_ari.core import commands as c
 from callsec_ari.core import events as e
 from callsec_ari.core.errors import CallsecError
@@ -79,6 +82,8 @@ class AriAdapter:
         #: channel id -> (call id, leg)
         self.channels: dict[str, tuple[str, str]] = {}
         self.playbacks: dict[str, str] = {}
+        #: media channel id -> set when its StasisStart came (``CreateExternalMedia``).
+        self._media_started: dict[str, asyncio.Event] = {}
         self.connected = asyncio.Event()
 
     # -- events in ----------------------------------------------------------------------
@@ -98,6 +103,7 @@ class AriAdapter:
             self.connected.set()
             await self.filter_events()
             await self.adopt_orphans(at)
+            await self.restart_stranded(at)
             if event.reconnect:
                 await self.resynchronise(at)
             return
@@ -129,6 +135,9 @@ class AriAdapter:
             self.dispatcher.post(call_id, e.LegAnswered(at=at, leg=leg))
             return
         if channel.id in self.channels:
+            media = self._media_started.get(channel.id)
+            if media is not None:
+                media.set()  # a media channel callsec created: not a new call
             return
         flow_name, positional, options = parse_stasis_args(event.args)
         clog = call_logger(log, channel.id)
@@ -201,6 +210,8 @@ class AriAdapter:
             return
         for channel_id, (call_id, leg) in list(self.channels.items()):
             if leg not in ("caller", "orphan"):
+                if channel_id not in present:
+                    self._gone(channel_id, at)  # a leg that ended while we could not hear it
                 continue
             if channel_id in present:
                 self.dispatcher.post(call_id, e.Resynchronised(at=at))
@@ -220,6 +231,13 @@ class AriAdapter:
             except CallsecError as exc:
                 log.error("cannot adopt a call left behind: %s", exc.error_id,
                           extra={"call_id": adopted.orphan.call_id})
+
+    async def restart_stranded(self, at: float) -> None:
+        """Start again the callers a previous callsec left mid-flow (see ``stranded``)."""
+        await recover_stranded(
+            self.client, self.client_app, flows=self.flows.keys(),
+            known=lambda call_id: self.dispatcher.get(call_id) is not None,
+            start=lambda event: self._stasis_start(event, at))
 
     def _adopt(self, adopted: Adoption, at: float) -> None:
         orphan = adopted.orphan
@@ -258,10 +276,16 @@ class AriAdapter:
             return ()  # it finished already (PlaybackFinished came) or never started
         if self.trace is not None:
             self.trace.sent(call.trigger, command.kind)
+        if isinstance(command, c.CreateExternalMedia):
+            return await self._external_media(call, command)
         if await self._execute_bridging(call, command):
             return ()
         if isinstance(command, c.Answer):
             await self.client.answer(channel_id)
+        elif isinstance(command, c.Play) and command.bridge_id:
+            self.playbacks[command.playback_id] = call.call_id
+            await self.client.play_bridge(command.bridge_id, command.media,
+                                          playback_id=command.playback_id, lang=command.language)
         elif isinstance(command, c.Play):
             self.playbacks[command.playback_id] = call.call_id
             await self.client.play(self._leg(call, command.leg), command.media,
@@ -313,6 +337,18 @@ class AriAdapter:
         else:
             return False
         return True
+
+    async def _external_media(self, call: CallHandle,
+                              command: c.CreateExternalMedia) -> Sequence[e.Event]:
+        channel_id = self._leg(call, command.leg)
+        self.channels[channel_id] = (call.call_id, command.leg)  # before its StasisStart
+        started = self._media_started[channel_id] = asyncio.Event()
+        try:
+            return [await open_external_media(self.client, app=self.client_app,
+                                              channel_id=channel_id, command=command,
+                                              started=started)]
+        finally:
+            self._media_started.pop(channel_id, None)
 
     def snapshot(self) -> dict[str, Any]:
         return {"server": self.server, "connected": self.connected.is_set(),

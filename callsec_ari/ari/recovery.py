@@ -30,6 +30,7 @@ from callsec_ari.ari.client import AriClient
 from callsec_ari.ari.errors import AriError, AriNotFound
 from callsec_ari.ari.models import Bridge
 from callsec_ari.ari.operations import segment
+from callsec_ari.capture.talkthrough import MEDIA_LEGS  # channels <call id>-media-caller/agent
 from callsec_ari.connect.flow import ConnectFlow, Recovered
 from callsec_ari.core.events import CallStarted
 from callsec_ari.core.flow import Flow
@@ -52,6 +53,8 @@ class Orphan:
     agent_present: bool
     agent_bridged: bool
     capture: bool
+    #: Talk-through media legs of the call still in the application (hung up on adoption).
+    media: tuple[str, ...] = ()
 
     @property
     def agent_id(self) -> str:
@@ -59,7 +62,8 @@ class Orphan:
 
     def event(self, at: float) -> Recovered:
         return Recovered(at=at, caller_present=self.caller_present,
-                         agent_present=self.agent_bridged, capture=self.capture)
+                         agent_present=self.agent_bridged, capture=self.capture,
+                         media=self.media)
 
 
 def _call_of(bridge_id: str) -> str | None:
@@ -85,7 +89,8 @@ def find_orphans(bridges: Sequence[Bridge], channel_ids: Collection[str], *,
             agent_present=agent_id in channel_ids,
             agent_bridged=call_bridge is not None and agent_id in call_bridge.channels
             and agent_id in channel_ids,
-            capture=CAPTURE_PREFIX + call_id in by_id))
+            capture=CAPTURE_PREFIX + call_id in by_id,
+            media=tuple(leg for leg in MEDIA_LEGS if f"{call_id}-{leg}" in channel_ids)))
     return orphans
 
 

@@ -37,3 +37,9 @@ class GatewayFailed(Unavailable):
 
     error_id = "gateway_failed"
     status = 502
+
+
+class MediaUnavailable(Unavailable):
+    """A talk-through relay could not be opened or connected (no UDP port, no such relay)."""
+
+    error_id = "media_unavailable"

@@ -24,6 +24,8 @@ class CaptureRequested(Event):
     capture_id: str
     fields: tuple[str, ...]
     requested_by: str = "agent"
+    #: ``bridge`` | ``talk_through``; empty: the configured ``[capture] mode``.
+    mode: str = ""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -44,6 +46,33 @@ class CaptureStored(Event):
     capture_id: str
     #: The payment-gateway token or the vault references, by field.
     refs: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True, kw_only=True)
+class MediaOpened(Event):
+    """A talk-through relay listens: Asterisk's media channels stream to ``host`` on these
+    ports (``caller_port`` for the capture bridge's channel, ``agent_port`` for the agent's)."""
+
+    capture_id: str
+    host: str
+    caller_port: int
+    agent_port: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class MediaConnected(Event):
+    """The relay knows both media channels' RTP addresses: audio flows both ways."""
+
+    capture_id: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class MediaClosed(Event):
+    """The relay is closed; ``evidence`` is its final count (frames relayed, flattened, tone
+    frames that reached the agent side...), already signed and stored with the capture."""
+
+    capture_id: str
+    evidence: tuple[tuple[str, int | float | str], ...] = ()
 
 
 # --- commands -------------------------------------------------------------------------------
@@ -89,3 +118,27 @@ class CloseOpenCaptures(Command):
     died during it) as ``cancelled`` with ``reason``; nothing of its digits was ever kept."""
 
     reason: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class OpenMedia(Command):
+    """Open a talk-through relay (two UDP ports) for this capture -> :class:`MediaOpened`."""
+
+    capture_id: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class ConnectMedia(Command):
+    """Tell the relay where Asterisk's media channels are -> :class:`MediaConnected`."""
+
+    capture_id: str
+    caller: tuple[str, int]
+    agent: tuple[str, int]
+
+
+@dataclass(frozen=True, kw_only=True)
+class CloseMedia(Command):
+    """Close the call's relay (idempotent), sign and store its evidence -> :class:`MediaClosed`
+    (no event when no relay was open)."""
+
+    capture_id: str

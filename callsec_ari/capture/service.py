@@ -250,7 +250,9 @@ class CaptureFeature:
             return [row.capture_id for row in rows]
 
     # -- the web layer's CaptureService ----------------------------------------------------
-    async def request(self, call: CallHandle, fields: Sequence[str], *, actor: str) -> str:
+    async def request(self, call: CallHandle, fields: Sequence[str], *, actor: str,
+                      mode: str = "") -> str:
+        """``mode``: ``bridge`` | ``talk_through``; empty: ``[capture] mode``."""
         kinds = tuple(kind.value for kind in parse_fields(",".join(fields)))
         flow = call.flow
         if not isinstance(flow, ConnectFlow) or flow.state is not K.CONNECTED:
@@ -264,9 +266,9 @@ class CaptureFeature:
         self._remember(capture_id, call)
         await self._audit(actor, "capture.requested", capture_id, {
             "call_id": call.call_id, "fields": list(kinds), "requested_by": actor,
-            "agent": call.data.get("agent_endpoint")})
+            "agent": call.data.get("agent_endpoint"), **({"mode": mode} if mode else {})})
         self.dispatcher.post(call.call_id, cp.CaptureRequested(
-            capture_id=capture_id, fields=kinds, requested_by=actor,
+            capture_id=capture_id, fields=kinds, requested_by=actor, mode=mode,
             at=asyncio.get_running_loop().time()))
         call.log.info("capture %s requested by %s (fields %s)", capture_id, actor,
                       ",".join(kinds))
@@ -318,7 +320,8 @@ class CaptureFeature:
                                       "vault_refs": dict(row.vault_refs or {}),
                                       "gateway_token": row.gateway_token,
                                       "finished_at": row.finished_at.isoformat()
-                                      if row.finished_at else None}
+                                      if row.finished_at else None,
+                                      "media_evidence": row.media_evidence}
             return CaptureInfo(capture_id, row.call_id, endpoint,
                                row.result or "in_progress", masked)
 

@@ -23,12 +23,14 @@ from callsec_ari.capture import protocol as cp
 from callsec_ari.capture.entry import EntryOptions, FieldEntry
 from callsec_ari.capture.fields import ValidationContext
 from callsec_ari.capture.steering import CaptureSteering, SteeringOptions
+from callsec_ari.capture.talkthrough import MEDIA_DIGITS, MEDIA_LEGS, TalkThroughSteering
 from callsec_ari.core import commands as c
 from callsec_ari.core.events import (
     CallerHungUp,
     CommandFailed,
     DtmfReceived,
     Event,
+    ExternalMediaReady,
     LegAnswered,
     LegGone,
     PlaybackFinished,
@@ -64,6 +66,10 @@ class CaptureOptions:
     feature_codes: tuple[tuple[str, str], ...] = (("*1", "card"), ("*2", "bank"), ("*3", "id"))
     #: Makes capture ids for captures the agent starts from the keypad.
     new_id: Callable[[], str] = lambda: "CP-local"
+    #: ``bridge`` | ``talk_through`` (``capture/talkthrough.py``), unless the request names one.
+    mode: str = "bridge"
+    #: A talk-through capture whose media cannot be set up goes on as a bridge capture.
+    fallback_to_bridge: bool = False
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -75,6 +81,8 @@ class Recovered(Event):
     agent_present: bool = True
     #: The capture bridge ``callsec-capture-<call id>`` was found (a capture was running).
     capture: bool = False
+    #: Talk-through media legs (``media-caller``, ``media-agent``) still in Asterisk.
+    media: tuple[str, ...] = ()
 
 
 class K(Enum):
@@ -88,7 +96,8 @@ class K(Enum):
 class ConnectFlow(TableFlow[K]):
     FINAL_STATES = frozenset({K.DONE})
     IGNORED_EVERYWHERE = (PlaybackFinished, TimerExpired, DtmfReceived, Resynchronised, LegGone,
-                          LegAnswered, cp.RecordingMuted, cp.CaptureStored, cp.CaptureCancelled)
+                          LegAnswered, cp.RecordingMuted, cp.CaptureStored, cp.CaptureCancelled,
+                          cp.MediaOpened, ExternalMediaReady, cp.MediaConnected, cp.MediaClosed)
 
     def __init__(self, call_id: str, verification: VerificationFlow,
                  options: ConnectOptions) -> None:
@@ -101,6 +110,7 @@ class ConnectFlow(TableFlow[K]):
         self.capture: CaptureSteering | None = None
         self._agent_keys = ""
         self._agent_key_at = 0.0
+        self._unsettled = False  # a capture's give-back failed: Asterisk was out of reach
 
     def adopt(self, *, result: str, customer_ref: str, language: str) -> None:
         """Take over a call connected by a previous callsec process: straight to CONNECTED
@@ -181,7 +191,13 @@ class ConnectFlow(TableFlow[K]):
                           else c.ContinueDialplan())
         return [end, c.Finish(result=self.result)]
 
+    def _ending_resynchronised(self, event: Resynchronised) -> list[c.Command]:
+        """After an ARI outage the prompt's PlaybackFinished may be lost: end as if it played."""
+        return self._ending_played(PlaybackFinished(at=event.at, playback_id=self._ending_prompt))
+
     def _agent_left(self, event: LegGone) -> list[c.Command]:
+        if event.leg in MEDIA_LEGS:
+            return self._media(event)
         if event.leg != AGENT:
             return []
         commands: list[c.Command] = []
@@ -222,6 +238,7 @@ class ConnectFlow(TableFlow[K]):
             if event.agent_present:
                 out.append(c.AddToBridge(bridge_id=self.bridge_id, leg="caller",
                                          absorb_dtmf=True))
+        out += [c.HangupLeg(leg=leg) for leg in event.media]  # talk-through media legs
         if event.capture:
             out += [c.DestroyBridge(bridge_id=capture_bridge),
                     cp.CloseOpenCaptures(reason="callsec_restart")]
@@ -252,7 +269,12 @@ class ConnectFlow(TableFlow[K]):
     def _resynchronised(self, event: Resynchronised) -> list[c.Command]:
         capture = self._active()
         if capture is None:
-            return []
+            if not self._unsettled:
+                return []
+            # A give-back sent into the outage never reached Asterisk: put the caller back now.
+            self._unsettled = False
+            media = MEDIA_LEGS if isinstance(self.capture, TalkThroughSteering) else ()
+            return self._recovered(Recovered(at=event.at, capture=True, media=media))
         if capture.stage == "muting":
             return capture.abandon("cancelled", "reconnect")
         return capture.give_back("cancelled", "reconnect")
@@ -268,9 +290,14 @@ class ConnectFlow(TableFlow[K]):
         language = self.verification.language
         entry = FieldEntry(event.capture_id, event.fields, captures.context,
                            replace(captures.entry, language=language))
-        self.capture = CaptureSteering(event, entry, SteeringOptions(
+        options = SteeringOptions(
             agent_bridge=self.bridge_id, capture_bridge=f"callsec-capture-{self.call_id}",
-            customer_ref=ref, capture_timeout=captures.capture_timeout, language=language))
+            customer_ref=ref, capture_timeout=captures.capture_timeout, language=language)
+        if (event.mode or captures.mode) == "talk_through":
+            self.capture = TalkThroughSteering(event, entry, options,
+                                               fallback=captures.fallback_to_bridge)
+        else:
+            self.capture = CaptureSteering(event, entry, options)
         return self.capture.start()
 
     def _active(self, capture_id: str | None = None) -> CaptureSteering | None:
@@ -289,9 +316,11 @@ class ConnectFlow(TableFlow[K]):
 
     def _connected_digit(self, event: DtmfReceived) -> list[c.Command]:
         capture = self._active()
-        if event.leg == "caller":
+        if event.leg in ("caller", MEDIA_DIGITS):
             if capture is not None and capture.stage == "entering":
-                return capture.digit(event.digit, event.at)
+                if isinstance(capture, TalkThroughSteering):
+                    return capture.digit_from(event.leg, event.digit, event.at)
+                return capture.digit(event.digit, event.at) if event.leg == "caller" else []
             return []
         if event.leg == AGENT and capture is None:
             return self._feature_code(event)
@@ -335,6 +364,8 @@ class ConnectFlow(TableFlow[K]):
 
     def _failed(self, event: CommandFailed) -> list[c.Command]:
         capture = self._active()
+        if isinstance(capture, TalkThroughSteering) and capture.stage == "media":
+            return self._media(event)
         if capture is not None:
             if event.command == "MuteRecording" and capture.stage == "muting":
                 return capture.mute_failed(event.error_id)
@@ -343,16 +374,34 @@ class ConnectFlow(TableFlow[K]):
             if event.command in ("CreateBridge", "AddToBridge", "RemoveFromBridge"):
                 return capture.give_back("cancelled", "bridge_failed")
             return []
+        if event.error_id == "ari_unavailable" and self.capture is not None and \
+                event.command in ("RemoveFromBridge", "AddToBridge", "DestroyBridge"):
+            self._unsettled = True  # redone by the reconnect's Resynchronised
+        if event.error_id == "ari_unavailable" and event.command == "HangupLeg" and \
+                isinstance(self.capture, TalkThroughSteering):
+            self._unsettled = True  # a media leg left behind: hung up on Resynchronised
         if self.state is K.DIALLING and event.command in ("DialLeg", "AddToBridge",
                                                          "CreateBridge"):
             return self._not_reached(event)
         return []
+
+    def _media(self, event: Event) -> list[c.Command]:
+        """Talk-through media events (``capture/talkthrough.py``); a capture that fell back
+        to bridge mode is replaced by its successor."""
+        capture = self.capture
+        if not isinstance(capture, TalkThroughSteering):
+            return []
+        commands = capture.handle_media(event)
+        if capture.successor is not None:
+            self.capture = capture.successor
+        return commands
 
     TABLE = {
         (K.DIALLING, LegAnswered): _answered,
         (K.DIALLING, LegGone): _not_reached,
         (K.DIALLING, TimerExpired): _not_reached,
         (K.ENDING, PlaybackFinished): _ending_played,
+        (K.ENDING, Resynchronised): _ending_resynchronised,
         (K.CONNECTED, LegGone): _agent_left,
         (K.CONNECTED, cp.CaptureRequested): _capture_requested,
         (K.CONNECTED, cp.CaptureCancelled): _capture_cancelled,
@@ -363,6 +412,10 @@ class ConnectFlow(TableFlow[K]):
         (K.CONNECTED, PlaybackFinished): _connected_played,
         (K.CONNECTED, Recovered): _recovered,
         (K.CONNECTED, Resynchronised): _resynchronised,
+        (K.CONNECTED, cp.MediaOpened): _media,
+        (K.CONNECTED, ExternalMediaReady): _media,
+        (K.CONNECTED, cp.MediaConnected): _media,
+        (ANY, cp.MediaClosed): _media,
         (ANY, CallerHungUp): _caller_left,
         (ANY, CommandFailed): _failed,
     }

@@ -29,6 +29,8 @@ class Play(Command):
     media: tuple[str, ...]
     language: str = "en"
     leg: str = "caller"
+    #: Set: play into this bridge instead (everyone in it hears; ``leg`` is ignored).
+    bridge_id: str = ""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -134,3 +136,15 @@ class DialLeg(Command):
 class HangupLeg(Command):
     leg: str
     reason: str = "normal"
+
+
+@dataclass(frozen=True, kw_only=True)
+class CreateExternalMedia(Command):
+    """A media channel ``leg`` (``UnicastRTP``) streaming RTP between Asterisk and
+    ``host:port``; once it can join a bridge it comes back as
+    :class:`~callsec_ari.core.events.ExternalMediaReady` with Asterisk's own RTP address."""
+
+    leg: str
+    host: str
+    port: int
+    format: str = "ulaw"

@@ -93,3 +93,13 @@ class LegGone(Event):
 
     leg: str
     cause: str = ""
+
+
+@dataclass(frozen=True, kw_only=True)
+class ExternalMediaReady(Event):
+    """A media channel (``CreateExternalMedia``) is up and in callsec's application;
+    ``address:port`` is where Asterisk sends its RTP from and expects ours."""
+
+    leg: str
+    address: str
+    port: int

@@ -141,6 +141,8 @@ class CaptureRow(Base):
     gateway_token: Mapped[str | None] = mapped_column(String(255))
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
     finished_at: Mapped[datetime | None]
+    #: Talk-through only: the relay's signed leak evidence (counts, no audio, no digits).
+    media_evidence: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 
 
 class VaultItemRow(Base):

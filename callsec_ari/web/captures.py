@@ -17,10 +17,10 @@ from callsec_ari.access.errors import CaptureUnavailable
 from callsec_ari.access.roles import Permission, revealable_kinds
 from callsec_ari.core.errors import InvalidInput, NotFound
 from callsec_ari.runtime.dispatcher import CallHandle
-from callsec_ari.web.deps import CAPTURE_FIELDS, CaptureInfo, CaptureService
-from callsec_ari.web.guard import Guarded, deps_of, require_owner
+from callsec_ari.web.deps import CAPTURE_FIELDS, CAPTURE_MODES, CaptureInfo, CaptureService
+from callsec_ari.web.guard import Guarded, deps_of, require_visible, visible_call
 from callsec_ari.web.security import read_json, text_field
-from callsec_ari.web.views import call_owner, owner_of
+from callsec_ari.web.views import owner_of
 
 _ID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
 
@@ -41,23 +41,21 @@ def _service(request: web.Request) -> CaptureService:
 
 async def _owned_call(request: web.Request, principal: Principal,
                       permission: Permission) -> CallHandle:
-    deps, call_id = deps_of(request), _id(request, "call_id")
-    call = deps.calls.get(call_id)
-    if call is None:
-        raise NotFound("no such active call", details={"call_id": call_id})
-    owners = await asyncio.to_thread(deps.users.endpoint_owners)
-    await require_owner(request, principal, (permission,), call_owner(call, owners),
-                        f"call {call_id}")
+    call, _, _ = await visible_call(request, principal, (permission,), _id(request, "call_id"))
     return call
 
 
 async def _owned_capture(request: web.Request, principal: Principal, service: CaptureService,
                          permission: Permission) -> CaptureInfo:
     deps, capture_id = deps_of(request), _id(request, "capture_id")
-    info = await service.get(capture_id)
+    unknown = NotFound("no such capture", details={"capture_id": capture_id})
+    try:
+        info = await service.get(capture_id)
+    except NotFound:
+        raise unknown from None  # one answer for "no such id" and "not yours to see"
     owners = await asyncio.to_thread(deps.users.endpoint_owners)
-    await require_owner(request, principal, (permission,), owner_of(info.agent_endpoint, owners),
-                        f"capture {capture_id}")
+    await require_visible(request, principal, (permission,),
+                          owner_of(info.agent_endpoint, owners), f"capture {capture_id}", unknown)
     return info
 
 
@@ -73,14 +71,27 @@ def _fields(body: dict[str, Any]) -> list[str]:
     return [str(f) for f in fields]
 
 
+def _mode(body: dict[str, Any]) -> str:
+    """Optional ``mode``: ``bridge`` | ``talk_through``; absent: the configured one ("")."""
+    mode = body.get("mode")
+    if mode is None:
+        return ""
+    if mode not in CAPTURE_MODES:
+        raise InvalidInput("mode: bridge or talk_through", details={
+            "field": "mode", "allowed": CAPTURE_MODES})
+    return str(mode)
+
+
 async def request_capture(request: web.Request, principal: Principal) -> web.StreamResponse:
     call = await _owned_call(request, principal, Permission.CAPTURES_REQUEST)
     service = _service(request)
-    fields = _fields(await read_json(request))
-    capture_id = await service.request(call, fields, actor=principal.user.actor)
+    body = await read_json(request)
+    fields, mode = _fields(body), _mode(body)
+    capture_id = await service.request(call, fields, actor=principal.user.actor, mode=mode)
     await asyncio.to_thread(deps_of(request).audit.append, principal.user.actor,
                             "capture.request", capture_id,
-                            {"call_id": call.call_id, "fields": fields})
+                            {"call_id": call.call_id, "fields": fields,
+                             **({"mode": mode} if mode else {})})
     return web.json_response({"capture_id": capture_id}, status=201)
 
 

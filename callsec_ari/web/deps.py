@@ -26,6 +26,8 @@ STATIC_DIR = Path(__file__).with_name("static")
 
 #: Fields an agent may ask a caller to key in (CONTRACT: ``POST .../captures``).
 CAPTURE_FIELDS = ("card_number", "expiry", "cvv", "postal_code", "iban", "national_id")
+#: Capture modes a request may name (optional ``mode``; absent: ``[capture] mode``).
+CAPTURE_MODES = ("bridge", "talk_through")
 
 
 class CallDirectory(Protocol):
@@ -73,8 +75,9 @@ class CaptureInfo:
 class CaptureService(Protocol):
     """Implemented by the capture feature; every method raises ``CallsecError`` subclasses."""
 
-    async def request(self, call: CallHandle, fields: Sequence[str], *, actor: str) -> str:
-        """Start a capture on ``call``; returns the capture id."""
+    async def request(self, call: CallHandle, fields: Sequence[str], *, actor: str,
+                      mode: str = "") -> str:
+        """Start a capture on ``call`` (``mode``: empty for the configured one); its id."""
         ...
 
     async def cancel(self, call: CallHandle, capture_id: str, *, actor: str) -> None: ...

@@ -4,6 +4,10 @@ Routes are registered from :data:`roles.ENDPOINTS`, so a route cannot exist with
 the table. The role check happens before the handler runs; the owner check (whose call is it)
 happens in the handler once the call or capture is known (:func:`require_owner`). Denials are
 audited (``access.denied``).
+
+A call (or capture) the user may not even *see* answers exactly like one that does not exist
+(404 ``not_found``, :func:`require_visible`), so ids cannot be probed; a call the user sees but
+may not act on answers 403 ``forbidden``.
 """
 
 from __future__ import annotations
@@ -16,11 +20,16 @@ from aiohttp import web
 
 from callsec_ari.access.auth import Principal
 from callsec_ari.access.roles import ENDPOINTS, Endpoint, Owner, Permission, allowed_any
-from callsec_ari.core.errors import Forbidden
+from callsec_ari.access.users import User
+from callsec_ari.core.errors import CallsecError, Forbidden, NotFound
+from callsec_ari.runtime.dispatcher import CallHandle
 from callsec_ari.web.deps import WebDeps
 from callsec_ari.web.security import authenticate
+from callsec_ari.web.views import call_owner
 
 DEPS = web.AppKey("callsec_deps", WebDeps)
+#: Who may see a call at all (and so learn that it exists).
+SEE_CALL = (Permission.CALLS_VIEW_OWN, Permission.CALLS_VIEW_TEAM)
 
 Guarded = Callable[[web.Request, Principal], Awaitable[web.StreamResponse]]
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -43,6 +52,42 @@ async def require_owner(request: web.Request, principal: Principal,
     if not allowed_any(principal.user.subject, perms, owner):
         await deny(deps_of(request), principal, what,
                    {"permission": ",".join(p.value for p in perms)})
+
+
+async def require_visible(request: web.Request, principal: Principal,
+                          permissions: Iterable[Permission], owner: Owner, what: str,
+                          unknown: CallsecError) -> None:
+    """:func:`require_owner` for a resource looked up by id: when the user may not see
+    ``owner``'s calls at all, the denial is audited as usual but answers ``unknown`` (what an
+    id that does not exist answers), so another agent's call cannot be told from no call."""
+    perms = tuple(permissions)
+    if allowed_any(principal.user.subject, SEE_CALL, owner):
+        await require_owner(request, principal, perms, owner, what)
+        return
+    await asyncio.to_thread(deps_of(request).audit.append, principal.user.actor,
+                            "access.denied", what,
+                            {"permission": ",".join(p.value for p in perms)})
+    raise unknown
+
+
+def no_such_call(call_id: str) -> NotFound:
+    return NotFound("no such active call", details={"call_id": call_id})
+
+
+async def visible_call(request: web.Request, principal: Principal,
+                       permissions: Iterable[Permission], call_id: str
+                       ) -> tuple[CallHandle, Owner, Mapping[str, User]]:
+    """The active call ``call_id`` if ``principal`` may use ``permissions`` on it; its owner
+    and the endpoint owners. Unknown and unseeable calls answer the same 404."""
+    deps = deps_of(request)
+    call = deps.calls.get(call_id)
+    if call is None:
+        raise no_such_call(call_id)
+    owners = await asyncio.to_thread(deps.users.endpoint_owners)
+    owner = call_owner(call, owners)
+    await require_visible(request, principal, permissions, owner, f"call {call_id}",
+                          no_such_call(call_id))
+    return call, owner, owners
 
 
 async def admit(request: web.Request, ep: Endpoint) -> Principal:

@@ -18,10 +18,9 @@ from aiohttp import web
 from callsec_ari.access.auth import Principal
 from callsec_ari.access.errors import SessionInvalid
 from callsec_ari.access.roles import Owner, Permission, allowed
-from callsec_ari.core.errors import NotFound
 from callsec_ari.runtime.bus import BusEvent
-from callsec_ari.web.guard import Guarded, deps_of, require_owner
-from callsec_ari.web.views import call_owner, call_view, safe_payload
+from callsec_ari.web.guard import SEE_CALL, Guarded, deps_of, visible_call
+from callsec_ari.web.views import call_view, safe_payload
 
 STREAMS = web.AppKey("callsec_sse_streams", set[asyncio.Queue[BusEvent]])
 CLOSE_TOPIC = "__close__"
@@ -63,15 +62,9 @@ async def _still_signed_in(request: web.Request, principal: Principal) -> bool:
 
 
 async def events(request: web.Request, principal: Principal) -> web.StreamResponse:
-    deps, call_id = deps_of(request), request.match_info["call_id"]
-    call = deps.calls.get(call_id)
-    if call is None:
-        raise NotFound("no such active call", details={"call_id": call_id})
-    owners = await asyncio.to_thread(deps.users.endpoint_owners)
-    owner = call_owner(call, owners)
-    await require_owner(request, principal,
-                        (Permission.CALLS_VIEW_OWN, Permission.CALLS_VIEW_TEAM), owner,
-                        f"call {call_id}")
+    deps = deps_of(request)
+    call, owner, owners = await visible_call(request, principal, SEE_CALL,
+                                             request.match_info["call_id"])
     response = web.StreamResponse(headers={"Content-Type": "text/event-stream",
                                            "X-Accel-Buffering": "no"})
     with deps.bus.subscribe() as queue:

@@ -3,22 +3,18 @@ call with its verification badge, ask for a card capture, watch masked progress 
 SSE as dots, see brand and last 4; the supervisor sees team calls and the audit tail.
 
 The call is a fake active call in a real dispatcher and the progress events are published on
-the real event bus (the sandbox-call version arrives with the capture feature). A screenshot
+the real event bus (the real sandbox call is in test_desk_sandbox.py). A screenshot
 is saved to ``var/e2e/desk.png``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
-import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from selenium import webdriver
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support import expected_conditions as ec
@@ -28,33 +24,8 @@ from tests.integration.web_env import PASSWORD, WebEnv, web_env
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio]
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMEDRIVER = "/usr/bin/chromedriver"
 ARTIFACTS = Path(__file__).resolve().parents[2] / "var" / "e2e"
 CALL = 'li.call[data-call-id="C-100"]'
-
-
-@pytest.fixture
-def browser(tmp_path: Path) -> Iterator[WebDriver]:
-    if not (os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER)):
-        if os.environ.get("CI"):
-            pytest.fail("chromium / chromium-driver are not installed")
-        pytest.skip("chromium / chromium-driver are not installed")
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for arg in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-                "--no-first-run", "--disable-background-networking",
-                "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage",
-                "--window-size=1280,900", "--lang=en-US",
-                f"--user-data-dir={tmp_path / 'chromium-profile'}"):
-        options.add_argument(arg)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
-    try:
-        yield driver
-    finally:
-        driver.quit()
-        shutil.rmtree(tmp_path / "chromium-profile", ignore_errors=True)
 
 
 def wait(driver: WebDriver, condition: Callable[[Any], Any], timeout: float = 15) -> Any:

@@ -153,16 +153,43 @@ async def test_cookie_sessions_refuse_unsafe_requests_without_the_csrf_token(
 
 # --- another agent's call and capture ---------------------------------------------------------
 
+OTHERS_RESOURCES = (
+    ("GET", "/api/v1/calls/{call}/events", None),
+    ("POST", "/api/v1/calls/{call}/captures", {"fields": ["iban"]}),
+    ("DELETE", "/api/v1/calls/{call}/captures/{capture}", None),
+    ("GET", "/api/v1/captures/{capture}", None),
+)
+
+
 async def test_an_agent_cannot_reach_another_agents_call_capture_or_stream(env: WebEnv) -> None:
     headers = await env.login("anna")
-    for method, path, body in (
-            ("GET", "/api/v1/calls/C-102/events", None),
-            ("POST", "/api/v1/calls/C-102/captures", {"fields": ["iban"]}),
-            ("DELETE", "/api/v1/calls/C-102/captures/CAP-2", None),
-            ("GET", "/api/v1/captures/CAP-2", None)):
-        resp = await env.client.request(method, path, json=body, headers=headers)
+    for method, path, body in OTHERS_RESOURCES:
+        resp = await env.client.request(method, path.format(call="C-102", capture="CAP-2"),
+                                        json=body, headers=headers)
         status, data = await answer(resp)
-        assert (status, data["error_id"]) == (403, "forbidden"), (method, path)
+        assert (status, data["error_id"]) == (404, "not_found"), (method, path)
+    assert env.captures.requests == []
+    denied = [e.target for e in env.store.audit.tail(limit=100) if e.action == "access.denied"]
+    assert denied == ["call C-102"] * 3 + ["capture CAP-2"]  # still on the audit trail
+
+
+@pytest.mark.parametrize("user", ["anna", "rita"])
+async def test_another_agents_call_answers_exactly_like_a_call_that_does_not_exist(
+        env: WebEnv, user: str) -> None:
+    """No probing: an id that exists but is not the user's to see, and an id that does not
+    exist, get the same status, error id, message and details (up to the id itself)."""
+    headers = await env.login(user)
+    other = {"anna": ("C-102", "CAP-2"), "rita": ("C-100", "CAP-1")}[user]
+    for method, path, body in OTHERS_RESOURCES:
+        answers = []
+        for call, capture in (other, ("C-777", "CAP-7")):
+            resp = await env.client.request(method, path.format(call=call, capture=capture),
+                                            json=body, headers=headers)
+            status, data = await answer(resp)
+            text = json.dumps(data).replace(call, "{call}").replace(capture, "{capture}")
+            answers.append((status, text))
+        assert answers[0] == answers[1], (user, method, path, answers)
+        assert answers[0][0] == 404
     assert env.captures.requests == []
 
 

@@ -89,11 +89,14 @@ class FakeCaptures:
         self.infos: dict[str, CaptureInfo] = {}
         self.requests: list[tuple[str, tuple[str, ...], str]] = []
         self.reveals: list[tuple[str, frozenset[str], str]] = []
+        self.modes: list[str] = []
         self._ids = itertools.count(1)
 
-    async def request(self, call: CallHandle, fields: Sequence[str], *, actor: str) -> str:
+    async def request(self, call: CallHandle, fields: Sequence[str], *, actor: str,
+                      mode: str = "") -> str:
         capture_id = f"CAP-{next(self._ids)}"
         self.requests.append((call.call_id, tuple(fields), actor))
+        self.modes.append(mode)
         self.infos[capture_id] = CaptureInfo(capture_id, call.call_id,
                                              call.data.get("agent_endpoint"), "in_progress")
         return capture_id

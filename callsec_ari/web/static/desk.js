@@ -154,6 +154,10 @@
   // Capture events carry masked progress ({field, count, dots, brand}), a masked result
   // ({field, valid, brand, last_digits}) or the outcome ({result: captured|cancelled|...}).
   function onCapture(entry, data) {
+    if (data.stage === "evidence") {  // talk-through: what the media relay masked and leaked
+      entry.evidence = { masked: data.tones_masked || 0, leaked: data.leaked || 0 };
+      return;
+    }
     entry.error = "";
     if (data.capture_id) { entry.captureId = data.capture_id; }
     if (data.field !== undefined && data.count !== undefined) {
@@ -168,7 +172,7 @@
   }
   async function requestCapture(id, kind) {
     const entry = state.calls.get(id);
-    entry.error = ""; entry.result = null; entry.outcome = null;
+    entry.error = ""; entry.result = null; entry.outcome = null; entry.evidence = null;
     const res = await api("POST", "/api/v1/calls/" + encodeURIComponent(id) + "/captures", { fields: FIELDS[kind] });
     if (res.ok) { entry.captureId = res.data.capture_id; } else { entry.error = errorText(res.data); }
     renderCalls();
@@ -213,6 +217,10 @@
       (r.last ? "•••• " + r.last + " " : "") + "(" + (r.valid ? t("valid") : t("invalid")) + ")" : "";
     if (entry.outcome === "cancelled") { result.textContent = t("cancelled"); }
     result.className = "result " + (r ? (r.valid ? "ok" : "bad") : "");
+    const ev = entry.evidence;
+    const evidence = li.querySelector(".evidence");
+    evidence.textContent = ev ? t("tonesMasked") + ": " + ev.masked + ", " + t("tonesLeaked") + ": " + ev.leaked : "";
+    evidence.className = "evidence " + (ev ? (ev.leaked === 0 ? "ok" : "bad") : "");
     li.querySelector(".call-error").textContent = entry.error || "";
   }
   function renderCalls() {

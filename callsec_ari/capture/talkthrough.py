@@ -1,0 +1,212 @@
+"""Steering one talk-through capture (pure): the agent stays in the conversation while the caller
+types, and the key tones never reach the agent.
+
+``stage``: ``muting`` -> ``media`` -> ``entering`` -> ``storing`` -> ``done``.
+
+After the caller's recordings are muted the capture bridge ``callsec-capture-<call id>`` is
+created and a relay opened (``OpenMedia`` -> ``MediaOpened``: two UDP ports). Two media channels
+stream to it (``CreateExternalMedia`` ``media-caller`` and ``media-agent`` ->
+``ExternalMediaReady`` once each is in callsec's application); ``media-caller`` joins the capture
+bridge, ``media-agent`` the agent's bridge, and the relay learns their RTP addresses
+(``ConnectMedia`` -> ``MediaConnected``). Only then does the caller move (out of the agent's
+bridge, into the capture bridge, absorbing DTMF), so the caller is never in silence and never
+waits on a half-built relay. Audio then goes capture bridge -> ``media-caller`` -> relay (DTMF
+filter, leak scan) -> ``media-agent`` -> agent, and the agent's voice comes back unchanged. The
+field prompts play into the capture bridge: the caller hears them, and through the relay so does
+the agent, who knows where the caller is. There is no hold loop for the agent in this mode.
+
+A media command that fails before the caller moved tears the media down; the capture ends
+``cancelled`` (reason ``media_failed``), or with ``fallback`` goes on as a bridge capture
+(:attr:`successor`). Ending (give back, abandon, timeout, hang-ups): the caller goes back to the
+agent's bridge first, then the media channels are hung up and the relay closed
+(``CloseMedia`` -> ``MediaClosed``: its signed evidence is stored with the capture record and
+published to the agent's desk).
+
+Digit sources: RFC 4733 digits arrive as the caller's ``DtmfReceived`` (``leg="caller"``; the
+caller's ``absorbDTMF`` keeps them off the media channel); in-band digits the relay detects arrive
+as ``leg="caller-media"``. Asterisk's own in-band detector on an ``inband`` endpoint may report
+the same presses on ``caller``, so the first source that reports a digit becomes the capture's
+digit source and the other source is ignored until the capture ends.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from callsec_ari.capture import protocol as cp
+from callsec_ari.capture.entry import TIMER as ENTRY_TIMER
+from callsec_ari.capture.entry import FieldEntry
+from callsec_ari.capture.steering import OVERALL, RETURN_PROMPTS, CaptureSteering, SteeringOptions
+from callsec_ari.core import commands as c
+from callsec_ari.core.events import CommandFailed, Event, ExternalMediaReady, LegGone
+
+MEDIA_CALLER = "media-caller"
+MEDIA_AGENT = "media-agent"
+MEDIA_LEGS = (MEDIA_CALLER, MEDIA_AGENT)
+#: ``DtmfReceived.leg`` of digits the relay detected in the caller's audio.
+MEDIA_DIGITS = "caller-media"
+#: What the evidence publish shows the agent (``Publish`` payload name <- evidence field).
+EVIDENCE_SHOWN = (("tones_masked", "digits_detected"), ("frames_masked", "frames_flattened"),
+                  ("leaked", "leaked_tone_frames"), ("frames_relayed", "frames_relayed"))
+
+
+class TalkThroughSteering(CaptureSteering):
+    mode = "talk_through"
+
+    def __init__(self, request: cp.CaptureRequested, entry: FieldEntry,
+                 options: SteeringOptions, *, fallback: bool = False) -> None:
+        super().__init__(request, entry, options)
+        self.fallback = fallback
+        #: Asterisk's RTP address of each media leg, once ready.
+        self.media: dict[str, tuple[str, int]] = {}
+        self.caller_moved = False
+        #: ``caller`` or ``caller-media``: the first source that reported a digit.
+        self.digit_source = ""
+        #: The bridge capture this one fell back to (the flow switches to it).
+        self.successor: CaptureSteering | None = None
+
+    # -- building the media path (stage "media") --------------------------------------------
+    def muted(self) -> list[c.Command]:
+        self.stage = "media"
+        return [c.CreateBridge(bridge_id=self.o.capture_bridge, name=self.o.capture_bridge),
+                cp.OpenMedia(capture_id=self.capture_id)]
+
+    def handle_media(self, event: Event) -> list[c.Command]:
+        """The media events: ``MediaOpened``, ``ExternalMediaReady``, ``MediaConnected``,
+        ``MediaClosed``, a media leg's ``LegGone`` and (stage ``media``) ``CommandFailed``."""
+        if isinstance(event, cp.MediaClosed):
+            return self._evidence(event)
+        if isinstance(event, LegGone):
+            return self._media_gone(event)
+        if self.stage != "media":
+            return []
+        if isinstance(event, CommandFailed):
+            return self.media_failed(event.error_id)
+        if isinstance(event, cp.MediaOpened) and event.capture_id == self.capture_id:
+            return [c.CreateExternalMedia(leg=MEDIA_CALLER, host=event.host,
+                                          port=event.caller_port, format="ulaw"),
+                    c.CreateExternalMedia(leg=MEDIA_AGENT, host=event.host,
+                                          port=event.agent_port, format="ulaw")]
+        if isinstance(event, ExternalMediaReady) and event.leg in MEDIA_LEGS:
+            return self._media_ready(event)
+        if isinstance(event, cp.MediaConnected) and event.capture_id == self.capture_id:
+            return self._move_caller()
+        return []
+
+    def _media_ready(self, event: ExternalMediaReady) -> list[c.Command]:
+        self.media[event.leg] = (event.address, event.port)
+        if len(self.media) < len(MEDIA_LEGS):
+            return []
+        # ConnectMedia last: a failed join comes back (CommandFailed) before MediaConnected.
+        return [c.AddToBridge(bridge_id=self.o.capture_bridge, leg=MEDIA_CALLER, absorb_dtmf=True),
+                c.AddToBridge(bridge_id=self.o.agent_bridge, leg=MEDIA_AGENT, absorb_dtmf=True),
+                cp.ConnectMedia(capture_id=self.capture_id, caller=self.media[MEDIA_CALLER],
+                                agent=self.media[MEDIA_AGENT])]
+
+    def _move_caller(self) -> list[c.Command]:
+        self.stage = "entering"
+        self.caller_moved = True
+        return [c.RemoveFromBridge(bridge_id=self.o.agent_bridge, leg="caller"),
+                c.AddToBridge(bridge_id=self.o.capture_bridge, leg="caller", absorb_dtmf=True),
+                c.StartTimer(name=OVERALL, seconds=self.o.capture_timeout),
+                self._publish("started", mode=self.mode),
+                *self._to_bridge(self.entry.start())]
+
+    def media_failed(self, error_id: str) -> list[c.Command]:
+        """The media path could not be built; the caller never left the agent."""
+        teardown = self._teardown()
+        if self.fallback:
+            self.stage, self.result = "done", "fallback"
+            self.successor = CaptureSteering(self.request, self.entry, self.o)
+            return [*teardown, self._publish("fallback", reason="media_failed",
+                                             error_id=error_id), *self.successor.muted()]
+        self.entry.wipe()
+        self.stage, self.result = "done", "cancelled"
+        return [*teardown, cp.MuteRecording(leg="caller", mute=False),
+                self._publish("finished", result="cancelled", reason="media_failed",
+                              error_id=error_id),
+                self._record("cancelled", "media_failed")]
+
+    def _media_gone(self, event: LegGone) -> list[c.Command]:
+        if event.leg not in MEDIA_LEGS:
+            return []
+        if self.stage == "media":
+            return self.media_failed("media_channel_gone")
+        if self.stage == "entering":  # the agent can no longer hear the caller
+            return self.give_back("cancelled", "media_lost")
+        return []
+
+    def _teardown(self) -> list[c.Command]:
+        """Media legs, relay, capture bridge: in this order (the bridge outlives the legs, so
+        a restarted callsec still finds and hangs up legs a dead one left)."""
+        return [*[c.HangupLeg(leg=leg) for leg in MEDIA_LEGS],
+                cp.CloseMedia(capture_id=self.capture_id),
+                c.DestroyBridge(bridge_id=self.o.capture_bridge)]
+
+    def _evidence(self, event: cp.MediaClosed) -> list[c.Command]:
+        if event.capture_id != self.capture_id or not event.evidence:
+            return []
+        evidence = dict(event.evidence)
+        shown = {name: value for name, field in EVIDENCE_SHOWN
+                 if isinstance(value := evidence.get(field), int)}
+        return [self._publish("evidence", **shown)]
+
+    # -- entering (stage "entering") -------------------------------------------------------
+    def _to_bridge(self, commands: list[c.Command]) -> list[c.Command]:
+        """The entry's prompts play into the capture bridge, not to the caller's channel."""
+        return [replace(cmd, bridge_id=self.o.capture_bridge)
+                if isinstance(cmd, c.Play) and not cmd.bridge_id and cmd.leg == "caller" else cmd
+                for cmd in commands]
+
+    def digit_from(self, source: str, key: str, at: float) -> list[c.Command]:
+        """A digit from ``caller`` (Asterisk) or ``caller-media`` (the relay's detector)."""
+        if not self.digit_source:
+            self.digit_source = source
+        elif source != self.digit_source:
+            return []
+        return self.digit(key, at)
+
+    def digit(self, key: str, at: float) -> list[c.Command]:
+        return self._to_bridge(super().digit(key, at))
+
+    def timer(self, name: str) -> list[c.Command]:
+        return self._to_bridge(super().timer(name))
+
+    def played(self, playback_id: str) -> list[c.Command]:
+        return []  # no hold loop: the agent hears the caller
+
+    # -- ending ----------------------------------------------------------------------------
+    def give_back(self, result: str, reason: str = "") -> list[c.Command]:
+        """The caller back to the agent's bridge first, then the media torn down."""
+        self.entry.wipe()
+        self.stage, self.result = "done", result
+        commands: list[c.Command] = [
+            c.CancelTimer(name=OVERALL), c.CancelTimer(name=ENTRY_TIMER),
+            *[c.StopPlayback(playback_id=pid) for pid in self.entry.prompts]]
+        if self.caller_moved:
+            commands += [c.RemoveFromBridge(bridge_id=self.o.capture_bridge, leg="caller"),
+                         c.AddToBridge(bridge_id=self.o.agent_bridge, leg="caller",
+                                       absorb_dtmf=True)]
+        commands += [
+            *self._teardown(),
+            cp.MuteRecording(leg="caller", mute=False),
+            c.Play(playback_id=f"{self.capture_id}-back", language=self.o.language,
+                   bridge_id=self.o.agent_bridge,
+                   media=(f"sound:callsec/{RETURN_PROMPTS.get(result, 'capture-cancelled')}",
+                          "sound:beep")),
+            self._publish("finished", result=result, **({"reason": reason} if reason else {}),
+                          **self._masked_flat()),
+        ]
+        if result != "captured":
+            commands.append(self._record(result, reason))
+        return commands
+
+    def abandon(self, result: str, reason: str) -> list[c.Command]:
+        """A leg left: digits discarded, media and capture bridge torn down, capture recorded."""
+        self.entry.wipe()
+        self.stage, self.result = "done", result
+        return [c.CancelTimer(name=OVERALL), c.CancelTimer(name=ENTRY_TIMER),
+                *self._teardown(),
+                cp.MuteRecording(leg="caller", mute=False),
+                self._publish("finished", result=result, reason=reason),
+                self._record(result, reason)]
