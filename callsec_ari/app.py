@@ -31,6 +31,7 @@ from callsec_ari.logs import setup_logging
 from callsec_ari.runtime.bus import EventBus
 from callsec_ari.runtime.dispatcher import CallHandle, Dispatcher
 from callsec_ari.runtime.executor import CallExecutor
+from callsec_ari.runtime.loopwatch import LoopWatch, settle_heap
 from callsec_ari.runtime.trace import BenchTrace
 from callsec_ari.store.context import Store, open_store
 from callsec_ari.verification.delivery.factory import build_deliveries
@@ -68,6 +69,7 @@ class Application:
         self.web_deps: WebDeps | None = None
         # --- end HTTP API ---
         self.ready = asyncio.Event()
+        self.loop_watch = LoopWatch()
         self._stop = asyncio.Event()
 
     def _finished(self, call: CallHandle) -> None:
@@ -111,6 +113,7 @@ class Application:
                 self.finish_hooks.append(adapter.forget)
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(self.dispatcher.run(), name="dispatcher")
+                tg.create_task(self.loop_watch.run(), name="loop-watch")
                 runners = [tg.create_task(a.run(), name=f"ari-{a.server}") for a in self.adapters]
                 # --- AMI ---
                 if self.ami is not None:
@@ -133,6 +136,7 @@ class Application:
                     runners.append(tg.create_task(self.web.serve(), name="web"))
                     await self.web.started.wait()
                 # --- end HTTP API ---
+                settle_heap()
                 self.ready.set()
                 log.info("callsec running: %d Asterisk server(s)", len(self.adapters),
                          extra={"call_id": "-"})

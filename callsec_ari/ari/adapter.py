@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
@@ -21,6 +20,7 @@ from callsec_ari.ari import models as m
 from callsec_ari.ari.client import AriClient
 from callsec_ari.ari.errors import AriError, AriNotFound
 from callsec_ari.ari.external_media import open_external_media
+from callsec_ari.ari.moments import ReturnToDialplan, pressed_at
 from callsec_ari.ari.operations import segment
 from callsec_ari.ari.recovery import Adoption, recover
 from callsec_ari.ari.stranded import recover_stranded
@@ -34,8 +34,6 @@ from callsec_ari.runtime.trace import BenchTrace
 
 log = logging.getLogger(__name__)
 
-#: Asterisk's event ``timestamp`` moves a DTMF event's ``at`` back by at most this much.
-MAX_DTMF_LAG = 2.0
 #: The only ARI events the adapter acts on (``_stasis_start`` and ``_translate``). On every
 #: (re)connect Asterisk is asked to send no others (``PUT /applications/{app}/eventFilter``):
 #: a call's ChannelVarset, ChannelStateChange, PlaybackStarted, bridge and dialplan events are
@@ -82,6 +80,8 @@ class AriAdapter:
         #: channel id -> (call id, leg)
         self.channels: dict[str, tuple[str, str]] = {}
         self.playbacks: dict[str, str] = {}
+        #: Dialled legs whose StasisStart (answer) was seen.
+        self._answered: set[str] = set()
         #: media channel id -> set when its StasisStart came (``CreateExternalMedia``).
         self._media_started: dict[str, asyncio.Event] = {}
         self.connected = asyncio.Event()
@@ -132,6 +132,7 @@ class AriAdapter:
             # A leg callsec dialled answered: ("leg", call id, leg name).
             call_id, leg = event.args[1], event.args[2]
             self.channels[channel.id] = (call_id, leg)
+            self._answered.add(channel.id)
             self.dispatcher.post(call_id, e.LegAnswered(at=at, leg=leg))
             return
         if channel.id in self.channels:
@@ -160,7 +161,7 @@ class AriAdapter:
                            "dialplan", flow_name, exc.message, exc.error_id)
         if flow is None:
             self.channels[channel.id] = (channel.id, "orphan")
-            self.dispatcher.start_call(channel.id, _ReturnToDialplan(channel.id), started,
+            self.dispatcher.start_call(channel.id, ReturnToDialplan(channel.id), started,
                                        {"port": self, "channel_id": channel.id})
             return
         self.channels[channel.id] = (channel.id, "caller")
@@ -176,7 +177,7 @@ class AriAdapter:
                 log.warning("ignored a DTMF event without a valid key",
                             extra={"call_id": found[0]})
             elif found:
-                dtmf = e.DtmfReceived(at=_pressed_at(event, at), digit=event.digit,
+                dtmf = e.DtmfReceived(at=pressed_at(event, at), digit=event.digit,
                                       duration_ms=event.duration_ms, leg=found[1])
                 if self.trace is not None and event.timestamp is not None:
                     self.trace.stamp(dtmf, event.timestamp.timestamp())
@@ -217,8 +218,32 @@ class AriAdapter:
                 self.dispatcher.post(call_id, e.Resynchronised(at=at))
             else:
                 self._gone(channel_id, at)
+        await self._answered_meanwhile(at)
         log.info("resynchronised %d call(s) on %s", len(self.channels), self.server,
                  extra={"call_id": "-"})
+
+    async def _answered_meanwhile(self, at: float) -> None:
+        """A leg callsec dialled that answered while the websocket was down: its StasisStart
+        was lost, but it is in the application now. The flow gets the ``LegAnswered`` it missed
+        (the agent would otherwise wait for the dial timer while the caller hears "unavailable")."""
+        waiting = {channel_id for channel_id, (_call, leg) in self.channels.items()
+                   if leg not in ("caller", "orphan", "gone") and not leg.startswith("media-")
+                   and channel_id not in self._answered}
+        if not waiting:
+            return
+        try:
+            listing = await self.client.request(
+                "GET", f"/applications/{segment(self.client_app)}")
+        except AriError as exc:
+            log.warning("resync: cannot list the application's channels: %s", exc.error_id,
+                        extra={"call_id": "-"})
+            return
+        in_app = set(listing.get("channel_ids") or ()) if isinstance(listing, Mapping) else set()
+        for channel_id in sorted(waiting & in_app):
+            call_id, leg = self.channels[channel_id]
+            self._answered.add(channel_id)
+            call_logger(log, call_id).info("the %s answered while the websocket was down", leg)
+            self.dispatcher.post(call_id, e.LegAnswered(at=at, leg=leg))
 
     async def adopt_orphans(self, at: float) -> None:
         """Take over the calls a previous callsec process left behind (see ``recovery``)."""
@@ -245,6 +270,7 @@ class AriAdapter:
                                          "caller" if orphan.caller_present else "gone")
         if orphan.agent_present:
             self.channels[orphan.agent_id] = (orphan.call_id, "agent")
+            self._answered.add(orphan.agent_id)
         call_logger(log, orphan.call_id).warning(
             "adopting a call left by a previous callsec (capture bridge: %s, agent: %s)",
             "yes" if orphan.capture else "no", "yes" if orphan.agent_bridged else "no")
@@ -259,6 +285,7 @@ class AriAdapter:
         for channel_id, (call_id, _leg) in list(self.channels.items()):
             if call_id == call.call_id:
                 del self.channels[channel_id]
+                self._answered.discard(channel_id)
         for playback_id, call_id in list(self.playbacks.items()):
             if call_id == call.call_id:
                 del self.playbacks[playback_id]
@@ -355,49 +382,9 @@ class AriAdapter:
                 "channels": len(self.channels)}
 
 
-def _pressed_at(event: m.ChannelDtmfReceived, arrived: float) -> float:
-    """When the key was pressed, on the loop clock: the arrival time moved back by how long
-    the event took to reach us (Asterisk's ``timestamp``, up to :data:`MAX_DTMF_LAG`).
-
-    Arrival times alone bunch up under load (a busy event loop, a burst on the websocket): two
-    presses of the same key 200 ms apart in Asterisk could arrive 10 ms apart and be taken for
-    one duplicated DTMF END by the collector's de-duplication window. With Asterisk's own
-    spacing a repeated key stays a repeated key, and a re-queued END (same timestamp) stays a
-    duplicate. A clock that is off (Asterisk on another host) only clamps back to arrival time.
-    """
-    if event.timestamp is None:
-        return arrived
-    lag = time.time() - event.timestamp.timestamp()
-    return arrived - min(max(lag, 0.0), MAX_DTMF_LAG)
-
-
 async def _ignore_gone(request: Awaitable[Any]) -> None:
     """Tear-down requests: a channel or bridge that is already gone is what we wanted."""
     try:
         await request
     except AriNotFound:
         pass
-
-
-class _ReturnToDialplan:
-    """Flow for a Stasis() line that names no callsec flow: hand the channel straight back."""
-
-    def __init__(self, call_id: str) -> None:
-        self.call_id = call_id
-        self._done = False
-
-    @property
-    def done(self) -> bool:
-        return self._done
-
-    @property
-    def state_name(self) -> str:
-        return "DONE" if self._done else "NEW"
-
-    def handle(self, event: e.Event) -> list[c.Command]:
-        if self._done:
-            return []
-        self._done = True
-        if isinstance(event, e.CallerHungUp):
-            return [c.Finish(result="hangup")]
-        return [c.ContinueDialplan(), c.Finish(result="skipped")]
