@@ -1,0 +1,30 @@
+"""The event-loop stall watch: a late wake-up is logged once, with what the collector did."""
+
+import logging
+
+import pytest
+
+from callsec_ari.runtime.loopwatch import LoopWatch
+
+
+def test_a_stall_above_the_threshold_is_logged_with_the_collectors_share(
+        caplog: pytest.LogCaptureFixture) -> None:
+    watch = LoopWatch(interval=0.05, warn_after=0.1)
+    watch.gc.callback("start", {"generation": 2})
+    watch.gc.callback("stop", {"generation": 2})
+    with caplog.at_level(logging.WARNING, logger="callsec_ari.runtime.loopwatch"):
+        watch._measured(0.02)
+        watch._measured(0.25)
+    assert [r.getMessage().split(" (")[0] for r in caplog.records] == \
+        ["event loop stalled 250 ms"]
+    assert watch.snapshot() == {"max_lag_seconds": 0.25, "stalls": 1}
+    assert watch.gc.take() == ([0.0, 0.0, 0.0], 0.0)  # the collector's time was handed out
+
+
+def test_collections_are_summed_per_generation() -> None:
+    watch = LoopWatch()
+    for generation in (0, 2, 2):
+        watch.gc.callback("start", {"generation": generation})
+        watch.gc.callback("stop", {"generation": generation})
+    seconds, longest = watch.gc.take()
+    assert seconds[1] == 0.0 and seconds[0] > 0.0 and seconds[2] >= longest > 0.0
