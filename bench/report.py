@@ -74,7 +74,31 @@ def other_tables(results: dict[str, Any]) -> list[str]:
                          f"p50 / p99 | {_f(lookup['p50_ms'], 2)} / {_f(lookup['p99_ms'], 2)} ms |")
         if store.get("skipped"):
             lines.append(f"| {kind} | skipped: {store['skipped']} |")
+    lines += talk_through_rows(results.get("talk_through") or {})
     return lines
+
+
+def talk_through_rows(tt: dict[str, Any]) -> list[str]:
+    if not tt:
+        return []
+    if tt.get("error"):
+        return [f"| talk-through captures | failed: {tt['error']} |"]
+    relay = tt.get("relay") or {}
+    hold = relay.get("max_hold_ms") or {}
+    return [
+        f"| talk-through: captures open at once (completed) | "
+        f"{tt.get('peak_concurrent_captures')} ({tt.get('completed')}/{tt.get('captures')}), "
+        f"all open together {_f(tt.get('all_open_seconds'), 1)} s |",
+        f"| talk-through: longest frame hold per capture p50 / p99 / max | "
+        f"{_f(hold.get('p50'), 1)} / {_f(hold.get('p99'), 1)} / {_f(hold.get('max'), 1)} ms |",
+        f"| talk-through: frames relayed / flattened / leaked | "
+        f"{_f(relay.get('frames_relayed'), 0)} / {_f(relay.get('frames_flattened'), 0)} / "
+        f"{_f(relay.get('leaked_tone_frames'), 0)} |",
+        f"| talk-through: callsec CPU per call / per capture-second | "
+        f"{_f(tt.get('callsec_cpu_ms_per_call'), 1)} ms / "
+        f"{_f(tt.get('callsec_cpu_ms_per_capture_second'), 2)} ms (Asterisk "
+        f"{_f(tt.get('asterisk_cpu_s'), 1)} s) |",
+    ]
 
 
 def summary(results: dict[str, Any]) -> list[str]:

@@ -7,7 +7,9 @@
    verified by SMS and then asked for a card by its agent (``bench/driver.py``). Per ramp and
    app: completion, DTMF event -> next REST command latency (``CALLSEC_BENCH_TRACE``), CPU
    seconds (``/proc/<pid>/stat``), peak RSS; the Asterisk's and the driver's CPU for context.
-3. Store: vault stores/reveals per second and caller-ID look-ups at 1,000,000 customers, on
+3. Talk-through: ``N`` (default 100) talk-through captures open at once, voice both ways
+   through callsec's DTMF filter (``bench/talkthrough.py``).
+4. Store: vault stores/reveals per second and caller-ID look-ups at 1,000,000 customers, on
    SQLite and PostgreSQL (``bench/store_bench.py``).
 
 Writes ``bench/results/latest.json`` and ``latest.md`` and the table in README.md.
@@ -32,7 +34,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench import core_bench, procstat, report
+from bench import core_bench, procstat, report, talkthrough
 from bench.calls import CallBench, callsec_targets
 
 REPO = Path(__file__).resolve().parents[1]
@@ -78,6 +80,9 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
         if ratios:
             out.append(_target("CPU per event ≤ 1.5 x the floor (every ramp)",
                                max(ratios) <= 1.5, f"worst {max(ratios):.2f}x"))
+    tt = results.get("talk_through") or {}
+    if tt and not tt.get("error"):
+        out.append(talkthrough.target_row(tt, tt["captures"]))
     store = results.get("store") or {}
     sqlite = store.get("sqlite") or {}
     if sqlite.get("vault"):
@@ -110,6 +115,8 @@ def main() -> int:
     parser.add_argument("--core-calls", type=int, default=2000)
     parser.add_argument("--skip-store", action="store_true")
     parser.add_argument("--skip-calls", action="store_true")
+    parser.add_argument("--talk-through", type=int, default=100, metavar="N",
+                        help="concurrent talk-through captures (0: skip)")
     parser.add_argument("--no-readme", action="store_true")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
@@ -123,6 +130,13 @@ def main() -> int:
     results["core"] = core_bench.run(args.core_calls)
     if not args.skip_calls:
         results["calls"] = asyncio.run(run_calls(args))
+    if args.talk_through:
+        print(f"talk-through: {args.talk_through} captures open at once ...", flush=True)
+        try:
+            results["talk_through"] = asyncio.run(talkthrough.run(
+                args.talk_through, 10.0, WORK / "talkthrough"))
+        except (OSError, RuntimeError, TimeoutError) as exc:
+            results["talk_through"] = {"error": str(exc)[:300]}
     if not args.skip_store:
         print(f"store: vault and look-ups at {args.customers:,} customers ...", flush=True)
         results["store"] = store_bench(args.customers)
