@@ -113,8 +113,9 @@ class Application:
                 self.finish_hooks.append(adapter.forget)
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(self.dispatcher.run(), name="dispatcher")
-                tg.create_task(self.loop_watch.run(), name="loop-watch")
                 runners = [tg.create_task(a.run(), name=f"ari-{a.server}") for a in self.adapters]
+                runners.append(tg.create_task(self.loop_watch.run(), name="loop-watch"))
+                runners.append(tg.create_task(media.run(), name="media-worker"))
                 # --- AMI ---
                 if self.ami is not None:
                     runners.append(tg.create_task(self.ami.run(), name="ami"))

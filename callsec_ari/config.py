@@ -205,6 +205,12 @@ class CaptureSettings:
     media_host: str = "127.0.0.1"
     #: talk_through: the address Asterisk sends RTP from (empty: ``media_host``).
     media_peer_host: str = ""
+    #: talk_through: ``inline`` (the relays run on callsec's own event loop) | ``process`` (in a
+    #: dedicated media worker process: a stalled main loop cannot delay a frame; no gain measured
+    #: on 2 cores shared with Asterisk, where CPU contention is the limit).
+    media_worker: str = "inline"
+    #: talk_through: the media worker's nice value (0: inherited; root may set it negative).
+    media_nice: int = 0
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -283,6 +289,7 @@ CHOICES: dict[tuple[str, str], tuple[str, ...]] = {
     ("capture", "on_agent_hangup"): ("hangup", "continue"),
     ("capture", "talk_through_fallback"): ("cancel", "bridge"),
     ("capture", "talk_through_replacement"): ("silence", "tone"),
+    ("capture", "media_worker"): ("inline", "process"),
     ("capture", "national_id_kind"): ("de_steuer_id", "nl_bsn", "us_ssn"),
     ("policy", "require_code"): ("always", "risk", "never"),
     ("verification", "default_language"): ("en", "de"),

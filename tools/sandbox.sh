@@ -301,7 +301,7 @@ start_failed() { # start_failed INSTANCE REASON
 stop_instance() {
     local inst=$1 pid
     pid=$(instance_pid "$inst")
-    if [ -z "$pid" ]; then rm -f "$SRV/$inst/sandbox.pid"; return; fi
+    if [ -z "$pid" ]; then rm -f "$SRV/$inst/sandbox.pid"; stop_strays "$inst"; return; fi
     timeout 10 chroot "$ROOT" asterisk -C "$(conf_in "$inst")" -rx 'core stop now' >/dev/null 2>&1 || true
     for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
     if kill -0 "$pid" 2>/dev/null; then
@@ -310,7 +310,28 @@ stop_instance() {
         kill -KILL "$pid" 2>/dev/null || true
     fi
     rm -f "$SRV/$inst/sandbox.pid"
+    stop_strays "$inst"
     say "instance $inst stopped (pid $pid)"
+}
+
+# Asterisk processes of INSTANCE in this root that no pid file names (a start that raced a busy
+# machine recorded the wrong pid; an instance started while an old one still held the ports).
+stray_pids() {
+    local p
+    for p in $(pgrep -f "asterisk -C $(conf_in "$1")" || true); do
+        [ "$(readlink "/proc/$p/root" 2>/dev/null)" = "$(readlink -f "$ROOT")" ] && echo "$p"
+    done
+    return 0
+}
+
+stop_strays() {
+    local strays
+    strays=$(stray_pids "$1")
+    [ -z "$strays" ] && return 0
+    say "instance $1: stopping stray Asterisk process(es) $(echo $strays)"
+    kill -TERM $strays 2>/dev/null || true
+    for _ in $(seq 25); do [ -z "$(stray_pids "$1")" ] && return 0; sleep 0.2; done
+    kill -KILL $(stray_pids "$1") 2>/dev/null || true
 }
 
 wait_ready() { # wait_ready INSTANCE...

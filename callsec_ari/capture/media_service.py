@@ -25,15 +25,16 @@ import hashlib
 import hmac
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from callsec_ari.capture import protocol as cp
 from callsec_ari.capture.errors import MediaUnavailable
-from callsec_ari.capture.talkthrough import MEDIA_DIGITS
+from callsec_ari.capture.talkthrough import MEDIA_CALLER, MEDIA_DIGITS
 from callsec_ari.config import CaptureSettings
 from callsec_ari.core.errors import CallsecError
-from callsec_ari.core.events import DtmfReceived, Event
+from callsec_ari.core.events import DtmfReceived, Event, LegGone
 from callsec_ari.media.evidence import Evidence, sign_evidence, verify_evidence
+from callsec_ari.media.process import MediaWorker
 from callsec_ari.media.relay import FilterOptions, MediaRelay
 from callsec_ari.runtime.dispatcher import CallHandle, Dispatcher
 from callsec_ari.runtime.executor import CallExecutor
@@ -65,6 +66,13 @@ class Relay(Protocol):
     def closed(self) -> bool: ...
 
 
+@runtime_checkable
+class AsyncClosable(Protocol):
+    """A relay whose final evidence comes later (:class:`ProcessRelay`); None: it was lost."""
+
+    async def aclose(self) -> Evidence | None: ...
+
+
 RelayFactory = Callable[..., Relay]
 
 
@@ -86,12 +94,32 @@ class MediaFeature:
         self._factory = relay_factory
         #: call id -> (capture id, relay)
         self.relays: dict[str, tuple[str, Relay]] = {}
+        #: ``[capture] media_worker = process``: the worker process holding the relays.
+        self.worker: MediaWorker | None = None
 
     @classmethod
     def from_store(cls, store: Store, dispatcher: Dispatcher, settings: CaptureSettings,
                    **kwargs: Any) -> MediaFeature:
-        return cls(store, dispatcher, settings, key=evidence_key(store.keyring.audit_key()),
-                   **kwargs)
+        worker = None
+        if settings.media_worker == "process" and "relay_factory" not in kwargs:
+            worker = MediaWorker(nice=settings.media_nice)
+            kwargs["relay_factory"] = worker.relay
+        feature = cls(store, dispatcher, settings,
+                      key=evidence_key(store.keyring.audit_key()), **kwargs)
+        if worker is not None:
+            feature.worker, worker.on_lost = worker, feature.relay_lost
+        return feature
+
+    async def run(self) -> None:
+        """The media worker's life (a task in callsec's TaskGroup); nothing when inline."""
+        if self.worker is not None:
+            await self.worker.run()
+
+    def relay_lost(self, call_id: str) -> None:
+        """The worker died with this call's relay: the flow hears it as its media leg gone."""
+        if call_id in self.relays:
+            self.dispatcher.post(call_id, LegGone(at=asyncio.get_running_loop().time(),
+                                                  leg=MEDIA_CALLER, cause="media_worker_lost"))
 
     def register(self, executor: CallExecutor) -> None:
         executor.register(cp.OpenMedia, self.open_media)
@@ -135,7 +163,12 @@ class MediaFeature:
         if found is None:
             return ()
         capture_id, relay = found
-        evidence = relay.close()
+        final = await relay.aclose() if isinstance(relay, AsyncClosable) else relay.close()
+        if final is None:  # lost with the media worker: no evidence to sign
+            call.log.error("capture %s: media evidence lost with the media worker", capture_id)
+            return [cp.MediaClosed(capture_id=capture_id, at=asyncio.get_running_loop().time(),
+                                   evidence=())]
+        evidence = final
         signed = sign_evidence(evidence, capture_id=capture_id, key=self._key)
         try:
             await asyncio.to_thread(self._save, capture_id, call.call_id, signed)

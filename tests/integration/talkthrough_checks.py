@@ -199,11 +199,22 @@ async def capture_bridges(ari_a: aiohttp.ClientSession) -> list[str]:
                 if str(b["id"]).startswith("callsec-capture-")]
 
 
+def with_children(pid: int) -> list[int]:
+    """``pid`` and its child processes (callsec's media worker holds the relay sockets)."""
+    pids = [pid]
+    for children in Path(f"/proc/{pid}/task").glob("*/children"):
+        try:
+            pids += [int(child) for child in children.read_text().split()]
+        except OSError:  # the thread ended meanwhile
+            continue
+    return pids
+
+
 def udp_sockets(pid: int) -> list[str]:
-    """``ss -uanp`` lines of UDP sockets the process ``pid`` holds."""
+    """``ss -uanp`` lines of UDP sockets the process ``pid`` (or its media worker) holds."""
     out = subprocess.run(["ss", "-uanp"], capture_output=True, text=True, timeout=10,
                          check=True).stdout
-    mark = re.compile(rf"pid={pid},")
+    mark = re.compile(rf"pid=({'|'.join(str(p) for p in with_children(pid))}),")
     return [line for line in out.splitlines() if mark.search(line)]
 
 
