@@ -27,6 +27,8 @@ FIXED = [
     "378282246310005", "371449635398431", "DE89370400440532013000", "89370400440532013000",
 ]
 ASTERISK_PREFIX = re.compile(rb"\b[A-Z_]+\[\d+\](?:\[C-[0-9a-f]+\])?")
+#: The source location Asterisk writes after the prefix (``manager.c:2405``).
+ASTERISK_SOURCE = re.compile(rb"\b[a-z0-9_]+\.c:\d+")
 SKIP_DIRS = {"outbox", "keys", "__pycache__"}
 SKIP_SUFFIXES = {".wav", ".gsm", ".ulaw", ".png", ".pyc"}
 
@@ -85,9 +87,10 @@ def main() -> int:
         except OSError:
             continue
         if "sandbox" in path.parts:
-            # Asterisk's line prefix carries the thread id (``VERBOSE[1541][C-0000001a]``):
-            # a number Asterisk chose, not one a caller typed.
-            data = ASTERISK_PREFIX.sub(b"", data)
+            # Asterisk's line prefix carries the thread id (``VERBOSE[1541][C-0000001a]``) and
+            # the source location (``manager.c:2405``): numbers Asterisk chose, not one a
+            # caller typed.
+            data = ASTERISK_SOURCE.sub(b"", ASTERISK_PREFIX.sub(b"", data))
         for value in values:
             if len(value) < 6 and not is_log(path):
                 continue
