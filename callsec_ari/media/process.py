@@ -29,7 +29,7 @@ from typing import Any
 from callsec_ari.core.errors import Unavailable
 from callsec_ari.media import ipc
 from callsec_ari.media.evidence import Evidence
-from callsec_ari.media.relay import Address, FilterOptions, RelayClosed
+from callsec_ari.media.relay import Address, BoundPorts, FilterOptions, RelayClosed
 
 log = logging.getLogger(__name__)
 _ROOT = str(Path(__file__).resolve().parents[2])  # where ``callsec_ari`` is importable from
@@ -47,7 +47,7 @@ class RelayOpenFailed(Unavailable):
     error_id = "media_relay_open_failed"
 
 
-class ProcessRelay:
+class ProcessRelay(BoundPorts):
     """One talk-through relay held by the media worker."""
 
     def __init__(self, worker: MediaWorker, rid: int, *, options: FilterOptions,
@@ -79,19 +79,6 @@ class ProcessRelay:
                 self._ports = await self._opened
         except TimeoutError:
             raise MediaWorkerLost("the media worker did not open the relay in time") from None
-
-    @property
-    def caller_port(self) -> int:
-        return self._bound()[0]
-
-    @property
-    def agent_port(self) -> int:
-        return self._bound()[1]
-
-    def _bound(self) -> tuple[int, int]:
-        if not self._ports[0]:
-            raise RelayClosed("media relay is not open")
-        return self._ports
 
     def set_peers(self, *, caller: Address | None = None, agent: Address | None = None) -> None:
         if self._closed or self.lost:

@@ -60,7 +60,28 @@ class _AgentSide(_Side):
         self._relay._from_agent(data, addr)
 
 
-class MediaRelay:
+class BoundPorts:
+    """The two UDP ports of an open relay, in-process or in the media worker."""
+
+    _ports: tuple[int, int] = (0, 0)
+
+    @property
+    def caller_port(self) -> int:
+        """E1 (the caller's capture bridge) sends here."""
+        return self._bound()[0]
+
+    @property
+    def agent_port(self) -> int:
+        """E2 (the agent's bridge) sends here."""
+        return self._bound()[1]
+
+    def _bound(self) -> tuple[int, int]:
+        if not self._ports[0]:
+            raise RelayClosed("media relay is not open")
+        return self._ports
+
+
+class MediaRelay(BoundPorts):
     """Two UDP sockets and the DTMF filter between them, for one talk-through capture."""
 
     def __init__(self, *, options: FilterOptions,
@@ -116,21 +137,6 @@ class MediaRelay:
                        self._agent.get_extra_info("sockname")[1])
         logger.info("media relay open: caller port %s, agent port %s, %s", self._ports[0],
                     self._ports[1], self._options.replacement, extra=self._log)
-
-    @property
-    def caller_port(self) -> int:
-        """E1 (the caller's capture bridge) sends here."""
-        return self._bound()[0]
-
-    @property
-    def agent_port(self) -> int:
-        """E2 (the agent's bridge) sends here."""
-        return self._bound()[1]
-
-    def _bound(self) -> tuple[int, int]:
-        if not self._ports[0]:
-            raise RelayClosed("media relay is not open")
-        return self._ports
 
     def set_peers(self, *, caller: Address | None = None, agent: Address | None = None) -> None:
         """E1's / E2's UNICASTRTP_LOCAL_ADDRESS and _PORT. Until set, a side's peer is the
