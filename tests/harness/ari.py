@@ -85,6 +85,7 @@ class AriClient:
         ))
         group = await stack.enter_async_context(asyncio.TaskGroup())
         self._reader = group.create_task(self._read(ws), name=f"ari-reader-{self.apps[0]}")
+        await self._wait_apps(registered=True)
         return self
 
     async def __aexit__(
@@ -95,9 +96,36 @@ class AriClient:
             self._reader.cancel()
         # The body's exception propagates by itself: handing it to the TaskGroup would only
         # wrap it in an ExceptionGroup.
-        await self._stack.__aexit__(None, None, None)
+        try:
+            await self._stack.__aexit__(None, None, None)
+        finally:
+            await self._wait_apps(registered=False)
         if self._handler_errors and exc is None:
             raise self._handler_errors[0]
+
+    async def _wait_apps(self, *, registered: bool, timeout: float = 3.0) -> None:
+        """Wait (bounded) until Asterisk lists this client's apps, or no longer does.
+
+        Asterisk tears a closed websocket's app down on its own thread: a client that
+        registers the same name before that teardown ran gets "Replacing Stasis app", and
+        the late teardown then destroys the new registration, so the next call into the app
+        fails with "Stasis app doesn't exist". Waiting for the app to be gone on exit makes
+        the next client with that name start clean.
+        """
+        want = 200 if registered else 404
+        async with aiohttp.ClientSession(
+            base_url=self.instance.base_url,
+            headers={"Authorization": self.instance.basic_auth},
+            timeout=aiohttp.ClientTimeout(total=self._request_timeout),
+        ) as session:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(timeout):
+                    for app in self.apps:
+                        while True:
+                            async with session.get(f"/ari/applications/{app}") as resp:
+                                if resp.status == want:
+                                    break
+                            await asyncio.sleep(0.02)
 
     @property
     def session(self) -> aiohttp.ClientSession:

@@ -6,19 +6,23 @@
         await call.send_dtmf("123456#")
         await call.hangup()
 
-The app name defaults to ``sim-<pid>``: ARI delivers an app's events to one websocket only,
-so two test processes sharing a name would steal each other's events.
+The app name defaults to ``sim-<pid>-<n>``, new for every carrier: ARI delivers an app's
+events to one websocket only, so two test processes sharing a name would steal each other's
+events, and a name reused at once can lose its registration (see ``AriClient._wait_apps``).
 """
 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 from types import TracebackType
 
 from tests.harness.ari import AriClient, AriError, Channel, new_id
 from tests.harness.sandbox import DEFAULT_CALLER_ID, B, Instance
 
+#: Each client gets its own app name (see AriClient._wait_apps on reusing one).
+_instances = itertools.count(1)
 
 class CarrierCall(Channel):
     """One call the carrier placed; its channel lives on B."""
@@ -45,7 +49,7 @@ class Carrier:
 
     def __init__(self, instance: Instance = B, *, app: str | None = None,
                  trunk: str = "pbx") -> None:
-        self.app = app or f"sim-{os.getpid()}"
+        self.app = app or f"sim-{os.getpid()}-{next(_instances)}"
         self.trunk = trunk
         self.client = AriClient(instance, [self.app])
         self.calls: list[CarrierCall] = []

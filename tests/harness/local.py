@@ -1,6 +1,6 @@
 """A cheap caller on A itself: Local channels instead of SIP (for load tests).
 
-``POST A/ari/channels?endpoint=Local/<number>@sandbox&app=sim-local-<pid>`` puts ``;1`` in the
+``POST A/ari/channels?endpoint=Local/<number>@sandbox&app=sim-local-<pid>-<n>`` puts ``;1`` in the
 harness's app and runs ``;2`` through A's dialplan (e.g. into ``Stasis(callsec,verify)``).
 DTMF sent on ``;1`` arrives on ``;2``; ``LocalCall.peer_id`` is ``;2``'s channel id, the one
 the product sees. No RTP, no SIP: use :class:`tests.harness.carrier.Carrier` for realism.
@@ -9,12 +9,15 @@ the product sees. No RTP, no SIP: use :class:`tests.harness.carrier.Carrier` for
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 from types import TracebackType
 
 from tests.harness.ari import AriClient, AriError, Channel, new_id
 from tests.harness.sandbox import DEFAULT_CALLER_ID, A, Instance
 
+#: Each client gets its own app name (see AriClient._wait_apps on reusing one).
+_instances = itertools.count(1)
 
 class LocalCall(Channel):
     """``;1`` of a Local channel pair; :attr:`peer_id` is ``;2`` (in A's dialplan)."""
@@ -30,7 +33,7 @@ class LocalCaller:
 
     def __init__(self, instance: Instance = A, *, app: str | None = None,
                  context: str = "sandbox") -> None:
-        self.app = app or f"sim-local-{os.getpid()}"
+        self.app = app or f"sim-local-{os.getpid()}-{next(_instances)}"
         self.context = context
         self.client = AriClient(instance, [self.app])
         self.calls: list[LocalCall] = []
