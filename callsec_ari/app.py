@@ -106,7 +106,8 @@ class Application:
                     url, ari.username, ari.password, [ari.app], name=f"asterisk{index + 1}",
                     request_timeout=ari.request_timeout_seconds,
                     reconnect_min=ari.reconnect_min_seconds,
-                    reconnect_max=ari.reconnect_max_seconds))
+                    reconnect_max=ari.reconnect_max_seconds,
+                    app_check=ari.app_check_seconds))
                 adapter = AriAdapter(client, self.dispatcher, self.flows,
                                      server=f"asterisk{index + 1}", app=ari.app, trace=trace)
                 self.adapters.append(adapter)

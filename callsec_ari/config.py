@@ -46,6 +46,9 @@ class AriSettings:
     reconnect_min_seconds: float = 0.5
     reconnect_max_seconds: float = 30.0
     request_timeout_seconds: float = 5.0
+    #: When no event arrived for this long, check that Asterisk still lists the app (a late
+    #: teardown of an old websocket can remove a fresh registration); reconnect if not.
+    app_check_seconds: float = 5.0
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -211,6 +214,10 @@ class CaptureSettings:
     media_worker: str = "inline"
     #: talk_through: the media worker's nice value (0: inherited; root may set it negative).
     media_nice: int = 0
+    #: talk_through, ``media_worker = process``: 1-99 runs the worker under SCHED_RR at this
+    #: priority (needs CAP_SYS_NICE), so Asterisk's many busy threads cannot keep a frame
+    #: waiting for a CPU; 0 (default): normal scheduling.
+    media_realtime_priority: int = 0
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -391,10 +398,28 @@ def _check(settings: Settings) -> None:
     for url in settings.ari.urls:
         if not url.startswith(("http://", "https://")):
             raise ConfigError("URLs must start with http:// or https://", section="ari", key="urls")
+    _check_ari_times(settings.ari)
+    capture = settings.capture
+    if not 0 <= capture.media_realtime_priority <= 99:
+        raise ConfigError("must be between 0 and 99", section="capture",
+                          key="media_realtime_priority")
+    if capture.media_realtime_priority and capture.media_worker != "process":
+        raise ConfigError("needs media_worker = process (callsec's own loop never runs"
+                          " realtime)", section="capture", key="media_realtime_priority")
     for name, port in (("agi", settings.agi.port), ("ami", settings.ami.port),
                        ("web", settings.web.port)):
         if not 0 <= port <= 65535:
             raise ConfigError("not a TCP port", section=name, key="port")
+
+
+def _check_ari_times(ari: AriSettings) -> None:
+    for key in ("reconnect_min_seconds", "reconnect_max_seconds", "request_timeout_seconds",
+                "app_check_seconds"):
+        if not getattr(ari, key) > 0:
+            raise ConfigError("must be more than 0", section="ari", key=key)
+    if ari.reconnect_min_seconds > ari.reconnect_max_seconds:
+        raise ConfigError("must not exceed reconnect_max_seconds", section="ari",
+                          key="reconnect_min_seconds")
 
 
 def _check_env(env: Mapping[str, str], policies: Mapping[str, PolicySettings]) -> None:

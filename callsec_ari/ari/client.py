@@ -154,6 +154,7 @@ class AriClient(AriOperations):
         heartbeat: float | None = 20.0,
         stable_after: float = 10.0,
         max_connections: int = MAX_CONNECTIONS,
+        app_check: float | None = 5.0,
     ) -> None:
         if not 0 < reconnect_min <= reconnect_max or request_timeout <= 0:
             raise ValueError("need 0 < reconnect_min <= reconnect_max and request_timeout > 0")
@@ -167,6 +168,7 @@ class AriClient(AriOperations):
         self.reconnect_max = reconnect_max
         self.heartbeat = heartbeat
         self.stable_after = stable_after
+        self.app_check = app_check
         self._rng = rng or random.Random()
         self._sleep = sleep
         self._session = session
@@ -344,9 +346,15 @@ class AriClient(AriOperations):
                                         ari_status=status)
 
     async def _receive(self, ws: aiohttp.ClientWebSocketResponse) -> AriEvent | str:
-        """The next event, or the reason the websocket ended."""
+        """The next event, or the reason the websocket ended (or must be dropped)."""
         while True:
-            message = await ws.receive()
+            try:
+                message = await ws.receive(timeout=self.app_check)
+            except TimeoutError:
+                missing = await self._missing_apps()
+                if missing:
+                    return f"Asterisk no longer has app {','.join(missing)}"
+                continue
             if message.type is aiohttp.WSMsgType.TEXT:
                 event = self._decode(message.data)
                 if event is not None:
@@ -356,6 +364,25 @@ class AriClient(AriOperations):
                 return f"closed by server (code {ws.close_code})"
             elif message.type is aiohttp.WSMsgType.ERROR:
                 return f"websocket error ({type(ws.exception()).__name__})"
+
+    async def _missing_apps(self) -> list[str]:
+        """Apps of this client that Asterisk does not list (checked when events go quiet).
+
+        Asterisk removes a closed websocket's app on its own thread; when a websocket
+        reconnects before that ran (a half-open TCP connection Asterisk notices late), or
+        another client briefly registered the same name, the late removal takes our fresh
+        registration with it: the websocket stays open and silent while every
+        ``Stasis(callsec,...)`` fails with "Stasis app doesn't exist". Reconnecting
+        registers the app again. A failed check is no verdict: the heartbeat judges the link.
+        """
+        missing = []
+        for app in self.apps:
+            try:
+                await self.request("GET", f"/applications/{app}")
+            except AriError as exc:
+                if exc.ari_status == 404:
+                    missing.append(app)
+        return missing
 
     def _decode(self, text: str) -> AriEvent | None:
         try:

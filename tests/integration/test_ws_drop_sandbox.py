@@ -30,6 +30,7 @@ import aiohttp
 import pytest
 
 from tests.harness.agent import AgentPhones
+from tests.harness.ari import AriClient
 from tests.harness.callsec_proc import code_from
 from tests.harness.carrier import Carrier, CarrierCall
 from tests.harness.sandbox import A_ARI_PORT, Sandbox
@@ -310,3 +311,31 @@ async def test_a_capture_that_timed_out_during_a_long_drop_still_returns_the_cal
             assert find_leaks([cap.typed[:8]], blobs) == []
         finally:
             await hang_up(cap, ari_a)
+
+
+# --- the app registration lost while the websocket stays up ---------------------------------------
+
+async def test_app_removed_under_an_open_websocket_is_registered_again_and_calls_go_on(
+        run: Run, sandbox: Sandbox, carrier: Carrier, ari_a: aiohttp.ClientSession,
+        register_secret: Callable[[str], None]) -> None:
+    """Another client takes the name ``callsec`` for a moment ("Replacing Stasis app") and
+    leaves: Asterisk removes the app while callsec's websocket stays open and silent, and every
+    ``Stasis(callsec,...)`` would fail with "Stasis app doesn't exist". callsec notices when its
+    events go quiet (``app_check_seconds``, 5 s), reconnects, and the next caller is verified."""
+    tail = LogTail(run.product.proc.log_file)
+    dropped_before = run.proxy.dropped
+    async with AriClient(sandbox.a, ["callsec"]):  # straight to A, not through the proxy
+        await asyncio.sleep(0.5)
+    gone = time.monotonic()
+    await wait_log(tail, "Asterisk no longer has app callsec", timeout=15)
+    await wait_log(tail, "events websocket reconnected", timeout=15)
+    took = {"reregistered_after_s": round(time.monotonic() - gone, 2)}
+    assert run.proxy.dropped == dropped_before  # the link itself never failed
+    async with ari_a.get("/ari/applications/callsec") as resp:
+        assert resp.status == 200
+    v = await verifying(run, carrier, ari_a)
+    register_secret(v.code)
+    await v.call.send_dtmf(v.code[3:] + "#")
+    assert await wait_var(ari_a, v.call_id, "CALLSEC_RESULT") == "verified"
+    print("fault e: app registration removed under an open websocket:", json.dumps(took))
+    await v.call.hangup()

@@ -52,6 +52,13 @@ def test_secret_read_from_file_and_masked_in_repr(tmp_path: Path) -> None:
     ("[ami]\nenabled = maybe\n", "ami", "enabled"),
     ("[policy:vip]\nrequire_code = sometimes\n", "policy:vip", "require_code"),
     ("[ari]\nurls = ftp://x\n", "ari", "urls"),
+    ("[ari]\napp_check_seconds = 0\n", "ari", "app_check_seconds"),
+    ("[ari]\nrequest_timeout_seconds = -1\n", "ari", "request_timeout_seconds"),
+    ("[ari]\nreconnect_min_seconds = 9\nreconnect_max_seconds = 2\n", "ari",
+     "reconnect_min_seconds"),
+    ("[capture]\nmedia_realtime_priority = 10\n", "capture", "media_realtime_priority"),
+    ("[capture]\nmedia_worker = process\nmedia_realtime_priority = 100\n", "capture",
+     "media_realtime_priority"),
 ])
 def test_bad_value_names_section_and_key(tmp_path: Path, text: str, section: str, key: str) -> None:
     with pytest.raises(ConfigError) as info:
