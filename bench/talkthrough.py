@@ -147,10 +147,13 @@ def _overlap(calls: list[BenchCall]) -> tuple[int, float]:
     return peak, round(held, 2)
 
 
-async def run(captures: int, talk: float, work: Path, *, nice: int = 0) -> dict[str, Any]:
+async def run(captures: int, talk: float, work: Path, *, nice: int = 0,
+              media_worker: str = "inline", realtime: int = 0) -> dict[str, Any]:
     target: Target = callsec_targets(work, REPO)[0]
     target.env.update({"CALLSEC_CAPTURE__MODE": "talk_through",
                        "CALLSEC_CAPTURE__FIRST_DIGIT_TIMEOUT_SECONDS": str(talk + 60),
+                       "CALLSEC_CAPTURE__MEDIA_WORKER": media_worker,
+                       "CALLSEC_CAPTURE__MEDIA_REALTIME_PRIORITY": str(realtime),
                        "CALLSEC_BENCH_TRACE": ""})
     target.work.mkdir(parents=True, exist_ok=True)
     refs = await asyncio.to_thread(create_customers, target, captures)
@@ -269,12 +272,17 @@ def main() -> int:
     parser.add_argument("--json", type=Path)
     parser.add_argument("--nice", type=int, default=0,
                         help="callsec's nice value (root: negative = before Asterisk)")
+    parser.add_argument("--media-worker", choices=("inline", "process"), default="inline")
+    parser.add_argument("--realtime", type=int, default=0,
+                        help="[capture] media_realtime_priority (needs --media-worker process)")
     args = parser.parse_args()
     import shutil
     shutil.rmtree(args.work, ignore_errors=True)
     args.work.mkdir(parents=True)
-    fig = asyncio.run(run(args.captures, args.talk, args.work, nice=args.nice))
-    fig["callsec_nice"] = args.nice
+    fig = asyncio.run(run(args.captures, args.talk, args.work, nice=args.nice,
+                          media_worker=args.media_worker, realtime=args.realtime))
+    fig |= {"callsec_nice": args.nice, "media_worker": args.media_worker,
+            "media_realtime_priority": args.realtime}
     fig["target"] = target_row(fig, args.captures)
     text = json.dumps(fig, indent=2)
     if args.json:

@@ -102,7 +102,8 @@ class MediaFeature:
                    **kwargs: Any) -> MediaFeature:
         worker = None
         if settings.media_worker == "process" and "relay_factory" not in kwargs:
-            worker = MediaWorker(nice=settings.media_nice)
+            worker = MediaWorker(nice=settings.media_nice,
+                                 realtime=settings.media_realtime_priority)
             kwargs["relay_factory"] = worker.relay
         feature = cls(store, dispatcher, settings,
                       key=evidence_key(store.keyring.audit_key()), **kwargs)

@@ -163,9 +163,10 @@ class ProcessRelay(BoundPorts):
 class MediaWorker:
     """The media worker process and its relays (relay id -> :class:`ProcessRelay`)."""
 
-    def __init__(self, *, nice: int = 0, open_timeout: float = 5.0,
+    def __init__(self, *, nice: int = 0, realtime: int = 0, open_timeout: float = 5.0,
                  on_lost: Callable[[str], None] | None = None) -> None:
         self.nice, self.open_timeout, self.on_lost = nice, open_timeout, on_lost
+        self.realtime = realtime
         self._relays: dict[int, ProcessRelay] = {}
         self._ids = itertools.count(1)
         self._proc: asyncio.subprocess.Process | None = None
@@ -232,8 +233,9 @@ class MediaWorker:
         env = {**os.environ, "PYTHONPATH": _ROOT + (os.pathsep + path if path else "")}
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "callsec_ari.media.worker", "--nice", str(self.nice),
-            "--log-level", str(level), stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE, env=env, limit=ipc.MAX_LINE)
+            "--realtime", str(self.realtime), "--log-level", str(level),
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, env=env,
+            limit=ipc.MAX_LINE)
         self.starts += 1
         log.info("media worker started: pid %s", proc.pid, extra={"call_id": "-"})
         return proc

@@ -2,11 +2,13 @@
 asyncio loop of their own, so nothing on callsec's event loop (REST bursts, vault stores, JSON,
 its GIL) can delay a frame.
 
-    python -m callsec_ari.media.worker [--nice N] [--log-level LEVEL]
+    python -m callsec_ari.media.worker [--nice N] [--realtime PRIORITY] [--log-level LEVEL]
 
 callsec (:class:`~callsec_ari.media.process.MediaWorker`) starts it and talks to it over its
 stdin/stdout (:mod:`callsec_ari.media.ipc`). EOF on stdin (callsec stopped or died) closes every
-relay and ends the process. The worker lowers or raises nothing unless ``--nice`` says so.
+relay and ends the process. The worker lowers or raises nothing unless ``--nice`` says so;
+``--realtime P`` (1-99) asks for SCHED_RR at priority P, and without the privilege for it logs
+a warning and runs on under normal scheduling.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ from typing import Any
 
 from callsec_ari.media import ipc
 from callsec_ari.media.relay import FilterOptions, MediaRelay
+
+log = logging.getLogger(__name__)
 
 Send = Callable[[dict[str, Any]], None]
 
@@ -104,7 +108,20 @@ async def serve(reader: asyncio.StreamReader, send: Send) -> None:
         server.close_all()
 
 
-async def _main(nice: int, level: str) -> None:
+def _schedule(nice: int, realtime: int) -> None:
+    if nice:
+        os.setpriority(os.PRIO_PROCESS, 0, nice)
+    if realtime:
+        try:
+            os.sched_setscheduler(0, os.SCHED_RR, os.sched_param(realtime))
+        except PermissionError:
+            log.warning("media worker: realtime priority %s refused (needs CAP_SYS_NICE);"
+                        " running with normal scheduling", realtime, extra={"call_id": "-"})
+        else:
+            log.info("media worker: SCHED_RR priority %s", realtime, extra={"call_id": "-"})
+
+
+async def _main(nice: int, realtime: int, level: str) -> None:
     loop = asyncio.get_running_loop()
     out_fd = os.dup(1)  # the protocol's own copy of stdout; stray prints go to stderr
     os.dup2(2, 1)
@@ -118,8 +135,7 @@ async def _main(nice: int, level: str) -> None:
     root = logging.getLogger()
     root.addHandler(_Forward(send))
     root.setLevel(level)
-    if nice:
-        os.setpriority(os.PRIO_PROCESS, 0, nice)
+    _schedule(nice, realtime)
     reader = asyncio.StreamReader(limit=ipc.MAX_LINE)
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader),
                                  os.fdopen(0, "rb"))
@@ -132,10 +148,11 @@ async def _main(nice: int, level: str) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="callsec_ari.media.worker")
     parser.add_argument("--nice", type=int, default=0)
+    parser.add_argument("--realtime", type=int, default=0, choices=range(100), metavar="0-99")
     parser.add_argument("--log-level", default="INFO")
     args = parser.parse_args(argv)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C stops callsec, which stops us (EOF)
-    asyncio.run(_main(args.nice, args.log_level))
+    asyncio.run(_main(args.nice, args.realtime, args.log_level))
     return 0
 
 
