@@ -25,8 +25,13 @@ published to the agent's desk).
 Digit sources: RFC 4733 digits arrive as the caller's ``DtmfReceived`` (``leg="caller"``; the
 caller's ``absorbDTMF`` keeps them off the media channel); in-band digits the relay detects arrive
 as ``leg="caller-media"``. Asterisk's own in-band detector on an ``inband`` endpoint may report
-the same presses on ``caller``, so the first source that reports a digit becomes the capture's
-digit source and the other source is ignored until the capture ends.
+the same presses on ``caller``, so one source keys the capture: the first to report a digit,
+except that Asterisk outranks the relay. The relay's detector can mistake a voice for a key for
+two frames (talk-off); had that locked the capture to the relay, the caller's keypad (RFC 4733)
+would be ignored. So the first digit Asterisk reports makes it the source for the rest of the
+capture, and the digits the relay put into the current field are discarded (a restart, as if
+the caller pressed ``*``). Both report each press within a frame or two of each other, so the
+switch comes at the first press, long before the relay alone could complete a field.
 """
 
 from __future__ import annotations
@@ -160,11 +165,14 @@ class TalkThroughSteering(CaptureSteering):
 
     def digit_from(self, source: str, key: str, at: float) -> list[c.Command]:
         """A digit from ``caller`` (Asterisk) or ``caller-media`` (the relay's detector)."""
-        if not self.digit_source:
+        if source == self.digit_source or not self.digit_source:
             self.digit_source = source
-        elif source != self.digit_source:
-            return []
-        return self.digit(key, at)
+            return self.digit(key, at)
+        if source == MEDIA_DIGITS:
+            return []  # Asterisk reports this caller's keys: the detector is only a fallback
+        self.digit_source = source  # the keypad outranks what may have been talk-off
+        restart = self.digit("*", at) if self.entry.collector.count else []
+        return restart + self.digit(key, at)
 
     def digit(self, key: str, at: float) -> list[c.Command]:
         return self._to_bridge(super().digit(key, at))

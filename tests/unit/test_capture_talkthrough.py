@@ -1,5 +1,6 @@
 """Talk-through capture steering inside a connect call (pure): the media path is built before
-the caller moves, prompts play into the capture bridge, one digit source per capture, and every
+the caller moves, prompts play into the capture bridge, one digit source per capture (Asterisk's outranks
+the relay's), and every
 ending gives the caller back before the media is torn down."""
 
 from collections.abc import Iterable
@@ -184,29 +185,64 @@ def test_evidence_of_the_closed_relay_is_shown_to_the_agent() -> None:
 
 # -- the digit source ----------------------------------------------------------------------
 
+def typed(flow: ConnectFlow, events: list[tuple[str, str, float]]) -> str | None:
+    """Feeds ``(leg, key, at)`` in time order, then ``#`` from Asterisk; the stored PAN."""
+    out: list[c.Command] = []
+    for leg, key, at in sorted(events, key=lambda e: e[2]):
+        out += flow.handle(DtmfReceived(digit=key, leg=leg, at=at))
+    last = max((at for _, _, at in events), default=10.0)
+    out += flow.handle(DtmfReceived(digit="#", leg="caller", at=last + 2.0))
+    stores = of(cp.StoreCapture, out)
+    return dict(stores[0].values)["card_number"].reveal() if stores else None
+
+
 @settings(max_examples=60, deadline=None)
-@given(first=st.sampled_from(["caller", "caller-media"]),
-       echoes=st.lists(st.tuples(st.booleans(), st.floats(0.01, 0.15)), min_size=16,
+@given(echoes=st.lists(st.tuples(st.booleans(), st.floats(-0.04, 0.15)), min_size=16,
                        max_size=16),
        stray=st.text(alphabet="0123456789", min_size=0, max_size=3))
-def test_the_first_digit_source_wins_and_the_other_is_ignored_for_the_capture(
-        first: str, echoes: list[tuple[bool, float]], stray: str) -> None:
-    """Asterisk's in-band detector (``caller``) and the relay (``caller-media``) may both report
-    the same presses, in any order after the first, or report stray keys of their own: the
-    capture keys exactly what its first source reported."""
-    other = "caller-media" if first == "caller" else "caller"
-    flow = connected()
-    entering(flow, ("card_number",))
-    out: list[c.Command] = []
+def test_asterisk_keys_the_capture_and_relay_digits_never_mix_in(
+        echoes: list[tuple[bool, float]], stray: str) -> None:
+    """The caller's keypad reaches Asterisk (``caller``) for every press; the relay
+    (``caller-media``) may report some of the same presses a little before or after, and stray
+    keys of its own: the capture keys exactly what Asterisk reported."""
+    events = []
     at = 10.0
     for key, (echo, delay) in zip(PAN, echoes, strict=True):
-        out += flow.handle(DtmfReceived(digit=key, leg=first, at=at))
+        events.append(("caller", key, at))
         if echo:
-            out += flow.handle(DtmfReceived(digit=key, leg=other, at=at + delay))
+            events.append(("caller-media", key, at + delay))
         at += 0.3
-    for i, key in enumerate(stray):
-        out += flow.handle(DtmfReceived(digit=key, leg=other, at=at + i * 0.3))
-    out += flow.handle(DtmfReceived(digit="#", leg=first, at=at + 2.0))
+    events += [("caller-media", key, at + i * 0.3) for i, key in enumerate(stray)]
+    flow = connected()
+    entering(flow, ("card_number",))
+    assert typed(flow, events) == PAN
+
+
+@settings(max_examples=60, deadline=None)
+@given(talk_off=st.text(alphabet="0123456789", min_size=1, max_size=3),
+       relay_hears=st.booleans())
+def test_talk_off_before_the_keypad_does_not_lock_out_the_callers_keys(
+        talk_off: str, relay_hears: bool) -> None:
+    """The relay mistook the caller's voice for keys before they typed (talk-off); then the
+    caller types on an RFC 4733 keypad (the relay may or may not detect those presses too):
+    the field restarts at the first key Asterisk reports, and the PAN is stored intact."""
+    events = [("caller-media", key, 5.0 + i * 0.5) for i, key in enumerate(talk_off)]
+    for i, key in enumerate(PAN):
+        events.append(("caller", key, 10.0 + i * 0.3))
+        if relay_hears:
+            events.append(("caller-media", key, 10.0 + i * 0.3 - 0.02))
+    flow = connected()
+    entering(flow, ("card_number",))
+    assert typed(flow, events) == PAN
+
+
+def test_relay_digits_alone_key_an_in_band_caller_asterisk_does_not_hear() -> None:
+    flow = connected()
+    entering(flow, ("card_number",))
+    events = [("caller-media", key, 10.0 + i * 0.3) for i, key in enumerate(PAN + "#")]
+    out: list[c.Command] = []
+    for leg, key, at in events:
+        out += flow.handle(DtmfReceived(digit=key, leg=leg, at=at))
     (store,) = of(cp.StoreCapture, out)
     assert dict(store.values)["card_number"].reveal() == PAN
 
