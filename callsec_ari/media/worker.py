@@ -24,6 +24,7 @@ from typing import Any
 
 from callsec_ari.media import ipc
 from callsec_ari.media.relay import FilterOptions, MediaRelay
+from callsec_ari.runtime.loopwatch import LoopWatch, settle_heap
 
 log = logging.getLogger(__name__)
 
@@ -136,11 +137,16 @@ async def _main(nice: int, realtime: int, level: str) -> None:
     root.addHandler(_Forward(send))
     root.setLevel(level)
     _schedule(nice, realtime)
+    settle_heap()  # numpy and the rest of start-up leave the collector's view: short pauses
     reader = asyncio.StreamReader(limit=ipc.MAX_LINE)
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader),
                                  os.fdopen(0, "rb"))
     try:
-        await serve(reader, send)
+        async with asyncio.TaskGroup() as tg:
+            # a frame's budget is 20 ms: a stall of that size is worth a line in callsec's log
+            watch = tg.create_task(LoopWatch(interval=0.01, warn_after=0.02).run())
+            await serve(reader, send)
+            watch.cancel()
     finally:
         out.close()
 
