@@ -32,6 +32,14 @@ def cpu_seconds(pid: int) -> float:
     return sum(cpu_times(pid))
 
 
+def udp_counters() -> dict[str, int]:
+    """The kernel's UDP counters (``/proc/net/snmp``): ``RcvbufErrors`` counts datagrams
+    dropped because a socket's receive buffer was full (its reader was too slow)."""
+    rows = [line.split() for line in Path("/proc/net/snmp").read_text().splitlines()
+            if line.startswith("Udp:")]
+    return dict(zip(rows[0][1:], map(int, rows[1][1:]), strict=True)) if len(rows) >= 2 else {}
+
+
 def status_kb(pid: int, key: str) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith(key + ":"):

@@ -204,6 +204,7 @@ async def _measured(driver: TalkThroughDriver, target: Target, callers: list[Cal
     if pid:
         watches["asterisk"] = procstat.ProcWatch(pid)
     wall0 = time.monotonic()
+    udp0 = procstat.udp_counters()
     async with asyncio.TaskGroup() as tg:
         for watch in watches.values():
             watch.start(tg)
@@ -211,6 +212,7 @@ async def _measured(driver: TalkThroughDriver, target: Target, callers: list[Cal
                                       seconds=120 + talk + len(callers) * 0.2, rate=RATE)
         await _wait_idle(driver.a, target.app, seconds=driver.hold + 60)
         worker_cpu = _children_cpu(target.pid)
+        udp1 = procstat.udp_counters()
         for watch in watches.values():
             watch.stop()
     done = [c for c in calls if c.result == "completed"]
@@ -234,6 +236,9 @@ async def _measured(driver: TalkThroughDriver, target: Target, callers: list[Cal
         "asterisk_cpu_s": round(watches["asterisk"].cpu_used, 2)
         if "asterisk" in watches else None,
         "driver_errors": driver.errors[:5],
+        # datagrams the kernel dropped on this machine (any socket) because their reader was
+        # behind: frames that never reached a relay (or Asterisk) and no relay figure shows
+        "udp_receive_buffer_drops": udp1.get("RcvbufErrors", 0) - udp0.get("RcvbufErrors", 0),
     }
 
 
