@@ -48,6 +48,20 @@ def last_digits(number: str | None, count: int = 2) -> str:
     return digits[-count:]
 
 
+class Figure:
+    """A count or a duration for a log line (pass it to ``%s``): printed with thousands
+    separators (``1,018``), so :func:`redact_text`, which blanks every run of 4+ digits, keeps
+    it. Formatted only if the line is emitted."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: float) -> None:
+        self.value = value
+
+    def __str__(self) -> str:
+        return f"{self.value:,.0f}"
+
+
 def redact_text(text: str) -> str:
     """Blank every free-standing run of 4+ digits (phone numbers, PANs, codes) in ``text``."""
     return _DIGIT_RUN.sub(lambda m: "<redacted>" if sum(c.isdigit() for c in m.group()) >= 4

@@ -33,6 +33,7 @@ from callsec_ari.capture.talkthrough import MEDIA_CALLER, MEDIA_DIGITS
 from callsec_ari.config import CaptureSettings
 from callsec_ari.core.errors import CallsecError
 from callsec_ari.core.events import DtmfReceived, Event, LegGone
+from callsec_ari.logs import Figure
 from callsec_ari.media.evidence import Evidence, sign_evidence, verify_evidence
 from callsec_ari.media.process import MediaWorker
 from callsec_ari.media.relay import FilterOptions, MediaRelay
@@ -86,8 +87,9 @@ class MediaFeature:
                  key: bytes, relay_factory: RelayFactory = MediaRelay) -> None:
         self.store = store
         self.dispatcher = dispatcher
-        self.options = FilterOptions(replacement="tone" if settings.talk_through_replacement
-                                     == "tone" else "silence")
+        self.options = FilterOptions(
+            replacement="tone" if settings.talk_through_replacement == "tone" else "silence",
+            flush_after_ms=settings.talk_through_lookahead_ms)
         self.host = settings.media_host
         self.peer_host = settings.media_peer_host or settings.media_host
         self._key = key
@@ -176,11 +178,11 @@ class MediaFeature:
         except CallsecError as exc:  # the capture goes on; its evidence is logged below
             call.log.warning("capture %s: media evidence not stored: %s", capture_id,
                              exc.error_id)
-        call.log.info("capture %s media closed: %d frames relayed, %d flattened, %d digits, "
-                      "%d leaked tone frames, %d packets dropped", capture_id,
-                      evidence.frames_relayed, evidence.frames_flattened,
-                      evidence.digits_detected, evidence.leaked_tone_frames,
-                      evidence.packets_dropped)
+        call.log.info("capture %s media closed: %s frames relayed, %s flattened, %s digits, "
+                      "%s leaked tone frames, %s packets dropped", capture_id,
+                      *map(Figure, (evidence.frames_relayed, evidence.frames_flattened,
+                                    evidence.digits_detected, evidence.leaked_tone_frames,
+                                    evidence.packets_dropped)))
         return [cp.MediaClosed(capture_id=capture_id, at=asyncio.get_running_loop().time(),
                                evidence=_flat(evidence))]
 
@@ -203,8 +205,9 @@ class MediaFeature:
         if found is None:
             return
         evidence = found[1].close()
-        log.warning("capture %s: media relay closed (%s): %d frames relayed, %d leaked",
-                    found[0], why, evidence.frames_relayed, evidence.leaked_tone_frames,
+        log.warning("capture %s: media relay closed (%s): %s frames relayed, %s leaked",
+                    found[0], why, Figure(evidence.frames_relayed),
+                    Figure(evidence.leaked_tone_frames),
                     extra={"call_id": call_id})
 
     def call_finished(self, call: CallHandle) -> None:

@@ -23,6 +23,7 @@ from types import TracebackType
 from typing import Literal
 
 from callsec_ari.core.errors import Conflict
+from callsec_ari.logs import Figure
 from callsec_ari.media.evidence import Evidence
 from callsec_ari.media.pipeline import CallerPath, Outgoing
 from callsec_ari.media.rtp import HEADER_LEN
@@ -35,7 +36,7 @@ _EARLY = 0.001  # a deadline this close counts as reached
 @dataclass(frozen=True, kw_only=True)
 class FilterOptions:
     replacement: Literal["silence", "tone"] = "silence"
-    flush_after_ms: float = 30.0   # release a held frame if its successor is this late
+    flush_after_ms: float = 25.0   # release a held frame if its successor is this late
 
 
 class RelayClosed(Conflict):
@@ -197,8 +198,9 @@ class MediaRelay(BoundPorts):
             self._close_transports()
             self._final = self.evidence
         logger.info("media relay closed: %s frames relayed, %s flattened, %s leaked, %s dropped",
-                    self._final.frames_relayed, self._final.frames_flattened,
-                    self._final.leaked_tone_frames, self._final.packets_dropped, extra=self._log)
+                    *map(Figure, (self._final.frames_relayed, self._final.frames_flattened,
+                                  self._final.leaked_tone_frames, self._final.packets_dropped)),
+                    extra=self._log)
         return self._final
 
     def _close_transports(self) -> None:

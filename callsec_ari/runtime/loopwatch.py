@@ -20,6 +20,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from callsec_ari.logs import Figure
+
 log = logging.getLogger(__name__)
 
 
@@ -70,8 +72,9 @@ class LoopWatch:
         if lag < self.warn_after:
             return
         self.stalls += 1
-        log.warning("event loop stalled %.0f ms (garbage collection meanwhile: %.0f ms, longest "
-                    "%.0f ms)", lag * 1000, sum(seconds) * 1000, longest * 1000,
+        log.warning("event loop stalled %s ms (garbage collection meanwhile: %s ms, longest "
+                    "%s ms)", Figure(lag * 1000), Figure(sum(seconds) * 1000),
+                    Figure(longest * 1000),
                     extra={"call_id": "-"})
 
     def snapshot(self) -> dict[str, float | int]:

@@ -3,7 +3,7 @@ import logging
 from hypothesis import given
 from hypothesis import strategies as st
 
-from callsec_ari.logs import RedactingFilter, mask_digits, mask_phone, redact_text
+from callsec_ari.logs import Figure, RedactingFilter, mask_digits, mask_phone, redact_text
 
 
 @given(st.text(alphabet="0123456789", min_size=1, max_size=25))
@@ -25,3 +25,10 @@ def test_redacting_filter_rewrites_record_and_sets_call_id() -> None:
     RedactingFilter().filter(record)
     assert "482913" not in record.getMessage()
     assert record.call_id == "-"  # type: ignore[attr-defined]
+
+
+@given(st.integers(min_value=0, max_value=10**12))
+def test_a_figure_survives_the_redactor_and_reads_as_its_value(count: int) -> None:
+    shown = redact_text(f"media closed: {Figure(count)} frames relayed")
+    assert "<redacted>" not in shown
+    assert int(shown.split()[2].replace(",", "")) == count
