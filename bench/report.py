@@ -94,6 +94,11 @@ def talk_through_rows(tt: dict[str, Any]) -> list[str]:
         f"| talk-through: frames relayed / flattened / leaked | "
         f"{_f(relay.get('frames_relayed'), 0)} / {_f(relay.get('frames_flattened'), 0)} / "
         f"{_f(relay.get('leaked_tone_frames'), 0)} |",
+        f"| talk-through: datagrams the kernel dropped (receive buffers full) | "
+        f"{_f(tt.get('udp_receive_buffer_drops'), 0)} |",
+        f"| talk-through: relays in / realtime priority / look-ahead | "
+        f"{tt.get('media_worker', 'inline')} / {tt.get('media_realtime_priority', 0)} / "
+        f"{_f(tt.get('lookahead_ms'), 0)} ms |",
         f"| talk-through: callsec CPU per call / per capture-second | "
         f"{_f(tt.get('callsec_cpu_ms_per_call'), 1)} ms / "
         f"{_f(tt.get('callsec_cpu_ms_per_capture_second'), 2)} ms (Asterisk "

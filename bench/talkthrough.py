@@ -148,12 +148,14 @@ def _overlap(calls: list[BenchCall]) -> tuple[int, float]:
 
 
 async def run(captures: int, talk: float, work: Path, *, nice: int = 0,
-              media_worker: str = "inline", realtime: int = 0) -> dict[str, Any]:
+              media_worker: str = "inline", realtime: int = 0,
+              lookahead_ms: float = 25.0) -> dict[str, Any]:
     target: Target = callsec_targets(work, REPO)[0]
     target.env.update({"CALLSEC_CAPTURE__MODE": "talk_through",
                        "CALLSEC_CAPTURE__FIRST_DIGIT_TIMEOUT_SECONDS": str(talk + 60),
                        "CALLSEC_CAPTURE__MEDIA_WORKER": media_worker,
                        "CALLSEC_CAPTURE__MEDIA_REALTIME_PRIORITY": str(realtime),
+                       "CALLSEC_CAPTURE__TALK_THROUGH_LOOKAHEAD_MS": str(lookahead_ms),
                        "CALLSEC_BENCH_TRACE": ""})
     target.work.mkdir(parents=True, exist_ok=True)
     refs = await asyncio.to_thread(create_customers, target, captures)
@@ -181,6 +183,8 @@ async def run(captures: int, talk: float, work: Path, *, nice: int = 0,
     finally:
         _stop(target.proc)
     figures["relay"] = _relay_figures(_evidence(target.work / "callsec.db"))
+    figures |= {"media_worker": media_worker, "media_realtime_priority": realtime,
+                "lookahead_ms": lookahead_ms}
     return figures
 
 
@@ -205,6 +209,7 @@ async def _measured(driver: TalkThroughDriver, target: Target, callers: list[Cal
         watches["asterisk"] = procstat.ProcWatch(pid)
     wall0 = time.monotonic()
     udp0 = procstat.udp_counters()
+    busy0, driver0 = procstat.system_cpu_seconds(), time.process_time()
     async with asyncio.TaskGroup() as tg:
         for watch in watches.values():
             watch.start(tg)
@@ -213,6 +218,8 @@ async def _measured(driver: TalkThroughDriver, target: Target, callers: list[Cal
         await _wait_idle(driver.a, target.app, seconds=driver.hold + 60)
         worker_cpu = _children_cpu(target.pid)
         udp1 = procstat.udp_counters()
+        busy = procstat.system_cpu_seconds() - busy0
+        driver_cpu = time.process_time() - driver0
         for watch in watches.values():
             watch.stop()
     done = [c for c in calls if c.result == "completed"]
@@ -235,6 +242,9 @@ async def _measured(driver: TalkThroughDriver, target: Target, callers: list[Cal
         "callsec_peak_rss_mib": round(watches["callsec"].peak_rss_kb / 1024, 1),
         "asterisk_cpu_s": round(watches["asterisk"].cpu_used, 2)
         if "asterisk" in watches else None,
+        # the load generator (this process) shares the 2 cores; busy: every process together
+        "driver_cpu_s": round(driver_cpu, 2),
+        "machine_busy_cores": round(busy / max(time.monotonic() - wall0, 1e-9), 2),
         "driver_errors": driver.errors[:5],
         # datagrams the kernel dropped on this machine (any socket) because their reader was
         # behind: frames that never reached a relay (or Asterisk) and no relay figure shows
@@ -278,6 +288,8 @@ def main() -> int:
     parser.add_argument("--nice", type=int, default=0,
                         help="callsec's nice value (root: negative = before Asterisk)")
     parser.add_argument("--media-worker", choices=("inline", "process"), default="inline")
+    parser.add_argument("--lookahead-ms", type=float, default=25.0,
+                        help="[capture] talk_through_lookahead_ms")
     parser.add_argument("--realtime", type=int, default=0,
                         help="[capture] media_realtime_priority (needs --media-worker process)")
     args = parser.parse_args()
@@ -285,9 +297,9 @@ def main() -> int:
     shutil.rmtree(args.work, ignore_errors=True)
     args.work.mkdir(parents=True)
     fig = asyncio.run(run(args.captures, args.talk, args.work, nice=args.nice,
-                          media_worker=args.media_worker, realtime=args.realtime))
-    fig |= {"callsec_nice": args.nice, "media_worker": args.media_worker,
-            "media_realtime_priority": args.realtime}
+                          media_worker=args.media_worker, realtime=args.realtime,
+                          lookahead_ms=args.lookahead_ms))
+    fig["callsec_nice"] = args.nice
     fig["target"] = target_row(fig, args.captures)
     text = json.dumps(fig, indent=2)
     if args.json:

@@ -204,6 +204,9 @@ class CaptureSettings:
     talk_through_fallback: str = "cancel"
     #: talk_through: what replaces a 20 ms frame holding key-tone energy: ``silence`` | ``tone``.
     talk_through_replacement: str = "silence"
+    #: talk_through: how long a caller frame waits for its successor (the look-ahead) before it
+    #: leaves judged alone (any sign of a tone in it: flattened), in ms.
+    talk_through_lookahead_ms: float = 25.0
     #: talk_through: the address callsec's relay binds and Asterisk streams to.
     media_host: str = "127.0.0.1"
     #: talk_through: the address Asterisk sends RTP from (empty: ``media_host``).
@@ -400,6 +403,9 @@ def _check(settings: Settings) -> None:
             raise ConfigError("URLs must start with http:// or https://", section="ari", key="urls")
     _check_ari_times(settings.ari)
     capture = settings.capture
+    if not 5.0 <= capture.talk_through_lookahead_ms <= 60.0:
+        raise ConfigError("must be between 5 and 60 (ms)", section="capture",
+                          key="talk_through_lookahead_ms")
     if not 0 <= capture.media_realtime_priority <= 99:
         raise ConfigError("must be between 0 and 99", section="capture",
                           key="media_realtime_priority")

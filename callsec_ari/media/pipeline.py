@@ -49,7 +49,7 @@ class CallerPath:
     """E1 -> filter -> E2 for one capture."""
 
     def __init__(self, *, replacement: Replacement = "silence",
-                 flush_after: float = 0.030) -> None:
+                 flush_after: float = 0.025) -> None:
         self._filter: ToneFilter[_Tag] = ToneFilter(replacement=replacement)
         self._order = ReorderWindow()
         self._flush_after = flush_after

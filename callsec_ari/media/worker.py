@@ -26,7 +26,7 @@ from callsec_ari.media import ipc
 from callsec_ari.media.relay import FilterOptions, MediaRelay
 from callsec_ari.runtime.loopwatch import LoopWatch, settle_heap
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("callsec_ari.media.worker")  # not __main__ (run with -m)
 
 Send = Callable[[dict[str, Any]], None]
 
@@ -70,7 +70,7 @@ class WorkerServer:
         options = message.get("options") or {}
         relay = MediaRelay(
             options=FilterOptions(replacement=options.get("replacement", "silence"),
-                                  flush_after_ms=float(options.get("flush_after_ms", 30.0))),
+                                  flush_after_ms=float(options.get("flush_after_ms", 25.0))),
             on_digit=self._digit_sink(rid), host=str(message["host"]),
             peer_host=str(message["peer_host"]), call_id=str(message.get("call_id", "-")))
         self.relays[rid] = relay

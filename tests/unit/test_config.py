@@ -57,6 +57,7 @@ def test_secret_read_from_file_and_masked_in_repr(tmp_path: Path) -> None:
     ("[ari]\nreconnect_min_seconds = 9\nreconnect_max_seconds = 2\n", "ari",
      "reconnect_min_seconds"),
     ("[capture]\nmedia_realtime_priority = 10\n", "capture", "media_realtime_priority"),
+    ("[capture]\ntalk_through_lookahead_ms = 2\n", "capture", "talk_through_lookahead_ms"),
     ("[capture]\nmedia_worker = process\nmedia_realtime_priority = 100\n", "capture",
      "media_realtime_priority"),
 ])
