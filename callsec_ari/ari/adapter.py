@@ -20,7 +20,7 @@ from callsec_ari.ari import models as m
 from callsec_ari.ari.client import AriClient
 from callsec_ari.ari.errors import AriError, AriNotFound
 from callsec_ari.ari.external_media import open_external_media
-from callsec_ari.ari.moments import ReturnToDialplan, pressed_at
+from callsec_ari.ari.moments import PressClock, ReturnToDialplan
 from callsec_ari.ari.operations import segment
 from callsec_ari.ari.recovery import Adoption, recover
 from callsec_ari.ari.stranded import recover_stranded
@@ -79,6 +79,8 @@ class AriAdapter:
         self.server = server
         #: channel id -> (call id, leg)
         self.channels: dict[str, tuple[str, str]] = {}
+        #: when each key was pressed, keeping Asterisk's spacing per channel
+        self.presses = PressClock()
         self.playbacks: dict[str, str] = {}
         #: Dialled legs whose StasisStart (answer) was seen.
         self._answered: set[str] = set()
@@ -177,7 +179,8 @@ class AriAdapter:
                 log.warning("ignored a DTMF event without a valid key",
                             extra={"call_id": found[0]})
             elif found:
-                dtmf = e.DtmfReceived(at=pressed_at(event, at), digit=event.digit,
+                log.debug("a key on the %s leg", found[1], extra={"call_id": found[0]})
+                dtmf = e.DtmfReceived(at=self.presses.at(event, at), digit=event.digit,
                                       duration_ms=event.duration_ms, leg=found[1])
                 if self.trace is not None and event.timestamp is not None:
                     self.trace.stamp(dtmf, event.timestamp.timestamp())
@@ -193,6 +196,7 @@ class AriAdapter:
             self._gone(event.channel.id, at)
 
     def _gone(self, channel_id: str, at: float, cause: str = "") -> None:
+        self.presses.forget(channel_id)
         found = self.channels.get(channel_id)
         if found is None or found[1] == "gone":
             return
