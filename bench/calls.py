@@ -83,7 +83,8 @@ def callsec_targets(work: Path, repo: Path) -> list[Target]:
            "CALLSEC_DATABASE__URL": f"sqlite:///{cs / 'callsec.db'}",
            "CALLSEC_CRYPTO__KEYRING_DIR": str(cs / "keys"),
            "CALLSEC_SMS__OUTBOX_DIR": str(cs / "outbox"),
-           "CALLSEC_LOGGING__FILE": str(cs / "callsec.log"), "CALLSEC_LOGGING__LEVEL": "INFO",
+           "CALLSEC_LOGGING__FILE": str(cs / "callsec.log"),
+           "CALLSEC_LOGGING__LEVEL": os.environ.get("CALLSEC_BENCH_LOG_LEVEL", "INFO"),
            "CALLSEC_BENCH_TRACE": str(cs / "trace.csv")}
     config = str(repo / "config" / "callsec.conf")
     return [
