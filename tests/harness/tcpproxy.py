@@ -67,6 +67,9 @@ class TcpProxy:
         self.dropped_at = 0.0
         self.accepting_since = 0.0
         self._links: set[_Link] = set()
+        #: cleared while :meth:`stalled` runs: nothing moves from upstream to the clients
+        self._flowing = asyncio.Event()
+        self._flowing.set()
         self._epoch = 0  # counts drops: a connection accepted before one is cut as well
         self._listener: socket.socket | None = None
         self._acceptor: asyncio.Task[None] | None = None
@@ -147,6 +150,17 @@ class TcpProxy:
         finally:
             self.accept()
 
+    @contextlib.asynccontextmanager
+    async def stalled(self) -> AsyncIterator[None]:
+        """Nothing upstream sends reaches the clients while the block runs (it waits in the
+        proxy and in TCP's buffers) and all of it arrives at once afterwards: a slow link, an
+        event websocket that delivers late and in a burst. Connections stay up."""
+        self._flowing.clear()
+        try:
+            yield
+        finally:
+            self._flowing.set()
+
     async def outage(self, seconds: float) -> None:
         """The link breaks for ``seconds``: :meth:`drop` now, refuse, then accept again."""
         async with self.hold():
@@ -188,16 +202,19 @@ class TcpProxy:
         try:
             async with asyncio.TaskGroup() as pumps:
                 pumps.create_task(_pump(reader, up_writer, link))
-                pumps.create_task(_pump(up_reader, writer, link))
+                pumps.create_task(_pump(up_reader, writer, link, self._flowing))
         finally:
             self._links.discard(link)
             link.close()
 
 
-async def _pump(source: asyncio.StreamReader, sink: asyncio.StreamWriter, link: _Link) -> None:
+async def _pump(source: asyncio.StreamReader, sink: asyncio.StreamWriter, link: _Link,
+                flowing: asyncio.Event | None = None) -> None:
     """Copy until either side ends; then close both (the other pump ends with it)."""
     try:
         while data := await source.read(CHUNK):
+            if flowing is not None:
+                await flowing.wait()
             sink.write(data)
             await sink.drain()
     except (ConnectionError, OSError):

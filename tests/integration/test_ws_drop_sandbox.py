@@ -339,3 +339,49 @@ async def test_app_removed_under_an_open_websocket_is_registered_again_and_calls
     assert await wait_var(ari_a, v.call_id, "CALLSEC_RESULT") == "verified"
     print("fault e: app registration removed under an open websocket:", json.dumps(took))
     await v.call.hangup()
+
+
+# --- keys that reach callsec late and all at once -----------------------------------------------
+
+async def test_keys_that_reach_callsec_late_and_in_one_burst_all_count(
+        run: Run, carrier: Carrier, agents: AgentPhones, ari_a: aiohttp.ClientSession,
+        register_secret: Callable[[str], None]) -> None:
+    """The link to Asterisk stalls (nothing lost, nothing cut) while the caller types a card
+    number full of repeated digits; the keys reach callsec seconds late, milliseconds apart.
+    Asterisk's own timestamps keep a repeated key a repeated key: the card is captured whole
+    (with arrival times, or a 2 s clamp on Asterisk's, the repeated 1s were taken for one)."""
+    card = "4111111111111111"  # the test card: eleven 1s in a row
+    register_secret(card)
+    dropped_before = run.proxy.dropped
+    async with asyncio.TaskGroup() as tg:
+        v = await verifying(run, carrier, ari_a, exten="2100")
+        await v.call.send_dtmf(v.code[3:] + "#")
+        await agents.wait_ringing(AGENT, timeout=25)
+        desk = run.product.desk
+        await desk.wait_state(v.call_id, "connected")
+        sse = SseRecorder(desk, v.call_id, run.product.sse_dir / f"{v.call_id}.sse")
+        reader = tg.create_task(sse.run())
+        try:
+            await sse.wait(lambda e: e.get("call_id") == v.call_id, timeout=5)
+            capture_id = await desk.request_capture(v.call_id, ["card_number"])
+            await sse.wait_stage(capture_id, "field_started", field="card_number")
+            await asyncio.sleep(0.4)
+            async with run.proxy.stalled():
+                typed = time.monotonic()
+                await v.call.send_dtmf(card + "#", between_ms=100, duration_ms=100)
+                await asyncio.sleep(1.0)
+                stalled_s = round(time.monotonic() - typed, 2)
+            stored = await desk.wait_capture(capture_id, "captured", timeout=20)
+            print("fault f: keys late and in one burst:", json.dumps({"stalled_s": stalled_s}))
+            assert stalled_s > 3.0  # longer than the old clamp: every key arrived > 2 s late
+            assert stored["fields"]["card_number"]["last4"] == "1111"
+            assert stored["fields"]["card_number"]["length"] == 16
+            assert run.proxy.dropped == dropped_before  # the link was slow, never cut
+        finally:
+            await v.call.hangup()
+            try:
+                async with asyncio.timeout(10):
+                    await reader
+            except TimeoutError:
+                reader.cancel()
+            await destroy_leftovers(ari_a, v.call_id)
