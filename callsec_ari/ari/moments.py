@@ -38,10 +38,10 @@ class PressClock:
     The clamp at :data:`MAX_DTMF_LAG` guards against a skewed clock, but under a heavy load
     events can lag more than that: then every key of a burst got ``arrived - clamp``, and
     two presses of the same key 200 ms apart in Asterisk, delivered 4 ms apart, fell into the
-    collector's de-duplication window (with a 2 s clamp, a card number with repeated digits lost
-    keys at 100 talk-through captures). So a key whose ``timestamp`` is later than the channel's previous
-    key's is placed at least that much after it (never after its own arrival); a re-queued END
-    (the same timestamp) gets no such spacing and stays a duplicate.
+    collector's de-duplication window (with a 2 s clamp, a card number with repeated digits
+    lost keys at 100 talk-through captures). So a key whose ``timestamp`` is later than the
+    channel's previous key's is placed at least that much after it (never after its own
+    arrival); a re-queued END (the same timestamp) gets no such spacing and stays a duplicate.
     """
 
     def __init__(self) -> None:
