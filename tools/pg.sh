@@ -61,10 +61,18 @@ host    all all ::1/128         trust
 EOF
         if [ "$(id -u)" = 0 ]; then chown postgres: "$DATA/pg_hba.conf"; fi
     fi
-    as_pg "$BIN/pg_ctl" -D "$DATA" -l "$LOG" -w -t 60 \
-        -o "-c listen_addresses=127.0.0.1 -p $PORT -k $BASE -c fsync=off \
-            -c synchronous_commit=off -c full_page_writes=off -c max_connections=100" \
-        start >/dev/null
+    # The server must not inherit descriptors above 2: `flock var/sandbox.lock make bench`
+    # hands its lock down as fd 3, and a PostgreSQL holding it blocks every later `flock`.
+    (
+        for fd in /proc/$BASHPID/fd/*; do
+            fd=${fd##*/}
+            if [ "$fd" -gt 2 ] && [ "$fd" != 255 ]; then eval "exec $fd>&-"; fi
+        done
+        as_pg "$BIN/pg_ctl" -D "$DATA" -l "$LOG" -w -t 60 \
+            -o "-c listen_addresses=127.0.0.1 -p $PORT -k $BASE -c fsync=off \
+                -c synchronous_commit=off -c full_page_writes=off -c max_connections=100" \
+            start >/dev/null
+    )
     if ! as_pg "$BIN/psql" -h 127.0.0.1 -p "$PORT" -U postgres -tAc \
             "SELECT 1 FROM pg_database WHERE datname = '$DB'" | grep -q 1; then
         as_pg "$BIN/createdb" -h 127.0.0.1 -p "$PORT" -U postgres "$DB"
