@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 from callsec_ari.ari import models as m
-from callsec_ari.ari.client import AriClient
+from callsec_ari.ari.client import LIVENESS_TYPE, AriClient
 from callsec_ari.ari.errors import AriError, AriNotFound
 from callsec_ari.ari.external_media import open_external_media
 from callsec_ari.ari.moments import PressClock, ReturnToDialplan
@@ -41,7 +41,7 @@ log = logging.getLogger(__name__)
 #: Handle a new event type in ``_translate``? Add it here (tests/unit/test_ari_adapter.py
 #: replays recorded calls with and without the filtered events to catch a missing one).
 EVENT_TYPES = ("StasisStart", "StasisEnd", "ChannelDtmfReceived", "PlaybackFinished",
-               "ChannelDestroyed", "ChannelHangupRequest")
+               "ChannelDestroyed", "ChannelHangupRequest", LIVENESS_TYPE)
 
 FlowFactory = Callable[[str, e.CallStarted], Flow]
 #: What a ``ChannelDtmfReceived`` may carry: one key (a malformed event never reaches a flow).

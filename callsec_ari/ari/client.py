@@ -52,6 +52,10 @@ __all__ = ["AriClient", "ReconnectBackoff"]
 log = logging.getLogger(__name__)
 
 _MAX_EXPONENT = 60
+#: The user event callsec sends its own app when the events go quiet (``_receive``), and the
+#: ARI type it arrives as; the adapter's event filter lets it through.
+LIVENESS_EVENT = "callsec-liveness"
+LIVENESS_TYPE = "ChannelUserevent"
 #: REST connections per Asterisk. Asterisk serves at most ``sessionlimit`` (http.conf, default
 #: 100) HTTP sessions for every client together, websockets included; a burst of calls must
 #: queue here rather than open more and be refused ("HTTP session count exceeded").
@@ -346,43 +350,55 @@ class AriClient(AriOperations):
                                         ari_status=status)
 
     async def _receive(self, ws: aiohttp.ClientWebSocketResponse) -> AriEvent | str:
-        """The next event, or the reason the websocket ended (or must be dropped)."""
+        """The next event, or the reason the websocket ended (or must be dropped).
+
+        When no event came for ``app_check`` seconds, callsec sends its app a user event
+        (:data:`LIVENESS_EVENT`) and expects it back on this websocket within
+        ``request_timeout``. Asterisk tears a closed websocket's app down on its own thread; when
+        a websocket reconnected before that ran (a half-open TCP connection noticed late), or
+        another client briefly took the name, the late teardown removes or deactivates the app
+        under this open, silent websocket, and every ``Stasis(callsec,...)`` fails. A 404 (no
+        such app) or an unanswered probe drops the websocket; the reconnect registers again.
+        A probe that cannot be sent is no verdict: the heartbeat judges the link.
+        """
+        loop = asyncio.get_running_loop()
+        probe_due: float | None = None
         while True:
+            timeout = self.app_check if probe_due is None else max(probe_due - loop.time(), 0)
             try:
-                message = await ws.receive(timeout=self.app_check)
+                message = await ws.receive(timeout=timeout)
             except TimeoutError:
-                missing = await self._missing_apps()
+                if probe_due is not None:
+                    return "Asterisk delivers no events to the app (liveness probe unanswered)"
+                missing, sent = await self._probe()
                 if missing:
                     return f"Asterisk no longer has app {','.join(missing)}"
+                probe_due = loop.time() + self.request_timeout if sent else None
                 continue
             if message.type is aiohttp.WSMsgType.TEXT:
                 event = self._decode(message.data)
                 if event is not None:
-                    return event
+                    probe_due = None  # events arrive: the app is alive for us
+                    if not _is_probe(event):
+                        return event
             elif message.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSING,
                                   aiohttp.WSMsgType.CLOSED):
                 return f"closed by server (code {ws.close_code})"
             elif message.type is aiohttp.WSMsgType.ERROR:
                 return f"websocket error ({type(ws.exception()).__name__})"
 
-    async def _missing_apps(self) -> list[str]:
-        """Apps of this client that Asterisk does not list (checked when events go quiet).
-
-        Asterisk removes a closed websocket's app on its own thread; when a websocket
-        reconnects before that ran (a half-open TCP connection Asterisk notices late), or
-        another client briefly registered the same name, the late removal takes our fresh
-        registration with it: the websocket stays open and silent while every
-        ``Stasis(callsec,...)`` fails with "Stasis app doesn't exist". Reconnecting
-        registers the app again. A failed check is no verdict: the heartbeat judges the link.
-        """
-        missing = []
+    async def _probe(self) -> tuple[list[str], bool]:
+        """Send each app the liveness event: (apps Asterisk does not have, all sent)."""
+        missing, sent = [], True
         for app in self.apps:
             try:
-                await self.request("GET", f"/applications/{app}")
+                await self.request("POST", f"/events/user/{LIVENESS_EVENT}",
+                                   params={"application": app})
             except AriError as exc:
                 if exc.ari_status == 404:
                     missing.append(app)
-        return missing
+                sent = False
+        return missing, sent
 
     def _decode(self, text: str) -> AriEvent | None:
         try:
@@ -395,6 +411,10 @@ class AriClient(AriOperations):
             return None
         log.debug("ARI %s: event %s", self.name, event.type)
         return event
+
+
+def _is_probe(event: AriEvent) -> bool:
+    return event.type == LIVENESS_TYPE and event.raw.get("eventname") == LIVENESS_EVENT
 
 
 def _error_message(body: bytes) -> str | None:

@@ -385,3 +385,34 @@ async def test_keys_that_reach_callsec_late_and_in_one_burst_all_count(
             except TimeoutError:
                 reader.cancel()
             await destroy_leftovers(ari_a, v.call_id)
+
+
+async def test_app_left_inactive_under_an_open_websocket_is_found_by_the_liveness_probe(
+        run: Run, sandbox: Sandbox, carrier: Carrier, ari_a: aiohttp.ClientSession,
+        register_secret: Callable[[str], None]) -> None:
+    """As above, but a caller is in the app: Asterisk keeps the app for the caller's channel,
+    inactive ("Stasis app 'callsec' not active" for new calls), so it is still listed. callsec
+    sends itself a user event when its events go quiet; unanswered, it reconnects, resyncs, and
+    the waiting caller is asked for the code again and verified."""
+    proc = run.product.proc
+    mobile = fresh_mobile()
+    proc.add_customer(name="Stille Leitung", mobile=mobile)
+    before = len(proc.outbox_messages())
+    tail = LogTail(proc.log_file)
+    call = await carrier.call("1000", caller_id=mobile)
+    await call.wait_up(timeout=15)
+    code = code_from(await proc.wait_message(before + 1))
+    register_secret(code)
+    v = Verifying(call, str((await a_channel(ari_a, mobile, "1000"))["id"]), code)
+    async with AriClient(sandbox.a, ["callsec"]):  # straight to A: takes the name, then leaves
+        await asyncio.sleep(0.5)
+    gone = time.monotonic()
+    async with ari_a.get("/ari/applications/callsec") as resp:
+        assert resp.status == 200  # still listed: it holds the caller's channel
+    await wait_log(tail, "liveness probe unanswered", timeout=20)
+    await wait_log(tail, "events websocket reconnected", timeout=15)
+    took = {"reconnected_after_s": round(time.monotonic() - gone, 2)}
+    await wait_log(tail, "resynchronised", timeout=10)
+    took["verified_after_typing_s"] = await verified_after_reconnect(run, v, ari_a)
+    print("fault g: app inactive under an open websocket:", json.dumps(took))
+    await call.hangup()
