@@ -46,8 +46,8 @@ class AriSettings:
     reconnect_min_seconds: float = 0.5
     reconnect_max_seconds: float = 30.0
     request_timeout_seconds: float = 5.0
-    #: When no event arrived for this long, check that Asterisk still lists the app (a late
-    #: teardown of an old websocket can remove a fresh registration); reconnect if not.
+    #: When no event arrived for this long, send the app a user event and expect it back (a
+    #: late teardown of an old websocket can remove or deactivate a fresh registration).
     app_check_seconds: float = 5.0
 
 
