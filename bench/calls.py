@@ -17,6 +17,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -322,10 +323,35 @@ async def _wait_registered(a: Ari, target: Target, seconds: float = 60.0) -> Non
             err = (target.work / "stderr.log").read_text(errors="replace")[-2000:]
             raise RuntimeError(f"{target.name} exited with {target.proc.returncode}: {err}")
         with contextlib.suppress(aiohttp.ClientError, RuntimeError):
-            if await a.call("GET", f"/applications/{target.app}") is not None:
+            if await a.call("GET", f"/applications/{target.app}") is not None \
+                    and _says_connected(target):
                 return
         await asyncio.sleep(0.2)
     raise TimeoutError(f"{target.name} did not connect to Asterisk A in {seconds:.0f} s")
+
+
+def _says_connected(target: Target) -> bool:
+    """callsec logs its websocket up. Asterisk still lists an app a stopped process left
+    while that app holds channels (inactive: "Stasis app 'callsec-bench' not active"), so the
+    listing alone let a ramp start before the new callsec was there."""
+    log = target.work / "callsec.log"
+    if target.name != "callsec" or not log.exists():
+        return True
+    return "events websocket connected" in log.read_text(errors="replace")
+
+
+async def _wait_gone(ari: Ari, apps: Sequence[str], seconds: float = 15.0) -> None:
+    """Until Asterisk no longer lists ``apps`` (bounded). Asterisk tears a closed websocket's
+    app down on its own thread; a new websocket for the same name registered before that ran
+    loses its registration to the late teardown ("Stasis app doesn't exist"), so a step that
+    reuses the names of the previous one waits for them to be gone first."""
+    deadline = time.monotonic() + seconds
+    for app in apps:
+        while time.monotonic() < deadline:
+            with contextlib.suppress(aiohttp.ClientError, RuntimeError):
+                if await ari.call("GET", f"/applications/{app}") is None:
+                    break
+            await asyncio.sleep(0.2)
 
 
 async def _wait_idle(a: Ari, app: str, seconds: float = 60.0) -> None:

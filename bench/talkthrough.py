@@ -42,6 +42,7 @@ from bench.calls import (
     _asterisk_pid,
     _spawn,
     _stop,
+    _wait_gone,
     _wait_idle,
     _wait_registered,
     callsec_targets,
@@ -160,6 +161,10 @@ async def run(captures: int, talk: float, work: Path, *, nice: int = 0,
     target.work.mkdir(parents=True, exist_ok=True)
     refs = await asyncio.to_thread(create_customers, target, captures)
     callers = [Caller(mobile(i), ref) for i, ref in enumerate(refs)]
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=16)) as session:
+        # `make bench` ran the calls step with these app names a moment ago
+        await _wait_gone(Ari(A, session), (target.app, SIM_APP, AGENT_APP))
+        await _wait_gone(Ari(B, session), (CARRIER_APP,))
     target.proc = _spawn(target)
     if nice:
         os.setpriority(os.PRIO_PROCESS, target.proc.pid, nice)
