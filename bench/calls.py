@@ -334,10 +334,10 @@ def _says_connected(target: Target) -> bool:
     """callsec logs its websocket up. Asterisk still lists an app a stopped process left
     while that app holds channels (inactive: "Stasis app 'callsec-bench' not active"), so the
     listing alone let a ramp start before the new callsec was there."""
-    log = target.work / "callsec.log"
-    if target.name != "callsec" or not log.exists():
+    if target.name != "callsec":
         return True
-    return "events websocket connected" in log.read_text(errors="replace")
+    log = target.work / "callsec.log"
+    return log.exists() and "events websocket connected" in log.read_text(errors="replace")
 
 
 async def _wait_gone(ari: Ari, apps: Sequence[str], seconds: float = 15.0) -> None:
