@@ -171,7 +171,8 @@ def assert_dots_only(seen: Watched, most: int) -> None:
     """Every value shown was dots, one more per key, up to ``most`` dots."""
     assert all(set(v) <= {DOTS} for v in seen.dots), seen.dots
     counts = [len(v) for v in seen.dots if v]
-    assert counts == sorted(counts) and max(counts) == most, seen.dots
+    # the last dot before the field completes can live shorter than one poll of the page
+    assert counts == sorted(counts) and most - 1 <= max(counts) <= most, seen.dots
     assert len(set(counts)) >= most // 3, seen.dots  # the desk followed the typing
 
 
