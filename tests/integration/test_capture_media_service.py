@@ -85,6 +85,17 @@ async def drain(sock: socket.socket, quiet: float = 0.15) -> list[bytes]:
             return got
 
 
+async def talk(opened: cp.MediaOpened, e1: socket.socket, e2: socket.socket,
+               audio: np.ndarray[Any, np.dtype[np.int16]]) -> int:
+    frames = [g711.encode(audio[i:i + 160]) for i in range(0, len(audio) - 159, 160)]
+    for seq, frame in enumerate(frames):
+        e1.sendto(rtp(seq, frame), ("127.0.0.1", opened.caller_port))
+        e2.sendto(rtp(seq, g711.encode(voice(20, 10 + seq)), ssrc=99),
+                  ("127.0.0.1", opened.agent_port))
+        await asyncio.sleep(0.02)
+    return len(frames)
+
+
 def voice(ms: int, seed: int) -> np.ndarray[Any, np.dtype[np.int16]]:
     """Band-limited noise at about -20 dBFS: speech-like energy, no pure tones."""
     rng = np.random.default_rng(seed)
@@ -109,19 +120,14 @@ async def test_in_band_key_reaches_the_flow_not_the_agent_and_evidence_is_signed
         capture_id="CP-1", caller=e1.getsockname(), agent=e2.getsockname()))
     audio = np.concatenate([voice(400, 1), dtmf_signal("5", tone_ms=120, gap_ms=0),
                             voice(400, 2)])
-    frames = [g711.encode(audio[i:i + 160]) for i in range(0, len(audio) - 159, 160)]
-    for seq, frame in enumerate(frames):
-        e1.sendto(rtp(seq, frame), ("127.0.0.1", opened.caller_port))
-        e2.sendto(rtp(seq, g711.encode(voice(20, 10 + seq)), ssrc=99),
-                  ("127.0.0.1", opened.agent_port))
-        await asyncio.sleep(0.02)
+    sent = await talk(opened, e1, e2, audio)
     to_agent, to_caller = await drain(e2), await drain(e1)
 
     heard = np.concatenate([g711.decode(p[12:]) for p in to_agent]).astype(np.float64) / 32768
-    assert len(to_agent) == len(frames)  # every frame, the flattened ones included
+    assert len(to_agent) == sent  # every frame, the flattened ones included
     assert detect_dtmf(heard) == []
     assert [key for _, key in detect_dtmf(audio.astype(np.float64) / 32768)] == ["5"]  # control
-    assert len(to_caller) == len(frames)  # the agent's voice goes back unchanged
+    assert len(to_caller) == sent  # the agent's voice goes back unchanged
     digits = [ev for _, ev in posts.events if isinstance(ev, DtmfReceived)]
     assert [(d.leg, d.digit) for d in digits] == [("caller-media", "5")]
 

@@ -12,7 +12,6 @@ import os
 import signal
 import socket
 from collections.abc import AsyncIterator
-from typing import Any
 
 import numpy as np
 import pytest
@@ -35,8 +34,8 @@ from tests.integration.test_capture_media_service import (
     call,
     drain,
     peer,
-    rtp,
     store,
+    talk,
     voice,
 )
 
@@ -78,17 +77,6 @@ def port_free(port: int) -> bool:
     finally:
         probe.close()
     return True
-
-
-async def talk(opened: cp.MediaOpened, e1: socket.socket, e2: socket.socket,
-               audio: np.ndarray[Any, np.dtype[np.int16]]) -> int:
-    frames = [g711.encode(audio[i:i + 160]) for i in range(0, len(audio) - 159, 160)]
-    for seq, frame in enumerate(frames):
-        e1.sendto(rtp(seq, frame), ("127.0.0.1", opened.caller_port))
-        e2.sendto(rtp(seq, g711.encode(voice(20, 10 + seq)), ssrc=99),
-                  ("127.0.0.1", opened.agent_port))
-        await asyncio.sleep(0.02)
-    return len(frames)
 
 
 async def test_worker_relays_flatten_the_key_tone_report_the_key_and_return_final_evidence(
