@@ -9,7 +9,9 @@ databases), ``var/*.db*`` and a ``pg_dump`` of ``CALLSEC_TEST_PG_URL`` when reac
 purpose: outbox directories (the development SMS outbox must hold the code: it is the "phone")
 and WAV audio. Any hit fails with the file named (exit 1). Values shorter than 6 characters are
 searched only in logs. A value matches only as a whole number (no digit right before or after it),
-so a 6-digit code does not "match" inside a longer channel id or timestamp.
+so a 6-digit code does not "match" inside a longer channel id or timestamp. Hex ids (test ids
+such as ``carrier-486216467eec403e``, hashes) are blanked first: a run of digits inside one is a
+random number no caller typed (a 4-digit CVV matched inside a test id's hex in a clean-clone CI).
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ FIXED = [
 ASTERISK_PREFIX = re.compile(rb"\b[A-Z_]+\[\d+\](?:\[C-[0-9a-f]+\])?")
 #: The source location Asterisk writes after the prefix (``manager.c:2405``).
 ASTERISK_SOURCE = re.compile(rb"\b[a-z0-9_]+\.c:\d+")
+#: A hex token of 12+ characters with at least one letter: an id or a hash, never a typed value.
+HEX_ID = re.compile(rb"(?<![0-9A-Za-z])(?=[0-9a-f]*[a-f])[0-9a-f]{12,}(?![0-9A-Za-z])")
 SKIP_DIRS = {"outbox", "keys", "__pycache__"}
 SKIP_SUFFIXES = {".wav", ".gsm", ".ulaw", ".png", ".pyc"}
 
@@ -76,6 +80,19 @@ def is_log(path: Path) -> bool:
     return "log" in path.parts or path.suffix in (".log", ".sse", ".txt")
 
 
+def scrub(data: bytes, sandbox: bool) -> bytes:
+    """Blank numbers no caller typed: hex ids, and in Asterisk logs the thread id and source
+    location of the line prefix (``VERBOSE[1541][C-0000001a]``, ``manager.c:2405``)."""
+    if sandbox:
+        data = ASTERISK_SOURCE.sub(b"", ASTERISK_PREFIX.sub(b"", data))
+    return HEX_ID.sub(b"", data)
+
+
+def holds(data: bytes, value: str) -> bool:
+    """True when ``value`` occurs as a whole number (no digit right before or after it)."""
+    return re.search(rb"(?<![0-9])" + re.escape(value.encode()) + rb"(?![0-9])", data) is not None
+
+
 def main() -> int:
     values = secrets()
     dump = pg_dump()
@@ -86,15 +103,11 @@ def main() -> int:
             data = path.read_bytes()
         except OSError:
             continue
-        if "sandbox" in path.parts:
-            # Asterisk's line prefix carries the thread id (``VERBOSE[1541][C-0000001a]``) and
-            # the source location (``manager.c:2405``): numbers Asterisk chose, not one a
-            # caller typed.
-            data = ASTERISK_SOURCE.sub(b"", ASTERISK_PREFIX.sub(b"", data))
+        data = scrub(data, sandbox="sandbox" in path.parts)
         for value in values:
             if len(value) < 6 and not is_log(path):
                 continue
-            if re.search(rb"(?<![0-9])" + re.escape(value.encode()) + rb"(?![0-9])", data):
+            if holds(data, value):
                 hits.append(f"{path.relative_to(REPO) if path.is_relative_to(REPO) else path}: "
                             f"holds a test secret of {len(value)} characters")
     print(f"leak-scan: {len(values)} secret values, {len(targets)} files scanned, {len(hits)} hit(s)")
