@@ -134,12 +134,15 @@ class CallBench:
         refs = await asyncio.to_thread(create_customers, callsec, self.customers)
         callsec.callers = [Caller(mobile(i), ref) for i, ref in enumerate(refs)]
         floor.callers = [Caller(mobile(i), mobile(i)) for i in range(self.customers)]
-        for target in self.targets:
-            target.proc = _spawn(target)
-            self._stack.callback(_stop, target.proc)
         session = await self._stack.enter_async_context(aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=16)))
         a, b = Ari(A, session), Ari(B, session)
+        # the talk-through step used these app names a moment ago
+        await _wait_gone(a, [t.app for t in self.targets] + [SIM_APP, AGENT_APP])
+        await _wait_gone(b, [CARRIER_APP])
+        for target in self.targets:
+            target.proc = _spawn(target)
+            self._stack.callback(_stop, target.proc)
         for target in self.targets:
             await _wait_registered(a, target)
         tg = await self._stack.enter_async_context(asyncio.TaskGroup())

@@ -13,6 +13,7 @@ import contextlib
 import os
 import platform
 import subprocess
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -129,6 +130,16 @@ def machine(asterisk_root: Path) -> dict[str, Any]:
         "asterisk": asterisk_version(asterisk_root),
         "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
     }
+
+
+def settle(below: float = 1.0, limit_s: float = 120.0) -> float:
+    """Wait (at most ``limit_s``) until the 1-minute load average is under ``below``: on a shared
+    2-core machine a step that starts while the previous one's processes still wind down
+    measures them. Returns the load average it started with."""
+    deadline = time.monotonic() + limit_s
+    while os.getloadavg()[0] >= below and time.monotonic() < deadline:
+        time.sleep(2.0)
+    return os.getloadavg()[0]
 
 
 def percentile(values: list[float], q: float) -> float | None:

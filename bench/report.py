@@ -98,7 +98,8 @@ def talk_through_rows(tt: dict[str, Any]) -> list[str]:
         f"{_f(tt.get('udp_receive_buffer_drops'), 0)} |",
         f"| talk-through: relays in / realtime priority / look-ahead | "
         f"{tt.get('media_worker', 'inline')} / {tt.get('media_realtime_priority', 0)} / "
-        f"{_f(tt.get('lookahead_ms'), 0)} ms |",
+        f"{_f(tt.get('lookahead_ms'), 0)} ms (load average at start "
+        f"{_f(tt.get('load_average_at_start'), 2)}) |",
         f"| talk-through: callsec CPU per call / per capture-second | "
         f"{_f(tt.get('callsec_cpu_ms_per_call'), 1)} ms / "
         f"{_f(tt.get('callsec_cpu_ms_per_capture_second'), 2)} ms (Asterisk "
