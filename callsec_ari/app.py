@@ -36,6 +36,7 @@ from callsec_ari.runtime.loopwatch import LoopWatch, settle_heap
 from callsec_ari.runtime.trace import BenchTrace
 from callsec_ari.store.context import Store, open_store
 from callsec_ari.verification.delivery.factory import build_deliveries
+from callsec_ari.verification.late import LateRecords
 from callsec_ari.verification.service import VerificationService
 from callsec_ari.web.app import WebServer, build_web_server
 from callsec_ari.web.deps import CaptureService, WebDeps
@@ -87,7 +88,9 @@ class Application:
         async with AsyncExitStack() as stack:
             session = await stack.enter_async_context(aiohttp.ClientSession())
             deliveries = build_deliveries(self.settings, session=session)
-            VerificationService(self.settings, self.store, deliveries).register(self.executor)
+            late_records = LateRecords()  # results written once the database is back
+            VerificationService(self.settings, self.store, deliveries,
+                                late_records).register(self.executor)
             # --- secure DTMF capture (callsec_ari/capture) ---
             captures = CaptureFeature(
                 self.store, self.dispatcher,
@@ -119,6 +122,7 @@ class Application:
                 tg.create_task(self.dispatcher.run(), name="dispatcher")
                 runners = [tg.create_task(a.run(), name=f"ari-{a.server}") for a in self.adapters]
                 runners.append(tg.create_task(self.loop_watch.run(), name="loop-watch"))
+                runners.append(tg.create_task(late_records.run(), name="late-records"))
                 runners.append(tg.create_task(media.run(), name="media-worker"))
                 # --- AMI ---
                 if self.ami is not None:

@@ -63,14 +63,15 @@ class Records:
     def record_verification(self, call_id: str, *, caller_number: str | None,
                             customer_ref: str | None, method: str, result: str,
                             attempts: int, sends: int,
-                            audit: Callable[[Session, str], object] | None = None) -> str:
+                            audit: Callable[[Session, str], object] | None = None,
+                            finished_at: datetime | None = None) -> str:
         """A finished verification in one transaction (what ``start_verification`` plus
         ``finish_verification`` record in two); ``audit(session, id)`` may add its audit entry
         to the same transaction. Returns the id (``VF-...``)."""
         with self.db.session() as s:
             vid = self._insert_verification(
                 s, call_id, caller_number, customer_ref, method=method, result=result,
-                attempts=attempts, sends=sends, finished_at=utcnow())
+                attempts=attempts, sends=sends, finished_at=finished_at or utcnow())
             if audit is not None:
                 s.flush()
                 audit(s, vid)
@@ -79,15 +80,17 @@ class Records:
     def finish_verification(self, verification_id: str, *, result: str, attempts: int = 0,
                             sends: int = 0, method: str | None = None,
                             customer_ref: str | None = None,
-                            audit: Callable[[Session, str], object] | None = None) -> None:
-        """Close an attempt ``start_verification`` opened; ``audit(session, id)`` may add its
-        audit entry to the same transaction."""
+                            audit: Callable[[Session, str], object] | None = None,
+                            finished_at: datetime | None = None) -> None:
+        """Close an attempt ``start_verification`` opened (finished now, or at ``finished_at``:
+        a result written late); ``audit(session, id)`` may add its audit entry to the same
+        transaction."""
         with self.db.session() as s:
             row = s.get(VerificationRow, verification_id)
             if row is None:
                 raise NotFound("no such verification", details={"id": verification_id})
             row.result, row.attempts, row.sends = result, attempts, sends
-            row.finished_at = utcnow()
+            row.finished_at = finished_at or utcnow()
             if method is not None:
                 row.method = method
             if customer_ref is not None:

@@ -2,13 +2,15 @@
 
 ``LookupCustomer`` (blind-index search, lockout, per-caller rate limit), ``DeliverCode`` (the
 message bound to the call, through the configured SMS / e-mail backend), ``CheckTotp``
-(authenticator apps, replay-protected), ``RecordVerification`` (encrypted record + audit entry)
-and ``Publish`` (masked progress for the desk). Blocking store calls run in worker threads.
+(authenticator apps, replay-protected), ``RecordVerification`` (encrypted record + audit
+entry; with the database down, written later by :mod:`callsec_ari.verification.late`) and
+``Publish`` (masked progress for the desk). Blocking store calls run in worker threads.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import hmac
 import logging
@@ -19,7 +21,7 @@ from datetime import UTC, datetime
 from sqlalchemy.orm import Session
 
 from callsec_ari.config import Settings
-from callsec_ari.core.errors import CallsecError, InvalidInput
+from callsec_ari.core.errors import CallsecError, InvalidInput, Unavailable
 from callsec_ari.core.events import Event
 from callsec_ari.logs import last_digits
 from callsec_ari.runtime.dispatcher import CallHandle
@@ -30,6 +32,7 @@ from callsec_ari.verification import protocol as p
 from callsec_ari.verification.codes import match_totp
 from callsec_ari.verification.delivery.base import DeliveryFailed, Kind, OutgoingMessage
 from callsec_ari.verification.delivery.factory import Deliveries
+from callsec_ari.verification.late import LateRecords
 from callsec_ari.verification.limits import LockoutPolicy, RateLimiter
 from callsec_ari.verification.messages import call_reference, render_code_message
 
@@ -47,8 +50,11 @@ def customer_view(customer: Customer, locked: bool) -> p.CustomerView:
 
 
 class VerificationService:
-    def __init__(self, settings: Settings, store: Store, deliveries: Deliveries) -> None:
+    def __init__(self, settings: Settings, store: Store, deliveries: Deliveries,
+                 late: LateRecords | None = None) -> None:
         v = settings.verification
+        #: results the database could not take when their call finished
+        self.late = late if late is not None else LateRecords()
         self.settings = settings
         self.store = store
         self.deliveries = deliveries
@@ -167,33 +173,38 @@ class VerificationService:
 
     # -- records ------------------------------------------------------------------------------
     async def record(self, call: CallHandle, cmd: p.RecordVerification) -> Sequence[Event]:
+        opened, finished = call.data.get("verification_id"), datetime.now(UTC)
         try:
-            await asyncio.to_thread(self._record_sync, call.call_id, cmd,
-                                    call.data.get("verification_id"))
+            await asyncio.to_thread(self._record_sync, call.call_id, cmd, opened, finished)
         except CallsecError as exc:
-            call.log.error("verification result %s could not be recorded: %s", cmd.result,
-                           exc.error_id)
+            late = isinstance(exc, Unavailable)
+            call.log.error("verification result %s could not be recorded: %s%s", cmd.result,
+                           exc.error_id, "; written once the database is back" if late else "")
+            if late:
+                self.late.add(call.call_id, functools.partial(
+                    self._record_sync, call.call_id, cmd, opened, finished, late=True))
             raise
         call.data["verification"] = cmd.result
         return ()
 
-    def _record_sync(self, call_id: str, cmd: p.RecordVerification,
-                     opened: str | None) -> None:
+    def _record_sync(self, call_id: str, cmd: p.RecordVerification, opened: str | None,
+                     finished: datetime, *, late: bool = False) -> None:
         ref = cmd.customer_ref or None
 
         def audit(session: Session, vid: str) -> None:
             self.store.audit.append("system", "verification.finished", call_id, {
                 "verification_id": vid, "customer_ref": ref, "result": cmd.result,
                 "method": cmd.method, "attempts": cmd.checks, "sends": cmd.sends,
-                "caller_id_matched": cmd.caller_id_matched}, session=session)
+                "caller_id_matched": cmd.caller_id_matched,
+                **({"recorded_late": True} if late else {})}, session=session)
 
         # One transaction for the record and its audit entry (was three).
         if opened is not None:
             self.store.records.finish_verification(
                 opened, result=cmd.result, attempts=cmd.checks, sends=cmd.sends,
-                method=cmd.method, customer_ref=ref, audit=audit)
+                method=cmd.method, customer_ref=ref, audit=audit, finished_at=finished)
             return
         self.store.records.record_verification(
             call_id, caller_number=cmd.caller_number or None, customer_ref=ref,
             method=cmd.method, result=cmd.result, attempts=cmd.checks, sends=cmd.sends,
-            audit=audit)
+            audit=audit, finished_at=finished)

@@ -4,8 +4,8 @@ its own, so the suite's shared ``tools/pg.sh`` cluster is never touched).
 - The database is down when a verification needs it (customer look-up): the caller hears
   "verification failed, goodbye", gets ``CALLSEC_RESULT=failed`` and goes back to the dialplan.
 - The database goes down after the code was sent: the code check needs no database, the caller
-  is verified; the result cannot be written (the attempt, opened at its look-up, stays open)
-  and callsec says so in its log.
+  is verified; the result cannot be written then (callsec says so in its log), and once
+  PostgreSQL is back callsec writes it, with its audit entry, without a restart.
 - Once PostgreSQL is back, callsec serves (and records) the next call without a restart.
 """
 
@@ -18,6 +18,7 @@ import shutil
 import subprocess
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
+from datetime import UTC
 from pathlib import Path
 
 import aiohttp
@@ -136,7 +137,18 @@ async def test_database_down_during_lookup_fails_with_a_prompt_then_recovers(
     assert callsec.proc is not None and callsec.proc.poll() is None
 
 
-async def test_database_down_after_the_code_was_sent_still_verifies_the_caller(
+def audit_details(pg_url: str, call_id: str) -> list[str]:
+    engine = create_engine(pg_url)
+    try:
+        with engine.connect() as conn:
+            return [str(r) for (r,) in conn.execute(text(
+                "SELECT details FROM audit_log WHERE target = :c AND "
+                "action = 'verification.finished'"), {"c": call_id})]
+    finally:
+        engine.dispose()
+
+
+async def test_database_down_after_the_code_was_sent_verifies_and_records_the_result_later(
         callsec: CallsecProcess, carrier: Carrier, ari_a: aiohttp.ClientSession,
         pg_url: str) -> None:
     mobile = fresh_mobile()
@@ -156,7 +168,22 @@ async def test_database_down_after_the_code_was_sent_still_verifies_the_caller(
             while "verification result verified could not be recorded" not in \
                     callsec.log_text():
                 await asyncio.sleep(0.2)
+        finished = time.time()
+        await asyncio.sleep(3.0)  # a retry or two while the database is still down
     finally:
         await asyncio.to_thread(pg_sh, "start")
-    # the attempt stays on record as opened at its look-up: its result could not be written
-    assert verifications(pg_url, channel) == ["None"]
+    async with asyncio.timeout(20):  # retried every 5 s
+        while verifications(pg_url, channel) != ["verified"]:
+            await asyncio.sleep(0.5)
+    assert "verification result recorded late" in callsec.log_text()
+    details = audit_details(pg_url, channel)
+    assert len(details) == 1 and '"recorded_late":true' in details[0].replace(" ", "")
+    engine = create_engine(pg_url)
+    try:
+        with engine.connect() as conn:
+            at = conn.execute(text("SELECT finished_at FROM verifications WHERE call_id = :c"),
+                              {"c": channel}).scalar_one()
+    finally:
+        engine.dispose()
+    # the time the call finished, not the time the database took it
+    assert at.replace(tzinfo=at.tzinfo or UTC).timestamp() < finished
