@@ -206,7 +206,7 @@ class CaptureSettings:
     #: talk_through: the media worker's nice value (0: inherited; root may set it negative).
     media_nice: int = 0
     #: talk_through, ``media_worker = process``: 1-99 runs the worker under SCHED_RR at this
-    #: priority (needs CAP_SYS_NICE), so Asterisk's many busy threads cannot keep a frame
+    #: priority (CAP_SYS_NICE or RLIMIT_RTPRIO), so Asterisk's many busy threads cannot keep a frame
     #: waiting for a CPU; 0 (default): normal scheduling.
     media_realtime_priority: int = 0
 

@@ -116,8 +116,9 @@ def _schedule(nice: int, realtime: int) -> None:
         try:
             os.sched_setscheduler(0, os.SCHED_RR, os.sched_param(realtime))
         except PermissionError:
-            log.warning("media worker: realtime priority %s refused (needs CAP_SYS_NICE);"
-                        " running with normal scheduling", realtime, extra={"call_id": "-"})
+            log.warning("media worker: realtime priority %s refused (needs CAP_SYS_NICE or an"
+                        " RLIMIT_RTPRIO of at least %s); running with normal scheduling",
+                        realtime, realtime, extra={"call_id": "-"})
         else:
             log.info("media worker: SCHED_RR priority %s", realtime, extra={"call_id": "-"})
 
