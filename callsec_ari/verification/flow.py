@@ -120,8 +120,10 @@ class VerificationFlow(TableFlow[V]):
         playback_id = f"{self.call_id}-v{self._prompt_seq}"
         self._prompts.append(playback_id)
         media = [f"sound:callsec/{n}" for n in names]
-        if digits:
-            media.insert(1, f"digits:{digits}")
+        # one sound per digit, not ``digits:``: Asterisk cannot stop a playback while it says
+        # digits ("not controllable"), so a caller typing during "ending in 0 7" kept hearing
+        # the rest of the prompt and every channel command waited until it ended
+        media[1:1] = [f"sound:digits/{d}" for d in digits]
         return c.Play(playback_id=playback_id, media=tuple(media), language=self.language)
 
     def _prompt_for_entry(self, *names: str, digits: str = "") -> list[c.Command]:

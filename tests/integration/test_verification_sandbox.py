@@ -101,6 +101,42 @@ async def test_caller_verified_by_sms_code_typed_on_keypad(
     assert mobile not in callsec.log_text()
 
 
+async def playing(ari_a: aiohttp.ClientSession, playback_id: str, prefixes: tuple[str, ...],
+                  timeout: float = 15.0) -> str:
+    """Until Asterisk's playback ``playback_id`` is at a media item starting with one of
+    ``prefixes``; that item."""
+    async with asyncio.timeout(timeout):
+        while True:
+            async with ari_a.get(f"/ari/playbacks/{playback_id}") as resp:
+                media = str((await resp.json()).get("media_uri", "")) if resp.ok else ""
+            if media.startswith(prefixes):
+                return media
+            await asyncio.sleep(0.02)
+
+
+async def test_a_caller_typing_while_the_number_tail_is_read_is_answered_at_once(
+        callsec: CallsecProcess, carrier: Carrier, ari_a: aiohttp.ClientSession) -> None:
+    """A caller who has the SMS already types while the prompt still reads "... ending in
+    0 7": the first key cuts the prompt and the result follows the last key. (With the tail
+    as ``digits:``, which Asterisk cannot stop, the rest of the prompt played on and every
+    channel command, the result included, waited for it: ~4 s.)"""
+    mobile = fresh_mobile()
+    callsec.add_customer(name="Schnell Tipper", mobile=mobile)
+    before = len(callsec.outbox_messages())
+    call = await carrier.call("1000", caller_id=mobile)
+    await call.wait_up()
+    code = code_from(await callsec.wait_message(before + 1))
+    channel = await a_channel(ari_a, mobile, "1000")
+    # v1: welcome; v2: "we sent a code to your number ending in", the tail, "enter the code"
+    await playing(ari_a, f"{channel}-v2", ("sound:digits/", "digits:"))
+    typed = asyncio.get_running_loop().time()
+    await call.send_dtmf(code + "#")
+    assert await wait_var(ari_a, channel, "CALLSEC_RESULT") == "verified"
+    took = asyncio.get_running_loop().time() - typed
+    assert took < 3.0, f"result {took:.1f} s after the caller started typing"
+    await call.hangup()
+
+
 async def test_five_wrong_codes_lock_the_caller(
         callsec: CallsecProcess, carrier: Carrier, ari_a: aiohttp.ClientSession) -> None:
     mobile = fresh_mobile()

@@ -60,6 +60,16 @@ def finish_prompt(flow: VerificationFlow, commands: list[c.Command]) -> list[c.C
     return flow.handle(PlaybackFinished(playback_id=final.playback_id))
 
 
+def test_every_prompt_is_made_of_sounds_asterisk_can_stop() -> None:
+    """Asterisk refuses to stop a playback while it says ``digits:``/``number:``/
+    ``characters:`` (not controllable): a caller's first key must be able to cut any prompt."""
+    flow = make()
+    out = to_collecting(flow) + type_keys(flow, "1#")
+    plays = of(c.Play, out)
+    assert len(plays) >= 3
+    assert all(m.startswith("sound:") for play in plays for m in play.media)
+
+
 def test_happy_path_by_sms_sets_verified_and_continues() -> None:
     flow = make()
     out = to_collecting(flow)
@@ -68,7 +78,8 @@ def test_happy_path_by_sms_sets_verified_and_continues() -> None:
     deliver = of(p.DeliverCode, out)[0]
     assert deliver.method == "sms" and deliver.code == CODE and not deliver.resend
     prompt = of(c.Play, out)[-1]
-    assert prompt.media == ("sound:callsec/code-sent-sms", "digits:78", "sound:callsec/enter-code")
+    assert prompt.media == ("sound:callsec/code-sent-sms", "sound:digits/7", "sound:digits/8",
+                            "sound:callsec/enter-code")
     out = type_keys(flow, CODE + "#")
     assert variables(out) == {"CALLSEC_RESULT": "verified", "CALLSEC_METHOD": "sms",
                               "CALLSEC_CUSTOMER": "C-TEST"}
