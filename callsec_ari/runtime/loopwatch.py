@@ -4,7 +4,10 @@ Everything callsec does for a call runs on one event loop, the talk-through rela
 included: a loop that stops for 200 ms holds every relayed frame for 200 ms. :class:`LoopWatch`
 wakes every ``interval`` seconds and measures how late it woke (the loop's lag); a lag above
 ``warn_after`` is logged once per stall with what the garbage collector did meanwhile (the
-usual culprit in a long-running process with a big heap: a full collection walks every object).
+usual culprit in a long-running process with a big heap: a full collection walks every object)
+and, on Linux, how the loop's thread spent that time (``/proc/thread-self/schedstat``): on a
+CPU (callsec's own work, the loop was busy) or runnable but waiting for a CPU (the machine was
+busy: Asterisk, other processes).
 
 :func:`settle_heap` is called once callsec is up: it moves everything allocated while starting
 (modules, ORM mappers, configuration) into the collector's permanent generation, so later full
@@ -18,11 +21,23 @@ import gc
 import logging
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from callsec_ari.logs import Figure
 
 log = logging.getLogger(__name__)
+SCHEDSTAT = Path("/proc/thread-self/schedstat")
+
+
+def thread_times(path: Path = SCHEDSTAT) -> tuple[float, float] | None:
+    """The calling thread's seconds on a CPU and seconds runnable but waiting for one (Linux
+    schedstat: ``<on cpu ns> <waiting ns> <timeslices>``); None where the kernel has none."""
+    try:
+        on_cpu, waiting, _ = path.read_text().split()
+        return int(on_cpu) / 1e9, int(waiting) / 1e9
+    except (OSError, ValueError):
+        return None
 
 
 @dataclass
@@ -53,6 +68,8 @@ class LoopWatch:
         self.warn_after = warn_after
         self.max_lag = 0.0
         self.stalls = 0
+        #: seconds the loop's thread waited for a CPU during stalls (the machine's share)
+        self.waited_for_cpu = 0.0
         self.gc = GcTimes()
 
     async def run(self) -> None:
@@ -60,21 +77,33 @@ class LoopWatch:
         gc.callbacks.append(self.gc.callback)
         try:
             while True:
-                before = loop.time()
+                before, times = loop.time(), thread_times()
                 await asyncio.sleep(self.interval)
-                self._measured(loop.time() - before - self.interval)
+                after = thread_times()
+                self._measured(loop.time() - before - self.interval,
+                               None if times is None or after is None else
+                               (after[0] - times[0], after[1] - times[1]))
         finally:
             gc.callbacks.remove(self.gc.callback)
 
-    def _measured(self, lag: float) -> None:
+    def _measured(self, lag: float, spent: tuple[float, float] | None = None) -> None:
+        """``spent``: the loop thread's (on a CPU, waiting for a CPU) seconds since the tick
+        before, the sleep included."""
         self.max_lag = max(self.max_lag, lag)
         seconds, longest = self.gc.take()
         if lag < self.warn_after:
             return
         self.stalls += 1
-        log.warning("event loop stalled %s ms (garbage collection meanwhile: %s ms, longest "
-                    "%s ms)", Figure(lag * 1000), Figure(sum(seconds) * 1000),
-                    Figure(longest * 1000),
+        gc_ms, longest_ms = Figure(sum(seconds) * 1000), Figure(longest * 1000)
+        if spent is None:
+            log.warning("event loop stalled %s ms (garbage collection meanwhile: %s ms, longest "
+                        "%s ms)", Figure(lag * 1000), gc_ms, longest_ms, extra={"call_id": "-"})
+            return
+        self.waited_for_cpu += spent[1]
+        log.warning("event loop stalled %s ms (of the last %s ms: on a CPU %s ms, waiting for "
+                    "one %s ms; garbage collection meanwhile: %s ms, longest %s ms)",
+                    Figure(lag * 1000), Figure((lag + self.interval) * 1000),
+                    Figure(spent[0] * 1000), Figure(spent[1] * 1000), gc_ms, longest_ms,
                     extra={"call_id": "-"})
 
     def snapshot(self) -> dict[str, float | int]:
