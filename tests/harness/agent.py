@@ -110,9 +110,18 @@ class AgentPhones:
                 return call
         raise LookupError(f"{endpoint} never rang")
 
-    async def wait_ringing(self, endpoint: str, timeout: float = 15.0) -> AgentCall:
-        """Wait for the next call to ``endpoint`` (answered already with auto_answer)."""
-        known = {c.channel.id for c in self.calls if c.endpoint == endpoint}
+    def seen(self, endpoint: str) -> frozenset[str]:
+        """The channel ids of every call that rang ``endpoint`` so far: take it before placing
+        a call that rings the agent at once, and pass it to :meth:`wait_ringing`."""
+        return frozenset(c.channel.id for c in self.calls if c.endpoint == endpoint)
+
+    async def wait_ringing(self, endpoint: str, timeout: float = 15.0,
+                           known: frozenset[str] | None = None) -> AgentCall:
+        """Wait for the next call to ``endpoint`` (answered already with auto_answer): one
+        that is not in ``known`` (default: the calls seen when this is called, which misses a
+        call that rang while the caller's own leg was still being answered)."""
+        if known is None:
+            known = self.seen(endpoint)
         await self.client.wait_event(
             lambda e: e.get("type") == "StasisStart" and (e.get("args") or [None])[0] == endpoint
             and e["channel"]["id"] not in known,

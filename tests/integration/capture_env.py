@@ -266,9 +266,10 @@ async def connected_call(desk: Desk, carrier: Carrier, agents: AgentPhones,
     """A call from the carrier to ``exten`` that callsec connected to agent100, with its SSE
     stream recorded into ``sse_dir/<call id>.sse`` while the block runs."""
     caller = fresh_caller()
+    before = agents.seen(AGENT)  # callsec dials the agent as it answers the caller
     carrier_call = await carrier.call(exten, caller_id=caller)
     await carrier_call.wait_up(timeout=15)
-    agent = await agents.wait_ringing(AGENT, timeout=20)
+    agent = await agents.wait_ringing(AGENT, timeout=20, known=before)
     agent_t0 = time.monotonic()
     channel = await a_channel(ari_a, caller, exten)
     call_id = str(channel["id"])

@@ -346,9 +346,10 @@ class TestRfc4733:
             ari_a: aiohttp.ClientSession) -> None:
         desk, proc = product.desk, product.proc
         caller = fresh_caller()
+        before = agents.seen(AGENT)  # callsec dials the agent as it answers the caller
         call = await carrier.call("2100", caller_id=caller)
         await call.wait_up(timeout=15)
-        await agents.wait_ringing(AGENT, timeout=20)
+        await agents.wait_ringing(AGENT, timeout=20, known=before)
         call_id = str((await a_channel(ari_a, caller, "2100"))["id"])
         try:
             await desk.wait_state(call_id, "connected")

@@ -79,9 +79,10 @@ async def test_sigkill_mid_capture_then_restart_returns_the_caller_to_the_agent(
     typed = visa()[:8]
     register_secret(typed)
     caller = fresh_caller()
+    before = agents.seen(AGENT)  # callsec dials the agent as it answers the caller
     call = await carrier.call("2100", caller_id=caller)
     await call.wait_up(timeout=15)
-    await agents.wait_ringing(AGENT, timeout=20)
+    await agents.wait_ringing(AGENT, timeout=20, known=before)
     agent_t0 = time.monotonic()
     call_id = str((await a_channel(ari_a, caller, "2100"))["id"])
     try:

@@ -97,9 +97,10 @@ async def test_agent_phone_on_b_answers_and_receives_digits_sent_by_a(
     app = f"sandbox-test-{os.getpid()}"
     async with AriClient(sandbox.a, [app]) as pbx:
         channel_id = new_id("agentleg")
+        before = agents.seen("agent103")
         await pbx.request("POST", f"/channels/{channel_id}", params={
             "endpoint": "PJSIP/agent103", "app": app, "appArgs": "agent-test"})
-        phone = await agents.wait_ringing("agent103", timeout=10)
+        phone = await agents.wait_ringing("agent103", timeout=10, known=before)
         a_leg = pbx.channel(channel_id)
         await a_leg.wait_up(timeout=10)
         await a_leg.keep_media_flowing()  # in-band: the last digit needs audio after it
