@@ -17,6 +17,8 @@ BASE="${CALLSEC_PG_DIR:-/tmp/callsec-pg-${PORT}}"
 DATA="$BASE/data"
 LOG="$BASE/server.log"
 DB=callsec_test
+# shellcheck source=tools/close-inherited-fds.sh
+source "$(dirname "${BASH_SOURCE[0]}")/close-inherited-fds.sh"
 
 find_bindir() {
     local dir
@@ -61,13 +63,8 @@ host    all all ::1/128         trust
 EOF
         if [ "$(id -u)" = 0 ]; then chown postgres: "$DATA/pg_hba.conf"; fi
     fi
-    # The server must not inherit descriptors above 2: `flock var/sandbox.lock make bench`
-    # hands its lock down as fd 3, and a PostgreSQL holding it blocks every later `flock`.
     (
-        for fd in /proc/$BASHPID/fd/*; do
-            fd=${fd##*/}
-            if [ "$fd" -gt 2 ] && [ "$fd" != 255 ]; then eval "exec $fd>&-"; fi
-        done
+        close_inherited_fds  # a PostgreSQL holding `flock`'s lock blocks every later `flock`
         as_pg "$BIN/pg_ctl" -D "$DATA" -l "$LOG" -w -t 60 \
             -o "-c listen_addresses=127.0.0.1 -p $PORT -k $BASE -c fsync=off \
                 -c synchronous_commit=off -c full_page_writes=off -c max_connections=100" \

@@ -40,6 +40,8 @@
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=tools/close-inherited-fds.sh
+source "$REPO/tools/close-inherited-fds.sh"
 ROOT=${CALLSEC_ASTERISK_ROOT:-/var/cache/callsec/asterisk-root}
 ROOT=${ROOT%/}
 SRV_IN=/srv/callsec              # the same directory, seen from inside the chroot
@@ -265,14 +267,9 @@ start_instance() {
     local inst=$1 pid
     rm -f "$SRV/$inst/run/asterisk.pid" "$SRV/$inst/sandbox.pid"
     echo "--- start $(date -Is)" >>"$SRV/$inst/log/console.out"
-    # 9>&-: Asterisk must not inherit (and keep) the lock. Nor any other descriptor above 2:
-    # `flock var/sandbox.lock tools/sandbox.sh up` hands its lock down as fd 3, and an Asterisk
-    # holding it would block every later `flock` until it stops.
+    # Asterisk must not inherit (and keep) the sandbox lock or any other descriptor above 2.
     (
-        for fd in /proc/$BASHPID/fd/*; do
-            fd=${fd##*/}
-            if [ "$fd" -gt 2 ] && [ "$fd" != 255 ]; then eval "exec $fd>&-"; fi
-        done
+        close_inherited_fds
         exec setsid chroot "$ROOT" /usr/sbin/asterisk -C "$(conf_in "$inst")" -f -n -q \
             </dev/null >>"$SRV/$inst/log/console.out" 2>&1
     ) &
