@@ -68,8 +68,6 @@ class LoopWatch:
         self.warn_after = warn_after
         self.max_lag = 0.0
         self.stalls = 0
-        #: seconds the loop's thread waited for a CPU during stalls (the machine's share)
-        self.waited_for_cpu = 0.0
         self.gc = GcTimes()
 
     async def run(self) -> None:
@@ -99,7 +97,6 @@ class LoopWatch:
             log.warning("event loop stalled %s ms (garbage collection meanwhile: %s ms, longest "
                         "%s ms)", Figure(lag * 1000), gc_ms, longest_ms, extra={"call_id": "-"})
             return
-        self.waited_for_cpu += spent[1]
         log.warning("event loop stalled %s ms (of the last %s ms: on a CPU %s ms, waiting for "
                     "one %s ms; garbage collection meanwhile: %s ms, longest %s ms)",
                     Figure(lag * 1000), Figure((lag + self.interval) * 1000),

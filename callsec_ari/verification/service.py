@@ -51,10 +51,10 @@ def customer_view(customer: Customer, locked: bool) -> p.CustomerView:
 
 class VerificationService:
     def __init__(self, settings: Settings, store: Store, deliveries: Deliveries,
-                 late: LateRecords | None = None) -> None:
+                 late: LateRecords) -> None:
         v = settings.verification
-        #: results the database could not take when their call finished
-        self.late = late if late is not None else LateRecords()
+        #: results the database could not take when their call finished (run by the app)
+        self.late = late
         self.settings = settings
         self.store = store
         self.deliveries = deliveries

@@ -38,7 +38,6 @@ def test_a_stall_says_how_much_of_it_the_loop_worked_and_how_much_it_waited_for_
     with caplog.at_level(logging.WARNING, logger="callsec_ari.runtime.loopwatch"):
         watch._measured(0.25, (0.04, 0.21))
     assert "of the last 300 ms: on a CPU 40 ms, waiting for one 210 ms" in caplog.text
-    assert watch.waited_for_cpu == pytest.approx(0.21)
 
 
 def test_thread_times_read_this_threads_schedstat(tmp_path: Path) -> None:
