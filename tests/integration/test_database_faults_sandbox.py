@@ -30,7 +30,12 @@ from tests.harness.carrier import Carrier
 from tests.harness.sandbox import Sandbox
 from tests.integration.capture_env import wait_no_other_callsec
 from tests.integration.test_delivery_faults_sandbox import wait_dialplan
-from tests.integration.test_verification_sandbox import a_channel, fresh_mobile, wait_var
+from tests.integration.test_verification_sandbox import (
+    a_channel,
+    call_for_a_code,
+    fresh_mobile,
+    wait_var,
+)
 
 pytestmark = [pytest.mark.sandbox, pytest.mark.postgres]
 PORT = os.environ.get("CALLSEC_FAULTS_PG_PORT", "55499")
@@ -151,13 +156,7 @@ def audit_details(pg_url: str, call_id: str) -> list[str]:
 async def test_database_down_after_the_code_was_sent_verifies_and_records_the_result_later(
         callsec: CallsecProcess, carrier: Carrier, ari_a: aiohttp.ClientSession,
         pg_url: str) -> None:
-    mobile = fresh_mobile()
-    callsec.add_customer(name="Halb Weg", mobile=mobile)
-    before = len(callsec.outbox_messages())
-    call = await carrier.call("1000", caller_id=mobile)
-    await call.wait_up()
-    code = code_from(await callsec.wait_message(before + 1))
-    channel = await a_channel(ari_a, mobile, "1000")
+    call, code, channel = await call_for_a_code(callsec, carrier, ari_a, "Halb Weg")
     await asyncio.to_thread(pg_halt)
     try:
         await call.send_dtmf(code + "#")

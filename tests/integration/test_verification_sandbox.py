@@ -11,13 +11,14 @@ import itertools
 import os
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import NamedTuple
 
 import aiohttp
 import pytest
 
 from tests.harness.agent import AgentPhones
 from tests.harness.callsec_proc import REPO, CallsecProcess, code_from
-from tests.harness.carrier import Carrier
+from tests.harness.carrier import Carrier, CarrierCall
 from tests.harness.sandbox import Sandbox
 
 pytestmark = pytest.mark.sandbox
@@ -79,6 +80,25 @@ async def wait_var(ari_a: aiohttp.ClientSession, channel_id: str, name: str,
             await asyncio.sleep(0.2)
 
 
+class CodeCall(NamedTuple):
+    call: CarrierCall
+    code: str
+    channel: str
+
+
+async def call_for_a_code(callsec: CallsecProcess, carrier: Carrier,
+                          ari_a: aiohttp.ClientSession, name: str) -> CodeCall:
+    """A new customer ``name`` calls 1000 from their mobile; callsec has sent them the code.
+    The call, the code and A's channel id."""
+    mobile = fresh_mobile()
+    callsec.add_customer(name=name, mobile=mobile)
+    before = len(callsec.outbox_messages())
+    call = await carrier.call("1000", caller_id=mobile)
+    await call.wait_up()
+    code = code_from(await callsec.wait_message(before + 1))
+    return CodeCall(call, code, await a_channel(ari_a, mobile, "1000"))
+
+
 async def test_caller_verified_by_sms_code_typed_on_keypad(
         callsec: CallsecProcess, carrier: Carrier, ari_a: aiohttp.ClientSession) -> None:
     mobile = fresh_mobile()
@@ -120,13 +140,7 @@ async def test_a_caller_typing_while_the_number_tail_is_read_is_answered_at_once
     0 7": the first key cuts the prompt and the result follows the last key. (With the tail
     as ``digits:``, which Asterisk cannot stop, the rest of the prompt played on and every
     channel command, the result included, waited for it: ~4 s.)"""
-    mobile = fresh_mobile()
-    callsec.add_customer(name="Schnell Tipper", mobile=mobile)
-    before = len(callsec.outbox_messages())
-    call = await carrier.call("1000", caller_id=mobile)
-    await call.wait_up()
-    code = code_from(await callsec.wait_message(before + 1))
-    channel = await a_channel(ari_a, mobile, "1000")
+    call, code, channel = await call_for_a_code(callsec, carrier, ari_a, "Schnell Tipper")
     # v1: welcome; v2: "we sent a code to your number ending in", the tail, "enter the code"
     await playing(ari_a, f"{channel}-v2", ("sound:digits/", "digits:"))
     typed = asyncio.get_running_loop().time()
@@ -139,14 +153,8 @@ async def test_a_caller_typing_while_the_number_tail_is_read_is_answered_at_once
 
 async def test_five_wrong_codes_lock_the_caller(
         callsec: CallsecProcess, carrier: Carrier, ari_a: aiohttp.ClientSession) -> None:
-    mobile = fresh_mobile()
-    callsec.add_customer(name="Max Muster", mobile=mobile)
-    before = len(callsec.outbox_messages())
-    call = await carrier.call("1000", caller_id=mobile)
-    await call.wait_up()
-    code = code_from(await callsec.wait_message(before + 1))
+    call, code, channel = await call_for_a_code(callsec, carrier, ari_a, "Max Muster")
     wrong = "0" * len(code) if code != "0" * len(code) else "1" * len(code)
-    channel = await a_channel(ari_a, mobile, "1000")
     for _ in range(5):
         await call.send_dtmf(wrong + "#", between_ms=80, duration_ms=80)
         await asyncio.sleep(0.3)
