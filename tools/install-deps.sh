@@ -2,10 +2,11 @@
 # Installs the Debian packages callsec's tests, demo and sandbox need, once.
 # Idempotent: only missing packages are installed; `apt-get update` runs only when needed.
 # Packages: debootstrap (the Asterisk sandbox root), espeak-ng + sox (prompt generation),
-# postgresql (the PostgreSQL tier of the storage tests), chromium + chromium-driver (desk e2e).
+# postgresql (the PostgreSQL tier of the storage tests), chromium + chromium-driver (desk e2e),
+# softhsm2 (the PKCS#11 token the `[crypto] backend = pkcs11` tests run against).
 set -euo pipefail
 
-PACKAGES=(debootstrap espeak-ng sox postgresql chromium chromium-driver iproute2 procps)
+PACKAGES=(debootstrap espeak-ng sox postgresql chromium chromium-driver iproute2 procps softhsm2)
 
 missing=()
 for pkg in "${PACKAGES[@]}"; do
