@@ -4,7 +4,9 @@ Every log line carries the call id (``CallLogger`` adds it; lines outside a call
 Values typed on a keypad, codes, keys, PANs and phone numbers never reach a log line: code passes
 them through :func:`mask_digits` / :func:`mask_phone` (which keep only a length or a short tail),
 and :class:`RedactingFilter` is a last line of defence that blanks any run of 4+ digits that is
-not an id callsec itself generated (model: aiosmtpd's ``sanitized_log``).
+not an id callsec itself generated, compact IBANs, dotted card numbers and labelled secrets
+(``PAN:4111...``, ``code=123456``) (model: aiosmtpd's ``sanitized_log``). The same
+:func:`redact_text` cleans audit details.
 """
 
 from __future__ import annotations
@@ -22,6 +24,17 @@ from typing import Any
 current_call: ContextVar[str] = ContextVar("callsec_call_id", default="-")
 
 _DIGIT_RUN = re.compile(r"(?<![\w.:-])\+?\d(?:[\d \-]{2,}\d)(?![\w.:-])")
+#: A compact IBAN (``DE89370400440532013000``): country, check digits, 11-30 letters/digits.
+_COMPACT_IBAN = re.compile(r"(?<![\w-])[A-Z]{2}\d{2}[A-Z0-9]{11,30}(?![\w-])")
+#: A card number in dotted groups (``4111.1111.1111.1111``); IP addresses (groups of at most
+#: three digits) and Asterisk ids (``1733567890.42``, two groups) do not fit.
+_DOTTED_GROUPS = re.compile(r"(?<![\w.:-])\d{4,6}(?:\.\d{3,6}){2,4}(?![\w.:-])")
+#: A secret after its label (``PAN:4111...``, ``code=123456``, ``pin: 1234``).
+_LABELLED = re.compile(
+    r"(?i)(?<![a-z0-9])(pan|card|ccn?|code|otp|pin|tan|cvv2?|cvc|iban|acct|account|secret)"
+    r"(\s*[:=#]\s*[\"']?)(\+?\d[\d .\-]*\d)")
+#: Digits an IBAN must carry before it is blanked (base32 refs carry few).
+_IBAN_MIN_DIGITS = 8
 
 
 def mask_digits(value: str | None) -> str:
@@ -62,9 +75,26 @@ class Figure:
         return f"{self.value:,.0f}"
 
 
+def _digit_count(text: str) -> int:
+    return sum(c.isdigit() for c in text)
+
+
+def _blank_labelled(match: re.Match[str]) -> str:
+    if _digit_count(match.group(3)) < 4:
+        return match.group()
+    return f"{match.group(1)}{match.group(2)}<redacted>"
+
+
 def redact_text(text: str) -> str:
-    """Blank every free-standing run of 4+ digits (phone numbers, PANs, codes) in ``text``."""
-    return _DIGIT_RUN.sub(lambda m: "<redacted>" if sum(c.isdigit() for c in m.group()) >= 4
+    """Blank every free-standing run of 4+ digits (phone numbers, PANs, codes) in ``text``,
+    compact IBANs, dotted card numbers, and digits after a label such as ``PAN:`` or
+    ``code=``. Counts printed through :class:`Figure` (``1,018``) are kept."""
+    text = _LABELLED.sub(_blank_labelled, text)
+    text = _COMPACT_IBAN.sub(lambda m: "<redacted>" if _digit_count(m.group())
+                             >= _IBAN_MIN_DIGITS else m.group(), text)
+    text = _DOTTED_GROUPS.sub(lambda m: "<redacted>" if _digit_count(m.group()) >= 12
+                              else m.group(), text)
+    return _DIGIT_RUN.sub(lambda m: "<redacted>" if _digit_count(m.group()) >= 4
                           else m.group(), text)
 
 
