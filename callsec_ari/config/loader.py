@@ -118,6 +118,7 @@ def _check(settings: Settings) -> None:
         if not url.startswith(("http://", "https://")):
             raise ConfigError("URLs must start with http:// or https://", section="ari", key="urls")
     _check_ari_times(settings.ari)
+    _check_crypto(settings)
     capture = settings.capture
     if not 5.0 <= capture.talk_through_lookahead_ms <= 60.0:
         raise ConfigError("must be between 5 and 60 (ms)", section="capture",
@@ -132,6 +133,18 @@ def _check(settings: Settings) -> None:
                        ("web", settings.web.port)):
         if not 0 <= port <= 65535:
             raise ConfigError("not a TCP port", section=name, key="port")
+
+
+def _check_crypto(settings: Settings) -> None:
+    c = settings.crypto
+    if c.backend != "pkcs11":
+        return
+    for key in ("pkcs11_module", "pkcs11_token_label", "pkcs11_pin", "pkcs11_key_prefix"):
+        if not getattr(c, key):
+            raise ConfigError("is required with backend = pkcs11", section="crypto", key=key)
+    if c.kek:
+        raise ConfigError("an inline KEK cannot be used with backend = pkcs11 (the KEKs live"
+                          " in the token)", section="crypto", key="kek")
 
 
 def _check_ari_times(ari: AriSettings) -> None:

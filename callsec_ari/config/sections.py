@@ -78,6 +78,17 @@ class CryptoSettings:
     kek: Secret = Secret("")
     #: HMAC key for the blind index (base64, 32 bytes); default: ``<keyring_dir>/blind-index.key``.
     blind_index_key: Secret = Secret("")
+    #: Where the KEKs live: ``file`` (``keyring_dir``, for development) or ``pkcs11`` (inside a
+    #: PKCS#11 token; the blind-index and audit keys stay in ``keyring_dir``).
+    backend: str = "file"
+    #: pkcs11: the token's PKCS#11 library, e.g. ``/usr/lib/softhsm/libsofthsm2.so``.
+    pkcs11_module: Path | None = None
+    #: pkcs11: the label of the token holding the KEKs.
+    pkcs11_token_label: str = ""
+    #: pkcs11: the token's user PIN (better: ``pkcs11_pin_file``).
+    pkcs11_pin: Secret = Secret("")
+    #: pkcs11: KEK version N is the AES key object labelled ``<prefix>000N``.
+    pkcs11_key_prefix: str = "callsec-kek-"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -279,6 +290,7 @@ SECTIONS: dict[str, type[Any]] = {
 
 # Enumerated values checked at load time (section, key) -> allowed.
 CHOICES: dict[tuple[str, str], tuple[str, ...]] = {
+    ("crypto", "backend"): ("file", "pkcs11"),
     ("sms", "backend"): ("outbox", "twilio", "http"),
     ("email", "backend"): ("outbox", "smtp"),
     ("email", "security"): ("none", "starttls", "tls"),

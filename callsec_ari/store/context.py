@@ -8,9 +8,10 @@ from dataclasses import dataclass
 from callsec_ari.access.audit import AuditLog
 from callsec_ari.config import Settings
 from callsec_ari.store.blind import BlindIndex
-from callsec_ari.store.crypto import Envelope, Keyring
+from callsec_ari.store.crypto import Envelope
 from callsec_ari.store.customers import CustomerStore
 from callsec_ari.store.db import Database, open_database
+from callsec_ari.store.keyrings import KeyRing, open_keyring
 from callsec_ari.store.keys import DataKeys
 from callsec_ari.store.records import Records
 from callsec_ari.store.vault import Vault
@@ -20,7 +21,7 @@ from callsec_ari.store.vault import Vault
 class Store:
     settings: Settings
     db: Database
-    keyring: Keyring
+    keyring: KeyRing
     keys: DataKeys
     blind: BlindIndex
     audit: AuditLog
@@ -32,8 +33,8 @@ class Store:
         self.db.dispose()
 
 
-def build_store(settings: Settings, db: Database, keyring: Keyring | None = None) -> Store:
-    keyring = keyring or Keyring.from_settings(settings)
+def build_store(settings: Settings, db: Database, keyring: KeyRing | None = None) -> Store:
+    keyring = keyring or open_keyring(settings)
     keys = DataKeys(db, Envelope(keyring))
     blind = BlindIndex(keyring.blind_index_key(), settings.verification.default_region)
     audit = AuditLog(db, hmac_key=keyring.audit_key())

@@ -25,6 +25,7 @@ import secrets
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -32,6 +33,9 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from callsec_ari.config import Settings
 from callsec_ari.core.errors import ConfigError
 from callsec_ari.store.errors import DataKeyDestroyed, DecryptionFailed, KeyUnavailable
+
+if TYPE_CHECKING:
+    from callsec_ari.store.keyrings import KeyRing
 
 log = logging.getLogger(__name__)
 
@@ -289,8 +293,8 @@ def new_key_id() -> str:
 class Envelope:
     """Creates, wraps, unwraps and re-wraps data keys with the keyring's KEKs."""
 
-    def __init__(self, keyring: Keyring) -> None:
-        self.keyring = keyring
+    def __init__(self, keyring: KeyRing) -> None:
+        self.keyring = keyring  # a file Keyring or a Pkcs11Keyring (store/keyrings.py)
 
     def _wrap(self, key_id: str, secret: bytes) -> WrappedKey:
         version = self.keyring.current_version()
