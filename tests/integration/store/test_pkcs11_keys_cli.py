@@ -16,6 +16,29 @@ from tests.harness.softhsm import REPO, SoftHsmToken, new_token
 ERIKA = ("--name", "Erika Mustermann", "--mobile", "+49 151 11122233", "--email",
          "erika@example.org")
 HANS = ("--name", "Hans Groß", "--mobile", "+49 160 5550102")
+#: Eight worker threads wrap and unwrap data keys through two key rings of one process.
+THREADS = """
+import logging, sys, threading
+logging.basicConfig(level=logging.INFO)
+from callsec_ari.config import load_settings
+from callsec_ari.store.crypto import Envelope
+from callsec_ari.store.keyrings import open_keyring
+settings = load_settings(sys.argv[1])
+rings = [open_keyring(settings), open_keyring(settings)]
+errors = []
+def work(n):
+    try:
+        envelope = Envelope(rings[n % 2])
+        for _ in range(50):
+            key, wrapped = envelope.new_data_key()
+            assert envelope.unwrap(key.key_id, wrapped.kek_version, wrapped.wrapped) == key
+    except Exception as exc:
+        errors.append(repr(exc))
+threads = [threading.Thread(target=work, args=(n,)) for n in range(8)]
+for t in threads: t.start()
+for t in threads: t.join()
+print("errors", errors)
+"""
 
 
 class Cli:
@@ -123,3 +146,14 @@ def test_an_empty_token_is_refused_not_filled(cli: Cli, token: SoftHsmToken) -> 
     assert result.returncode == 2, result.stderr
     assert "keys init" in result.stderr and "Traceback" not in result.stderr
     assert token.labels() == []
+
+
+def test_worker_threads_share_one_logged_in_session(cli: Cli) -> None:
+    cli.ok("keys", "init")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CALLSEC_")}
+    result = subprocess.run([sys.executable, "-c", THREADS, str(cli.config)],
+                            env={**env, **cli.token.env()}, cwd=REPO, capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "errors []" in result.stdout
+    assert result.stderr.count("opened a session on PKCS#11 token") == 1, result.stderr
