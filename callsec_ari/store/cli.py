@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from callsec_ari.access import audit_cli
 from callsec_ari.config import Settings
 from callsec_ari.core.errors import InvalidInput
 from callsec_ari.store.context import Store, open_store
@@ -155,23 +156,6 @@ def _gdpr_purge(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def _audit_verify(args: argparse.Namespace, settings: Settings) -> int:
-    with _store(settings) as st:
-        result = st.audit.verify()
-    if result.ok:
-        print(f"audit log ok: {result.checked} entries verified")
-        return 0
-    print(f"audit log BROKEN at entry {result.first_bad_seq}: {result.reason}", file=sys.stderr)
-    return 1
-
-
-def _audit_tail(args: argparse.Namespace, settings: Settings) -> int:
-    with _store(settings) as st:
-        for entry in st.audit.tail(args.since, limit=args.limit):
-            print(json.dumps(entry.to_json(), ensure_ascii=False))
-    return 0
-
-
 def _group(sub: Any, name: str, help_text: str) -> Any:
     parser = sub.add_parser(name, help=help_text)
     group = parser.add_subparsers(dest=f"{name}_command", metavar="COMMAND")
@@ -236,10 +220,4 @@ def _register_keys_gdpr_audit(sub: Any) -> None:
     gd.add_parser("purge", help="delete records past [retention]").set_defaults(
         handler=_gdpr_purge)
 
-    au = _group(sub, "audit", "the hash-chained audit trail")
-    au.add_parser("verify", help="verify the hash chain; exit 1 naming the first bad entry"
-                  ).set_defaults(handler=_audit_verify)
-    p = au.add_parser("tail", help="print entries as JSON lines")
-    p.add_argument("--since", type=int, help="after this seq number")
-    p.add_argument("--limit", type=int, default=100)
-    p.set_defaults(handler=_audit_tail)
+    audit_cli.register(sub)

@@ -175,7 +175,7 @@ class AuditRow(Base):
 
 class AuditHeadRow(Base):
     """The chain's head (one row, id 1): locked by every append; ``base_*`` is the anchor
-    left by retention purges (the last purged entry)."""
+    left by retention purges (the last purged entry); ``mac`` authenticates both."""
 
     __tablename__ = "audit_head"
 
@@ -184,3 +184,5 @@ class AuditHeadRow(Base):
     hash: Mapped[str] = mapped_column(String(64))
     base_seq: Mapped[int] = mapped_column(Integer)
     base_hash: Mapped[str] = mapped_column(String(64))
+    #: HMAC (audit key) over seq, hash, base_seq and base_hash; NULL until sealed (0007).
+    mac: Mapped[str | None] = mapped_column(String(64))
