@@ -63,6 +63,7 @@ pg-down:
 
 run: venv sandbox-up
 	$(BIN)/callsec db upgrade
+	$(BIN)/callsec keys init
 	$(BIN)/callsec run
 
 demo: deps venv sandbox-up

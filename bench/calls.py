@@ -105,11 +105,13 @@ def mobile(index: int) -> str:
 def create_customers(target: Target, count: int) -> list[str]:
     """Customers with one mobile each, in callsec's own database; their refs."""
     from callsec_ari.config import load_settings
-    from callsec_ari.store.context import open_store
+    from callsec_ari.store.context import init_keys, open_store
     from callsec_ari.store.customers import CustomerData, Name, Phone
 
     config = Path(target.cmd[target.cmd.index("-c") + 1])
-    store = open_store(load_settings(config, env=target.env))
+    settings = load_settings(config, env=target.env)
+    init_keys(settings)  # `callsec keys init`: keys are created only on purpose
+    store = open_store(settings)
     try:
         return [store.customers.create(CustomerData(
             name=Name(f"Bench Caller {i}"), phones=(Phone(mobile(i), receives_codes=True),))).ref

@@ -38,7 +38,7 @@ from typing import Any
 from sqlalchemy import create_engine, insert, make_url, text
 
 from callsec_ari.config import load_settings
-from callsec_ari.store.context import Store, open_store
+from callsec_ari.store.context import Store, init_keys, open_store
 from callsec_ari.store.customers import CustomerData, Name, Phone
 from callsec_ari.store.models import Base, utcnow
 
@@ -55,7 +55,9 @@ def database(kind: str, pg_url: str | None) -> Iterator[Store]:
         env = {"CALLSEC_CRYPTO__KEYRING_DIR": f"{tmp}/keys"}
         if kind == "sqlite":
             env["CALLSEC_DATABASE__URL"] = f"sqlite:///{tmp}/bench.db"
-            store = open_store(load_settings(None, env=env))
+            settings = load_settings(None, env=env)
+            init_keys(settings)
+            store = open_store(settings)
             try:
                 yield store
             finally:
@@ -68,7 +70,9 @@ def database(kind: str, pg_url: str | None) -> Iterator[Store]:
             conn.execute(text(f'CREATE DATABASE "{name}"'))
         env["CALLSEC_DATABASE__URL"] = make_url(pg_url).set(database=name).render_as_string(
             hide_password=False)
-        store = open_store(load_settings(None, env=env))
+        settings = load_settings(None, env=env)
+        init_keys(settings)
+        store = open_store(settings)
         try:
             yield store
         finally:

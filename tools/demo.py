@@ -109,9 +109,10 @@ async def run(t: Transcript) -> None:
     shutil.rmtree(workdir, ignore_errors=True)
     proc = CallsecProcess(workdir)
     proc.workdir.mkdir(parents=True)
-    upgrade = proc.cli("db", "upgrade")
-    if upgrade.returncode != 0:
-        raise SystemExit(f"demo: db upgrade failed: {upgrade.stderr.strip()}")
+    keys = proc.init_keys()  # keys are created only on purpose: `callsec keys init`
+    if keys.returncode != 0:
+        raise SystemExit(f"demo: keys init failed: {keys.stderr.strip()}")
+    t.say("setup", f"callsec keys init: {keys.stdout.strip()}")
     ref = proc.add_customer(name="Erika Mustermann", mobile=CALLER)
     t.say("setup", f"customer {ref} created (mobile on file, encrypted)")
     totp = create_agent(proc)

@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 from callsec_ari.config.sections import (
     CHOICES,
     DEFAULT_CONFIG_PATH,
+    REMOVED,
     SECTIONS,
     AriSettings,
     PolicySettings,
@@ -53,9 +54,9 @@ def _convert(raw: str, typ: Any, section: str, key: str) -> Any:
     return raw
 
 
-def _read_secret_file(path: str, section: str, key: str) -> str:
+def _read_secret_file(path: str, section: str, key: str, base_dir: Path = Path(".")) -> str:
     try:
-        return Path(path.strip()).read_text(encoding="utf-8").strip()
+        return (base_dir / Path(path.strip())).read_text(encoding="utf-8").strip()
     except OSError as exc:
         raise ConfigError(
             f"cannot read {key}_file: {exc.strerror}", section=section, key=f"{key}_file"
@@ -66,11 +67,14 @@ def _env_key(section: str, key: str) -> str:
     return f"CALLSEC_{section.replace(':', '_').upper()}__{key.upper()}"
 
 
-def _build(cls: type[_T], section: str, values: Mapping[str, str], env: Mapping[str, str]) -> _T:
+def _build(cls: type[_T], section: str, values: Mapping[str, str], env: Mapping[str, str],
+           base_dir: Path = Path(".")) -> _T:
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     for key in values:
         base = key[:-5] if key.endswith("_file") else key
+        if (section, key) in REMOVED:
+            raise ConfigError(REMOVED[(section, key)], section=section, key=key)
         if key not in names and base not in names:  # ``ca_file`` is a key of its own
             raise ConfigError("unknown key", section=section, key=key)
     kwargs: dict[str, Any] = {}
@@ -85,7 +89,7 @@ def _build(cls: type[_T], section: str, values: Mapping[str, str], env: Mapping[
         elif name in values:
             raw = values[name]
         elif name + "_file" in values:
-            raw = _read_secret_file(values[name + "_file"], section, name)
+            raw = _read_secret_file(values[name + "_file"], section, name, base_dir)
         if raw is None:
             continue
         value = _convert(raw, hints[name], section, name)
@@ -157,6 +161,22 @@ def _check_ari_times(ari: AriSettings) -> None:
                           key="reconnect_min_seconds")
 
 
+def resolve_paths(settings: Settings) -> Settings:
+    """Relative paths (key ring, outbox, log file, CA files ...) are relative to the
+    configuration file's directory, never to the working directory of the process. SQLite
+    URLs are resolved the same way when the database is opened (``settings.base_dir``)."""
+    changes: dict[str, Any] = {}
+    for name in SECTIONS:
+        section = getattr(settings, name)
+        fixed = {f.name: Path(os.path.normpath(settings.base_dir / value))
+                 for f in dataclasses.fields(section)
+                 if isinstance(value := getattr(section, f.name), Path)
+                 and not value.is_absolute()}
+        if fixed:
+            changes[name] = dataclasses.replace(section, **fixed)
+    return dataclasses.replace(settings, **changes)
+
+
 def _check_env(env: Mapping[str, str], policies: Mapping[str, PolicySettings]) -> None:
     """A ``CALLSEC_<SECTION>__<KEY>`` that names no key is a typo: refuse it, never ignore it."""
     known: set[str] = set()
@@ -171,6 +191,9 @@ def _check_env(env: Mapping[str, str], policies: Mapping[str, PolicySettings]) -
             section = prefix[len("CALLSEC_"):].lower()
             if section.startswith("policy_"):
                 section = "policy:" + section[len("policy_"):]
+            removed = REMOVED.get((section, key.lower().removesuffix("_file")))
+            if removed is not None:
+                raise ConfigError(f"{name} {removed}", section=section, key=key.lower())
             raise ConfigError(f"unknown environment override {name}", section=section,
                               key=key.lower())
 
@@ -184,7 +207,9 @@ def load_settings(path: Path | str | None = None, env: Mapping[str, str] | None 
     )
     parser.optionxform = str  # type: ignore[assignment,method-assign]
     cfg_path = Path(path) if path is not None else DEFAULT_CONFIG_PATH
+    base_dir = Path.cwd()
     if path is not None or cfg_path.exists():
+        base_dir = cfg_path.resolve().parent
         try:
             with cfg_path.open(encoding="utf-8") as fh:
                 parser.read_file(fh)
@@ -205,9 +230,10 @@ def load_settings(path: Path | str | None = None, env: Mapping[str, str] | None 
     for section in parser.sections():
         values = dict(parser.items(section))
         if section.startswith("policy:"):
-            policies[section.split(":", 1)[1]] = _build(PolicySettings, section, values, env)
+            policies[section.split(":", 1)[1]] = _build(PolicySettings, section, values, env,
+                                                        base_dir)
         elif section in SECTIONS:
-            kwargs[section] = _build(SECTIONS[section], section, values, env)
+            kwargs[section] = _build(SECTIONS[section], section, values, env, base_dir)
         else:
             raise ConfigError("unknown section", section=section)
     for section, cls in SECTIONS.items():  # env overrides for sections absent from the file
@@ -215,6 +241,7 @@ def load_settings(path: Path | str | None = None, env: Mapping[str, str] | None 
             kwargs[section] = _build(cls, section, {}, env)
     policies.setdefault("default", PolicySettings())
     _check_env(env, policies)
-    settings = Settings(**kwargs, policies=types.MappingProxyType(policies))
+    settings = resolve_paths(Settings(**kwargs, policies=types.MappingProxyType(policies),
+                                       base_dir=base_dir))
     _check(settings)
     return settings

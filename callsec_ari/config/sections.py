@@ -69,11 +69,9 @@ class DatabaseSettings:
 
 @dataclass(frozen=True, kw_only=True)
 class CryptoSettings:
-    #: Directory of versioned key-encryption keys (``kek-0001.key`` ...), created 0700.
+    #: Directory of versioned key-encryption keys (``kek-0001.key`` ...), created 0700 by
+    #: ``callsec keys init`` (keys are never created implicitly).
     keyring_dir: Path = Path("var/keys")
-    #: Generate a first KEK and blind-index key when none exist (dev default; production
-    #: deployments provision keys and set this to no).
-    create_missing_keys: bool = True
     #: Optional inline KEK (base64, 32 bytes) used instead of the keyring's newest key.
     kek: Secret = Secret("")
     #: HMAC key for the blind index (base64, 32 bytes); default: ``<keyring_dir>/blind-index.key``.
@@ -271,7 +269,8 @@ class Settings:
     policies: Mapping[str, PolicySettings] = field(
         default_factory=lambda: types.MappingProxyType({"default": PolicySettings()})
     )
-    #: Directory that relative paths in the file are resolved against (the working dir).
+    #: Directory that relative paths are resolved against: the configuration file's
+    #: directory (the working directory only when no file is read).
     base_dir: Path = Path(".")
 
     def policy(self, name: str | None) -> PolicySettings:
@@ -286,6 +285,12 @@ SECTIONS: dict[str, type[Any]] = {
     f.name: typing.get_type_hints(Settings)[f.name]
     for f in dataclasses.fields(Settings)
     if f.name not in ("policies", "base_dir")
+}
+
+# Keys that were removed: (section, key) -> what to do instead (a clear error, not "unknown").
+REMOVED: dict[tuple[str, str], str] = {
+    ("crypto", "create_missing_keys"): "was removed: keys are no longer created automatically;"
+    " delete this line and create the keys once with `callsec keys init`",
 }
 
 # Enumerated values checked at load time (section, key) -> allowed.

@@ -15,7 +15,7 @@ from typing import Any
 from callsec_ari.access import audit_cli
 from callsec_ari.config import Settings
 from callsec_ari.core.errors import InvalidInput
-from callsec_ari.store.context import Store, open_store
+from callsec_ari.store.context import Store, init_keys, open_store
 from callsec_ari.store.customers import CustomerData, Name, Phone
 from callsec_ari.store.db import current_revision, open_database, upgrade
 from callsec_ari.store.gdpr import Gdpr
@@ -101,12 +101,21 @@ def _customers_list(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _keys_init(args: argparse.Namespace, settings: Settings) -> int:
+    report = init_keys(settings)
+    print(report.summary())
+    return 0
+
+
 def _keys_rotate(args: argparse.Namespace, settings: Settings) -> int:
+    if args.retire_older_than is not None and args.retire_older_than < 0:
+        raise InvalidInput("--retire-older-than must be 0 or more days")
     with _store(settings) as st:
-        report = st.keys.rotate(retire=args.retire)
+        report = st.keys.rotate(retire=args.retire, retire_older_than=args.retire_older_than)
         st.audit.append(actor(), "keys.rotate", f"kek-{report.new_version:04d}",
-                        {"rewrapped": report.rewrapped, "retired": report.retired})
-    retired = f"; retired version {report.retired}" if report.retired is not None else ""
+                        {"rewrapped": report.rewrapped, "retired": list(report.retired)})
+    retired = "; retired version " + ", ".join(map(str, report.retired)) \
+        if report.retired else ""
     print(f"KEK version {report.new_version}: {report.rewrapped} data keys re-wrapped{retired}")
     return 0
 
@@ -200,8 +209,13 @@ def _register_db_and_customers(sub: Any) -> None:
 
 def _register_keys_gdpr_audit(sub: Any) -> None:
     ke = _group(sub, "keys", "key-encryption keys")
+    ke.add_parser("init", help="create the absent keys and record their fingerprints in the "
+                  "database (idempotent; never overwrites a key)").set_defaults(handler=_keys_init)
     p = ke.add_parser("rotate", help="add a KEK version and re-wrap every data key")
     p.add_argument("--retire", type=int, metavar="N", help="then destroy KEK version N")
+    p.add_argument("--retire-older-than", type=float, metavar="DAYS",
+                   help="then destroy every KEK version created more than DAYS ago (erased "
+                   "data in older backups becomes unreadable)")
     p.set_defaults(handler=_keys_rotate)
     p = ke.add_parser("retire", help="re-wrap, then destroy KEK version N")
     p.add_argument("version", type=int)

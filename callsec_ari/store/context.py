@@ -7,8 +7,9 @@ from dataclasses import dataclass
 
 from callsec_ari.access.audit import AuditLog
 from callsec_ari.config import Settings
+from callsec_ari.store import custody
 from callsec_ari.store.blind import BlindIndex
-from callsec_ari.store.crypto import Envelope
+from callsec_ari.store.crypto import Envelope, Keyring
 from callsec_ari.store.customers import CustomerStore
 from callsec_ari.store.db import Database, open_database
 from callsec_ari.store.keyrings import KeyRing, open_keyring
@@ -44,5 +45,22 @@ def build_store(settings: Settings, db: Database, keyring: KeyRing | None = None
 
 
 def open_store(settings: Settings, *, upgrade: bool = True) -> Store:
-    """Open the database (migrating it with ``upgrade``) and the keyring."""
-    return build_store(settings, open_database(settings, upgrade=upgrade))
+    """Open the database (migrating it with ``upgrade``) and the keyring; refuse a key ring
+    that does not match the fingerprints the database recorded (:mod:`.custody`)."""
+    db = open_database(settings, upgrade=upgrade)
+    try:
+        keyring = open_keyring(settings)
+        custody.check_key_ring(db, keyring)
+        return build_store(settings, db, keyring)
+    except BaseException:
+        db.dispose()
+        raise
+
+
+def init_keys(settings: Settings) -> custody.InitReport:
+    """``callsec keys init``: create the absent keys and record their fingerprints."""
+    db = open_database(settings, upgrade=settings.database.auto_upgrade)
+    try:
+        return custody.init_keys(db, open_keyring(settings), Keyring.from_settings(settings))
+    finally:
+        db.dispose()

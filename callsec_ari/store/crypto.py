@@ -3,6 +3,10 @@
 * KEKs are 256-bit, stored base64 in ``<keyring_dir>/kek-0001.key``, ``kek-0002.key``, ...
   (files 0600, directory 0700) or given inline as ``[crypto] kek`` (then it is version 0 and
   the newest for wrapping; keyring files still unwrap keys wrapped earlier).
+* Keys are created only on purpose: ``callsec keys init`` (:meth:`Keyring.create_named_keys`,
+  :meth:`Keyring.add_version`) and ``callsec keys rotate``. A missing key raises
+  :class:`KeyUnavailable`; it is never replaced by a fresh one (:mod:`.custody` checks the key
+  ring against the fingerprints the database recorded).
 * A data key (256-bit, one per customer, per call of an unknown caller, or per vault item)
   is wrapped with **AES-256-GCM** under the newest KEK; the associated data binds the wrapped
   key to its key id and KEK version, so a wrapped key cannot be moved to another owner. (GCM
@@ -46,6 +50,8 @@ INLINE_VERSION = 0
 #: How long a process trusts what it last read from the keyring directory.
 RECHECK_SECONDS = 1.0
 _KEK_FILE = re.compile(r"^kek-(\d{4,})\.key$")
+BLIND_INDEX_FILE = "blind-index.key"
+AUDIT_FILE = "audit-hmac.key"
 
 
 def _aad(*parts: str) -> bytes:
@@ -91,10 +97,9 @@ class Keyring:
     process (``callsec keys rotate``) is seen at once.
     """
 
-    def __init__(self, directory: Path, *, inline_kek: str = "", blind_index_key: str = "",
-                 create_missing: bool = True) -> None:
+    def __init__(self, directory: Path, *, inline_kek: str = "", blind_index_key: str = ""
+                 ) -> None:
         self.directory = directory
-        self.create_missing = create_missing
         #: KEK bytes by version: (checked at, the file's (inode, mtime, size), key); the file
         #: is re-checked after RECHECK_SECONDS, so another process's retirement takes effect.
         self._cache: dict[int, tuple[float, tuple[int, int, int], bytes]] = {}
@@ -111,17 +116,15 @@ class Keyring:
         directory = c.keyring_dir
         if not directory.is_absolute():
             directory = settings.base_dir / directory
-        return cls(directory, inline_kek=str(c.kek), blind_index_key=str(c.blind_index_key),
-                   create_missing=c.create_missing_keys)
+        return cls(directory, inline_kek=str(c.kek), blind_index_key=str(c.blind_index_key))
 
     @property
     def has_inline_kek(self) -> bool:
         return self._inline is not None
 
     def _ensure_dir(self) -> None:
+        """Only for deliberate key creation (``keys init``, ``keys rotate``)."""
         if not self.directory.exists():
-            if not self.create_missing:
-                raise KeyUnavailable(f"keyring directory {self.directory} does not exist")
             self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
             os.chmod(self.directory, 0o700)
 
@@ -145,16 +148,14 @@ class Keyring:
         return sorted(found)
 
     def current_version(self) -> int:
-        """The KEK version new data keys are wrapped with (creates ``kek-0001`` if allowed)."""
+        """The KEK version new data keys are wrapped with (never creates one)."""
         if self._inline is not None:
             return INLINE_VERSION
         files = self.versions()
         if files:
             return files[-1]
-        if not self.create_missing:
-            raise KeyUnavailable(f"no key-encryption key in {self.directory} "
-                                 "([crypto] create_missing_keys = no)")
-        return self.add_version()
+        raise KeyUnavailable(f"no key-encryption key in {self.directory} "
+                             "(create the keys with `callsec keys init`)")
 
     def kek(self, version: int) -> bytes:
         if version == INLINE_VERSION:
@@ -235,21 +236,38 @@ class Keyring:
         if inline is not None:
             return inline
         path = self.directory / filename
-        if not path.exists():
-            if not self.create_missing:
-                raise KeyUnavailable(f"{what} key {path.name} is missing")
+        try:
+            text = path.read_text(encoding="ascii")
+        except FileNotFoundError:
+            raise KeyUnavailable(f"{what} key {path.name} is missing from {self.directory} "
+                                 "(create the keys with `callsec keys init`)") from None
+        except OSError as exc:
+            raise KeyUnavailable(f"{what} key {path.name} cannot be read: {exc.strerror}"
+                                 ) from None
+        return _decode_key(text, path.name, None)
+
+    def create_named_keys(self) -> list[str]:
+        """Create the blind-index and audit keys that are absent (``callsec keys init``);
+        never overwrites one. Returns the names of the keys created."""
+        created = []
+        for filename, inline in ((BLIND_INDEX_FILE, self._blind), (AUDIT_FILE, None)):
+            path = self.directory / filename
+            if inline is not None or path.exists():
+                continue
             self._ensure_dir()
             try:
-                return _write_new_key(path)
+                _write_new_key(path)
             except FileExistsError:
-                pass
-        return _decode_key(path.read_text(encoding="ascii"), path.name, None)
+                continue  # another process created it first
+            log.info("created key %s", filename)
+            created.append(filename)
+        return created
 
     def blind_index_key(self) -> bytes:
-        return self._named_key("blind-index.key", self._blind, "blind-index")
+        return self._named_key(BLIND_INDEX_FILE, self._blind, "blind-index")
 
     def audit_key(self) -> bytes:
-        return self._named_key("audit-hmac.key", None, "audit HMAC")
+        return self._named_key(AUDIT_FILE, None, "audit HMAC")
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
+from callsec_ari.store import custody
 from callsec_ari.store.crypto import DataKey, Envelope
 from callsec_ari.store.db import Database, Executor, dialect_name, rowcount
 from callsec_ari.store.errors import KeyUnavailable
@@ -53,7 +54,7 @@ _ENCRYPTION_KEYS_MAX = 4096  # user: staff TOTP secrets (access)
 class RotationReport:
     new_version: int
     rewrapped: int
-    retired: int | None
+    retired: tuple[int, ...] = ()
 
 
 class DataKeys:
@@ -135,15 +136,24 @@ class DataKeys:
                 DataKeyRow.shredded.is_(False)).group_by(DataKeyRow.kek_version))
             return {int(v): int(n) for v, n in rows}
 
-    def rotate(self, *, retire: int | None = None, batch: int = 500) -> RotationReport:
-        """Add a KEK version and re-wrap every live data key with it (data untouched);
-        then, with ``retire``, destroy KEK version ``retire``."""
+    def rotate(self, *, retire: int | None = None, retire_older_than: float | None = None,
+               batch: int = 500) -> RotationReport:
+        """Add a KEK version (its fingerprint recorded) and re-wrap every live data key with
+        it (data untouched); then destroy KEK version ``retire`` and, with
+        ``retire_older_than`` (days), every KEK version recorded more than that long ago:
+        backups taken under them become unreadable (erasure reaches backups)."""
         keyring = self.envelope.keyring
         new_version = keyring.add_version()
+        custody.record(self.db, keyring, custody.KEK, new_version)
         rewrapped = self.rewrap_all(new_version, batch=batch)
-        if retire is not None:
-            self.retire(retire)
-        return RotationReport(new_version, rewrapped, retire)
+        doomed = set() if retire is None else {retire}
+        if retire_older_than is not None:
+            cutoff = custody.retirement_cutoff(retire_older_than)
+            doomed.update(custody.keks_created_before(self.db, cutoff))
+        doomed.discard(new_version)
+        for version in sorted(doomed):
+            self.retire(version)
+        return RotationReport(new_version, rewrapped, tuple(sorted(doomed)))
 
     def rewrap_all(self, version: int, *, batch: int = 500) -> int:
         """Re-wrap every live key not yet under ``version``, in batches of short transactions."""
@@ -165,7 +175,8 @@ class DataKeys:
                 return done
 
     def retire(self, version: int) -> None:
-        """Destroy KEK ``version``; refused while a live data key still depends on it."""
+        """Destroy KEK ``version`` and record it as retired (the database no longer expects
+        it); refused while a live data key still depends on it."""
         if version == self.envelope.keyring.current_version():
             raise KeyUnavailable(f"KEK version {version} is the newest; rotate first",
                                  kek_version=version)
@@ -174,3 +185,5 @@ class DataKeys:
             raise KeyUnavailable(f"KEK version {version} still wraps {remaining} data keys; "
                                  "run `callsec keys rotate` first", kek_version=version)
         self.envelope.keyring.retire(version)
+        custody.mark_retired(self.db, version)
+        log.info("KEK version %s retired", version)

@@ -68,6 +68,21 @@ class DataKeyRow(Base):
     shredded_at: Mapped[datetime | None]
 
 
+class KeyFingerprintRow(Base):
+    """The key check value of a key the database depends on (``name``: ``kek`` with its
+    version, ``blind-index`` or ``audit`` with version 0): never key material. Every start and
+    command compares the key ring with these (:mod:`.custody`); ``retired_at`` is set when a
+    KEK version is destroyed."""
+
+    __tablename__ = "key_fingerprints"
+
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    version: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    retired_at: Mapped[datetime | None]
+
+
 class CustomerRow(Base):
     __tablename__ = "customers"
 

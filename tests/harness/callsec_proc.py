@@ -27,6 +27,8 @@ class CallsecProcess:
     workdir: Path
     env_overrides: Mapping[str, str] = field(default_factory=dict)
     proc: subprocess.Popen[bytes] | None = None
+    #: ``callsec keys init`` ran (keys are created only on purpose, never implicitly).
+    keys_ready: bool = False
 
     @property
     def config(self) -> Path:
@@ -57,7 +59,19 @@ class CallsecProcess:
         env.update(self.env_overrides)
         return env
 
+    def init_keys(self) -> subprocess.CompletedProcess[str]:
+        """``callsec keys init`` (idempotent): creates the key ring and records it."""
+        result = self.raw_cli("keys", "init")
+        self.keys_ready = result.returncode == 0
+        return result
+
     def cli(self, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+        """A ``callsec`` command; the first one runs ``callsec keys init`` before it."""
+        if not self.keys_ready and args[:2] != ("keys", "init"):
+            self.init_keys()
+        return self.raw_cli(*args, stdin=stdin)
+
+    def raw_cli(self, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
         return subprocess.run([sys.executable, "-m", "callsec_ari", "-c", str(self.config), *args],
                               env=self.env(), cwd=REPO, capture_output=True, text=True,
                               input=stdin, timeout=120)

@@ -24,6 +24,7 @@ from callsec_ari.ami import (
 )
 from callsec_ari.app import Application
 from callsec_ari.config import Settings, load_settings
+from callsec_ari.store.context import init_keys
 from tests.harness.ari import AriClient, is_event, new_id
 from tests.harness.local import LocalCall, LocalCaller
 from tests.harness.planted import MONITOR_USER, PLANTED_ROOT, Planted, planted_sandbox
@@ -246,12 +247,14 @@ async def test_link_keeps_trying_while_ami_is_down_and_reports_unavailable() -> 
 
 # -- Application.ami ----------------------------------------------------------------------------
 def _app_settings(planted: Planted, tmp_path: Path, ami_port: int) -> Settings:
-    return load_settings(REPO_ROOT / "config" / "callsec.conf", env={
+    settings = load_settings(REPO_ROOT / "config" / "callsec.conf", env={
         "CALLSEC_ARI__URLS": planted.a.base_url, "CALLSEC_ARI__APP": "callsec-ami-test",
         "CALLSEC_AMI__PORT": str(ami_port), "CALLSEC_WEB__ENABLED": "no",
         "CALLSEC_AGI__ENABLED": "no", "CALLSEC_DATABASE__URL": f"sqlite:///{tmp_path}/db.sqlite",
         "CALLSEC_CRYPTO__KEYRING_DIR": str(tmp_path / "keys"),
         "CALLSEC_SMS__OUTBOX_DIR": str(tmp_path / "outbox")})
+    init_keys(settings)  # keys are created only on purpose
+    return settings
 
 
 async def test_application_exposes_a_connected_ami_link(planted: Planted, tmp_path: Path) -> None:

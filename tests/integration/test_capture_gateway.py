@@ -39,7 +39,7 @@ from callsec_ari.logs import call_logger
 from callsec_ari.probe.flow import ProbeFlow
 from callsec_ari.runtime.dispatcher import CallHandle, Dispatcher
 from callsec_ari.runtime.executor import CallExecutor
-from callsec_ari.store.context import Store, open_store
+from callsec_ari.store.context import Store, init_keys, open_store
 from callsec_ari.store.models import VaultItemRow
 from callsec_ari.verification.delivery.http import (
     SIGNATURE_HEADER,
@@ -167,7 +167,9 @@ def store(tmp_path: Path) -> Iterator[Store]:
     config = tmp_path / "callsec.conf"
     config.write_text(f"[database]\nurl = sqlite:///{tmp_path / 'callsec.db'}\n"
                       f"[crypto]\nkeyring_dir = {tmp_path / 'keys'}\n", encoding="utf-8")
-    opened = open_store(load_settings(config, env={}))
+    settings = load_settings(config, env={})
+    init_keys(settings)  # keys are created only on purpose
+    opened = open_store(settings)
     yield opened
     opened.close()
 

@@ -29,7 +29,7 @@ from callsec_ari.core.events import CallStarted, Event
 from callsec_ari.runtime.bus import EventBus
 from callsec_ari.runtime.dispatcher import CallHandle, Dispatcher
 from callsec_ari.runtime.executor import CallExecutor
-from callsec_ari.store.context import Store, open_store
+from callsec_ari.store.context import Store, init_keys, open_store
 from callsec_ari.verification.delivery.base import LatencyStats
 from callsec_ari.web.app import build_web_app
 from callsec_ari.web.deps import CaptureInfo, WebDeps
@@ -181,6 +181,7 @@ async def web_env(tmp_path: Path, web: str = "", *,
                   with_captures: bool = True) -> AsyncIterator[WebEnv]:
     config_path = write_config(tmp_path, web)
     settings = load_settings(config_path, env={})
+    init_keys(settings)  # keys are created only on purpose
     store = open_store(settings)
     clock = FakeClock()
     users = UserStore(store.db, store.keys, store.audit, clock=clock)

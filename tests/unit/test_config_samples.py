@@ -12,6 +12,7 @@ import pytest
 
 from callsec_ari.ami.manager import ConfigCategory
 from callsec_ari.config import SECTIONS, PolicySettings, Settings, load_settings
+from callsec_ari.config.loader import resolve_paths
 from callsec_ari.doctor import run_checks
 from callsec_ari.doctor.gather import apply_config_files
 from callsec_ari.doctor.model import Facts, Severity
@@ -50,7 +51,7 @@ def test_sample_lists_every_key_of_every_section(section: str) -> None:
 
 def test_sample_loads_and_shows_the_built_in_defaults() -> None:
     settings = load_settings(SAMPLE, env={})
-    defaults = Settings()
+    defaults = resolve_paths(Settings(base_dir=SAMPLE.parent))  # relative to the file's dir
     for section in SECTIONS:
         assert getattr(settings, section) == getattr(defaults, section), section
     assert settings.policies["default"] == PolicySettings()

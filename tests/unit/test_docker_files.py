@@ -92,12 +92,16 @@ def test_container_files_name_no_host(path: Path) -> None:
 
 def test_compose_has_callsec_postgres_and_asterisk_built_here() -> None:
     services = compose()["services"]
-    assert set(services) == {"callsec", "postgres", "asterisk"}
+    assert set(services) == {"callsec", "callsec-keys", "postgres", "asterisk"}
     assert services["callsec"]["build"]["context"] == "."
     asterisk_build = services["asterisk"]["build"]
     assert (REPO / asterisk_build["context"] / asterisk_build["dockerfile"]).is_file()
     assert services["callsec"]["network_mode"] == "service:asterisk"
-    assert set(services["callsec"]["depends_on"]) == {"asterisk", "postgres"}
+    assert set(services["callsec"]["depends_on"]) == {"asterisk", "postgres", "callsec-keys"}
+    # keys are created only on purpose: a one-shot `callsec keys init` before callsec starts
+    assert services["callsec-keys"]["command"] == ["keys", "init"]
+    assert services["callsec"]["depends_on"]["callsec-keys"]["condition"] == \
+        "service_completed_successfully"
 
 
 def test_compose_references_resolve() -> None:
@@ -130,6 +134,10 @@ def test_container_config_defaults_load() -> None:
     settings = load_settings(REPO / "docker" / "callsec.conf", env={})
     assert settings.web.host == "0.0.0.0"
     assert settings.ari.urls == ("http://127.0.0.1:8088",)
+    # relative paths would follow the file into /etc/callsec: state lives in the volume
+    assert settings.crypto.keyring_dir == Path("/var/lib/callsec/var/keys")
+    assert settings.sms.outbox_dir == Path("/var/lib/callsec/var/outbox")
+    assert str(settings.database.url) == "sqlite:////var/lib/callsec/var/callsec.db"
 
 
 def test_asterisk_entrypoint_is_valid_posix_sh() -> None:

@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import create_engine, make_url, text
 
 from callsec_ari.config import Settings, load_settings
-from callsec_ari.store.context import Store, open_store
+from callsec_ari.store.context import Store, init_keys, open_store
 
 PG_ENV = "CALLSEC_TEST_PG_URL"
 
@@ -59,7 +59,11 @@ def write_config(tmp_path: Path, db_url: str, extra: str = "") -> Path:
 
 @pytest.fixture
 def config_path(tmp_path: Path, db_url: str) -> Path:
-    return write_config(tmp_path, db_url)
+    """A config whose database and key ring were set up by ``callsec keys init`` (keys are
+    created only on purpose; ``write_config`` alone gives a database without keys)."""
+    path = write_config(tmp_path, db_url)
+    init_keys(load_settings(path, env={}))
+    return path
 
 
 @pytest.fixture

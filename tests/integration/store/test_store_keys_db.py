@@ -8,6 +8,7 @@ from store_helpers import jurgen
 
 from callsec_ari.config import Settings
 from callsec_ari.store.context import Store, open_store
+from callsec_ari.store.custody import KeyRingMismatch, kek_fingerprint
 from callsec_ari.store.errors import KeyUnavailable
 from callsec_ari.store.models import DataKeyRow
 
@@ -54,14 +55,11 @@ def test_new_keys_are_wrapped_with_the_newest_kek(store: Store) -> None:
     assert store.keys.counts_by_version() == {2: 1}
 
 
-def test_missing_kek_without_create_is_named(store: Store, settings: Settings) -> None:
-    c = store.customers.create(jurgen())
+def test_missing_kek_is_refused_at_open_naming_it(store: Store, settings: Settings) -> None:
+    store.customers.create(jurgen())
+    expected = kek_fingerprint(store.keyring, 1)
     (store.keyring.directory / "kek-0001.key").unlink()
-    from dataclasses import replace
-    strict = replace(settings, crypto=replace(settings.crypto, create_missing_keys=False))
-    other = open_store(strict)
-    try:
-        with pytest.raises(KeyUnavailable, match=r"kek-0001\.key"):
-            other.customers.get(c.ref)
-    finally:
-        other.close()
+    with pytest.raises(KeyRingMismatch, match=f"KEK version 1 \\(expected fingerprint "
+                       f"{expected}\\) is missing"):
+        open_store(settings)
+    assert not (store.keyring.directory / "kek-0001.key").exists()  # nothing recreated

@@ -61,8 +61,15 @@ def test_truncated_blob_is_rejected_not_decoded() -> None:
         KEY.decrypt(b"\x01short", table="t", column="c", row_id="r")
 
 
+def ring_with_kek(directory: Path) -> Keyring:
+    ring = Keyring(directory)
+    ring.add_version()
+    return ring
+
+
 def test_keyring_creates_first_kek_with_private_permissions(tmp_path: Path) -> None:
     ring = Keyring(tmp_path / "keys")
+    assert ring.add_version() == 1
     assert ring.current_version() == 1
     assert stat.S_IMODE((tmp_path / "keys").stat().st_mode) == 0o700
     key_file = tmp_path / "keys" / "kek-0001.key"
@@ -70,13 +77,28 @@ def test_keyring_creates_first_kek_with_private_permissions(tmp_path: Path) -> N
     assert len(base64.b64decode(key_file.read_text())) == 32
 
 
-def test_keyring_without_create_missing_names_the_problem(tmp_path: Path) -> None:
-    with pytest.raises(KeyUnavailable, match=r"does not exist|no key-encryption key"):
-        Keyring(tmp_path / "none", create_missing=False).current_version()
+def test_keyring_never_creates_a_missing_key_on_use(tmp_path: Path) -> None:
+    ring = Keyring(tmp_path / "none")
+    with pytest.raises(KeyUnavailable, match=r"no key-encryption key.*callsec keys init"):
+        ring.current_version()
+    with pytest.raises(KeyUnavailable, match=r"blind-index key.*callsec keys init"):
+        ring.blind_index_key()
+    with pytest.raises(KeyUnavailable, match=r"audit HMAC key.*callsec keys init"):
+        ring.audit_key()
+    assert not (tmp_path / "none").exists()
+
+
+def test_create_named_keys_creates_only_the_absent_ones(tmp_path: Path) -> None:
+    ring = Keyring(tmp_path / "keys")
+    assert ring.create_named_keys() == ["blind-index.key", "audit-hmac.key"]
+    blind, audit = ring.blind_index_key(), ring.audit_key()
+    assert ring.create_named_keys() == []
+    assert (ring.blind_index_key(), ring.audit_key()) == (blind, audit)
+    assert stat.S_IMODE((tmp_path / "keys" / "audit-hmac.key").stat().st_mode) == 0o600
 
 
 def test_data_key_survives_rewrap_and_retired_kek_is_refused(tmp_path: Path) -> None:
-    ring = Keyring(tmp_path)
+    ring = ring_with_kek(tmp_path)
     env = Envelope(ring)
     key, wrapped = env.new_data_key()
     blob = key.encrypt("secret", table="t", column="c", row_id="r")
@@ -92,7 +114,7 @@ def test_data_key_survives_rewrap_and_retired_kek_is_refused(tmp_path: Path) -> 
 
 
 def test_wrapped_key_cannot_be_moved_to_another_key_id(tmp_path: Path) -> None:
-    env = Envelope(Keyring(tmp_path))
+    env = Envelope(ring_with_kek(tmp_path))
     _, wrapped = env.new_data_key("dk-a")
     with pytest.raises(DecryptionFailed, match="dk-b"):
         env.unwrap("dk-b", wrapped.kek_version, wrapped.wrapped)
@@ -104,7 +126,7 @@ def test_shredded_key_reports_destroyed(tmp_path: Path) -> None:
 
 
 def test_wrong_kek_file_is_named(tmp_path: Path) -> None:
-    ring = Keyring(tmp_path)
+    ring = ring_with_kek(tmp_path)
     env = Envelope(ring)
     _, wrapped = env.new_data_key()
     (tmp_path / "kek-0001.key").unlink()
