@@ -34,6 +34,7 @@ from callsec_ari.runtime.dispatcher import CallHandle, Dispatcher
 from callsec_ari.runtime.executor import CallExecutor
 from callsec_ari.runtime.loopwatch import LoopWatch, settle_heap
 from callsec_ari.runtime.trace import BenchTrace
+from callsec_ari.store.abuse import DbAbuseStore
 from callsec_ari.store.context import Store, open_store
 from callsec_ari.verification.delivery.factory import build_deliveries
 from callsec_ari.verification.late import LateRecords
@@ -89,8 +90,10 @@ class Application:
             session = await stack.enter_async_context(aiohttp.ClientSession())
             deliveries = build_deliveries(self.settings, session=session)
             late_records = LateRecords()  # results written once the database is back
+            # limits, lockout counts and TOTP steps: in the database, shared by every node
+            limits = DbAbuseStore(self.store.db, self.store.keyring.blind_index_key())
             VerificationService(self.settings, self.store, deliveries,
-                                late_records).register(self.executor)
+                                late_records, limits).register(self.executor)
             # --- secure DTMF capture (callsec_ari/capture) ---
             captures = CaptureFeature(
                 self.store, self.dispatcher,

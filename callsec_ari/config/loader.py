@@ -109,6 +109,9 @@ def _check(settings: Settings) -> None:
     from callsec_ari.verification.messages import check_message_settings  # no import cycle
 
     check_message_settings(v)
+    from callsec_ari.verification.limits import check_limit_settings
+
+    check_limit_settings(v)
     from callsec_ari.access.roles import revealable_kinds
 
     revealable_kinds(settings.web.reveal_kinds)

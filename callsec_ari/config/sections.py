@@ -135,7 +135,17 @@ class VerificationSettings:
     lockout_failures: int = 3
     lockout_window_seconds: int = 3600
     lockout_seconds: int = 900
+    #: Wrong code checks of one customer (any call, any ending, any door) within
+    #: ``lockout_window_seconds`` that lock them for ``lockout_seconds``.
+    lockout_wrong_codes: int = 10
     caller_rate_limit_per_hour: int = 20
+    #: Code sends (first sends and resends) per customer / per presented number per hour.
+    customer_code_sends_per_hour: int = 10
+    caller_code_sends_per_hour: int = 10
+    #: Code checks (right or wrong, one-time and authenticator codes) per customer / per
+    #: presented number per hour.
+    customer_code_checks_per_hour: int = 20
+    caller_code_checks_per_hour: int = 20
     customer_number_tries: int = 3
     first_digit_timeout_seconds: float = 10.0
     inter_digit_timeout_seconds: float = 5.0

@@ -41,8 +41,8 @@ FINAL_PROMPTS = {
 #: Failed command -> the verification's result ("": the call goes on; a stopped prompt that
 #: had ended already, say, or a record the service could not write and logged).
 SERVICE_FAILURES = {"LookupCustomer": "failed", "DeliverCode": "delivery_failed",
-                    "CheckTotp": "failed", "RecordVerification": "", "StopPlayback": "",
-                    "Publish": ""}
+                    "CheckTotp": "failed", "CountCheck": "failed", "RecordVerification": "",
+                    "StopPlayback": "", "Publish": ""}
 #: ``CommandFailed.error_id`` of a channel command Asterisk could not be reached for.
 UNREACHABLE = "ari_unavailable"
 
@@ -70,6 +70,7 @@ class V(Enum):
     LOOKUP_NUMBER = auto()
     SENDING = auto()
     COLLECT = auto()
+    CHECK_CODE = auto()
     CHECK_TOTP = auto()
     FAREWELL = auto()
     DONE = auto()
@@ -78,7 +79,7 @@ class V(Enum):
 class VerificationFlow(TableFlow[V]):
     FINAL_STATES = frozenset({V.DONE})
     IGNORED_EVERYWHERE = (PlaybackFinished, TimerExpired, DtmfReceived, Resynchronised,
-                          p.CodeDelivered, p.CodeDeliveryFailed)
+                          p.CodeDelivered, p.CodeDeliveryFailed, p.CheckCounted)
 
     def __init__(self, call_id: str, options: VerificationOptions,
                  new_code: Callable[[int], str] = new_code) -> None:
@@ -206,7 +207,8 @@ class VerificationFlow(TableFlow[V]):
         self.state = V.SENDING
         return [c.CancelTimer(name=TIMER),
                 p.DeliverCode(method=self.method, customer_ref=self.customer.ref,
-                              code=self.code.code, language=self.language, resend=resend)]
+                              code=self.code.code, language=self.language, resend=resend,
+                              caller_number=self.caller_number)]
 
     def _delivered(self, event: p.CodeDelivered) -> list[c.Command]:
         self.state = V.COLLECT
@@ -279,17 +281,31 @@ class VerificationFlow(TableFlow[V]):
             assert self.customer is not None
             self.state = V.CHECK_TOTP
             return [c.CancelTimer(name=TIMER),
-                    p.CheckTotp(customer_ref=self.customer.ref, candidate=candidate)]
-        assert self.code is not None
+                    p.CheckTotp(customer_ref=self.customer.ref, candidate=candidate,
+                                caller_number=self.caller_number)]
+        assert self.code is not None and self.customer is not None
         outcome = self.code.check(candidate, now)
-        if outcome is CheckResult.OK:
-            return self._finish("verified")
         if outcome is CheckResult.EXPIRED:
             return self._expired(now)
-        if outcome is CheckResult.WRONG and self.code.checks_left > 0:
-            return [self._progress("code_wrong", attempt=self.code.checks)] + \
-                self._prompt_for_entry("code-wrong", "enter-code")
-        return self._finish("locked")
+        if outcome not in (CheckResult.OK, CheckResult.WRONG):
+            return self._finish("locked")
+        # Every compared code is counted in the database at once, whatever ends the call
+        # later. A right code waits for the count (over a limit it is refused); a wrong one
+        # is counted while the caller hears "wrong code" (a lockout ends the call then).
+        count = p.CountCheck(customer_ref=self.customer.ref, wrong=outcome is CheckResult.WRONG,
+                             caller_number=self.caller_number)
+        if outcome is CheckResult.OK:
+            self.state = V.CHECK_CODE
+            return [c.CancelTimer(name=TIMER), count]
+        if self.code.checks_left > 0:
+            return [self._progress("code_wrong", attempt=self.code.checks),
+                    *self._prompt_for_entry("code-wrong", "enter-code"), count]
+        return [count, *self._finish("locked")]
+
+    def _check_counted(self, event: p.CheckCounted) -> list[c.Command]:
+        if self.state is V.CHECK_CODE:
+            return self._finish("locked" if event.locked else "verified")
+        return self._finish("locked") if event.locked else []
 
     def _expired(self, now: float) -> list[c.Command]:
         assert self.code is not None
@@ -305,7 +321,7 @@ class VerificationFlow(TableFlow[V]):
         if event.ok:
             return self._finish("verified")
         self.totp_failures += 1
-        if self.totp_failures >= self.o.max_checks:
+        if event.locked or self.totp_failures >= self.o.max_checks:
             return self._finish("locked")
         self.state = V.COLLECT
         return [self._progress("code_wrong", attempt=self.totp_failures)] + \
@@ -400,6 +416,8 @@ class VerificationFlow(TableFlow[V]):
         (V.COLLECT, DtmfReceived): _digit,
         (V.COLLECT, TimerExpired): _timer,
         (V.CHECK_TOTP, p.TotpChecked): _totp_checked,
+        (V.CHECK_CODE, p.CheckCounted): _check_counted,
+        (V.COLLECT, p.CheckCounted): _check_counted,
         (V.FAREWELL, PlaybackFinished): _played,
         (V.COLLECT, Resynchronised): _resynchronised,
         (V.ASK_NUMBER, Resynchronised): _resynchronised,

@@ -1,16 +1,27 @@
-"""Lockout after repeated failures and a per-key sliding-window rate limit (pure; times are
-passed in as seconds, e.g. ``time.time()``).
+"""Brute-force rules (pure; times are passed in as seconds, e.g. ``time.time()``) and the port
+the verification slice keeps its counts behind.
 
-:class:`LockoutPolicy` is a function of the failure times alone, so the store keeps failed
-attempts and asks it; nothing else needs saving. :class:`RateLimiter` is in-memory per process
-(callers' numbers arrive as keyed hashes, never in plaintext).
+:class:`LockoutPolicy` is a function of the failure times alone (here: the customer's wrong code
+checks), so the store keeps the failures and asks it. Rate limits (:class:`Bucket`) count
+events per subject in fixed windows and judge them as a sliding window (see
+:func:`~callsec_ari.store.abuse.sliding_count`). The counts live in the database
+behind :class:`AbuseStore` (see :mod:`callsec_ari.store.abuse`): every node sees the same
+counts, and a restart forgets none of them.
 """
 
 from __future__ import annotations
 
-from collections import OrderedDict, deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Protocol
+
+from callsec_ari.config.sections import VerificationSettings
+from callsec_ari.core.errors import ConfigError
+from callsec_ari.store.abuse import Bucket, Taken
+
+#: The subject of every caller whose number is withheld, anonymous or unusable: they share
+#: one bucket (they are not exempt).
+WITHHELD = "caller:withheld"
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,57 +68,43 @@ class LockoutPolicy:
         return max(self.failures - recent, 1)
 
 
-class RateLimiter:
-    """At most ``limit`` allowed events per key in any ``window`` seconds (sliding log).
+def check_limit_settings(v: VerificationSettings) -> None:
+    """``ConfigError`` naming the first lockout or rate-limit key out of range."""
+    for key in ("lockout_wrong_codes", "lockout_failures", "lockout_window_seconds",
+                "lockout_seconds", "caller_rate_limit_per_hour"):
+        if getattr(v, key) < 1:
+            raise ConfigError("must be at least 1", section="verification", key=key)
+    for key in ("customer_code_sends_per_hour", "caller_code_sends_per_hour",
+                "customer_code_checks_per_hour", "caller_code_checks_per_hour"):
+        if getattr(v, key) < 0:
+            raise ConfigError("must be 0 (no limit) or more", section="verification", key=key)
 
-    Holds at most ``max_keys`` keys; when full, the key used least recently is forgotten (so a
-    flood of distinct keys can reset an idle key's count: size ``max_keys`` above the number of
-    distinct callers expected per ``window``).
-    """
 
-    def __init__(self, limit: int, window: float, *, max_keys: int = 10_000) -> None:
-        if limit < 1 or window <= 0 or max_keys < 1:
-            raise ValueError("limit, window and max_keys must be positive")
-        self.limit = limit
-        self.window = window
-        self.max_keys = max_keys
-        self._events: OrderedDict[str, deque[float]] = OrderedDict()
+def customer_subject(ref: str) -> str:
+    return f"customer:{ref}"
 
-    def allow(self, key: str, now: float) -> bool:
-        """Record and allow an event for ``key`` at ``now``, or refuse it (not recorded)."""
-        events = self._touch(key, now)
-        if len(events) >= self.limit:
-            return False
-        events.append(now)
-        return True
 
-    def retry_after(self, key: str, now: float) -> float:
-        """Seconds until ``allow(key, ...)`` would succeed (0.0 if it would now)."""
-        events = self._events.get(key)
-        if events is None:
-            return 0.0
-        live = [t for t in events if now - t < self.window]
-        if len(live) < self.limit:
-            return 0.0
-        return live[-self.limit] + self.window - now
+def caller_subject(number: str) -> str:
+    """The presented number's subject; a withheld or anonymous number gets :data:`WITHHELD`."""
+    digits = "".join(ch for ch in number if ch.isdigit())
+    return f"caller:+{digits}" if len(digits) >= 3 else WITHHELD
 
-    def reset(self, key: str) -> None:
-        self._events.pop(key, None)
 
-    def __len__(self) -> int:
-        return len(self._events)
+class AbuseStore(Protocol):
+    """Counts shared by every node (blocking: call from a worker thread). Subjects are
+    ``customer:<ref>`` / ``caller:<number>`` names; the store keys rows by a keyed hash."""
 
-    def __contains__(self, key: object) -> bool:
-        return key in self._events
+    def take(self, buckets: Sequence[Bucket], now: float, *, failures_of: str = "",
+             failed: bool = False, since: float = 0.0) -> Taken:
+        """In one transaction: count one event in every bucket (limit 0: none); with
+        ``failures_of``, record a failure of that subject if ``failed``, and return its
+        failures since ``since``."""
+        ...
 
-    def _touch(self, key: str, now: float) -> deque[float]:
-        events = self._events.get(key)
-        if events is None:
-            while len(self._events) >= self.max_keys:
-                self._events.popitem(last=False)
-            events = self._events[key] = deque()
-        else:
-            self._events.move_to_end(key)
-        while events and now - events[0] >= self.window:
-            events.popleft()
-        return events
+    def failures(self, subject: str, since: float) -> list[float]: ...
+
+    def last_totp_step(self, subject: str) -> int | None: ...
+
+    def claim_totp_step(self, subject: str, step: int) -> bool:
+        """Store ``step`` unless it is not later than the stored one (then False: a replay)."""
+        ...

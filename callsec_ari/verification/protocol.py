@@ -43,12 +43,25 @@ class DeliverCode(Command):
     code: str = field(repr=False)
     language: str
     resend: bool = False
+    #: The presented caller ID, for the per-number send limit (hashed by the store).
+    caller_number: str = field(default="", repr=False)
 
 
 @dataclass(frozen=True, kw_only=True)
 class CheckTotp(Command):
     customer_ref: str
     candidate: str = field(repr=False)
+    caller_number: str = field(default="", repr=False)
+
+
+@dataclass(frozen=True, kw_only=True)
+class CountCheck(Command):
+    """A one-time code was checked (the flow compared it): count it against the customer's and
+    the caller's check limits and, when ``wrong``, towards the customer's lockout."""
+
+    customer_ref: str
+    wrong: bool
+    caller_number: str = field(default="", repr=False)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -85,3 +98,13 @@ class CodeDeliveryFailed(Event):
 @dataclass(frozen=True, kw_only=True)
 class TotpChecked(Event):
     ok: bool
+    #: over a check limit, or locked out by this failure: the verification ends ``locked``
+    locked: bool = False
+
+
+@dataclass(frozen=True, kw_only=True)
+class CheckCounted(Event):
+    """The answer to :class:`CountCheck`: ``locked`` when a check limit is exceeded or the
+    customer is now locked out (the verification ends ``locked``)."""
+
+    locked: bool

@@ -1,21 +1,27 @@
 """The verification service: carries out the flow's service commands.
 
 ``LookupCustomer`` (blind-index search, lockout, per-caller rate limit), ``DeliverCode`` (the
-message bound to the call, through the configured SMS / e-mail backend), ``CheckTotp``
-(authenticator apps, replay-protected), ``RecordVerification`` (encrypted record + audit
-entry; with the database down, written later by :mod:`callsec_ari.verification.late`) and
-``Publish`` (masked progress for the desk). Blocking store calls run in worker threads.
+message bound to the call, through the configured SMS / e-mail backend; per-customer and
+per-caller send limits), ``CountCheck`` (every compared code counted at once: check limits,
+wrong codes towards the lockout), ``CheckTotp`` (authenticator apps, replay-protected in the
+database, counted like codes), ``RecordVerification`` (encrypted record + audit entry; with the
+database down, written later by :mod:`callsec_ari.verification.late`) and ``Publish`` (masked
+progress for the desk). Limits, lockout counts and TOTP steps are kept behind the
+:class:`~callsec_ari.verification.limits.AbuseStore` port (in the database: shared by every
+node, kept across restarts). Blocking store calls run in worker threads.
+
+With the database down, sends fail closed (as the customer look-up does: ``delivery_failed``)
+and so does a TOTP check; a one-time code already sent can still be checked (as its result is
+recorded later), its count is then written by :class:`LateRecords` once the database is back.
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
-import hashlib
-import hmac
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
 from sqlalchemy.orm import Session
@@ -26,6 +32,7 @@ from callsec_ari.core.events import Event
 from callsec_ari.logs import last_digits
 from callsec_ari.runtime.dispatcher import CallHandle
 from callsec_ari.runtime.executor import CallExecutor
+from callsec_ari.store.abuse import Bucket
 from callsec_ari.store.context import Store
 from callsec_ari.store.customers import Customer
 from callsec_ari.verification import protocol as p
@@ -33,7 +40,12 @@ from callsec_ari.verification.codes import match_totp
 from callsec_ari.verification.delivery.base import DeliveryFailed, Kind, OutgoingMessage
 from callsec_ari.verification.delivery.factory import Deliveries
 from callsec_ari.verification.late import LateRecords
-from callsec_ari.verification.limits import LockoutPolicy, RateLimiter
+from callsec_ari.verification.limits import (
+    AbuseStore,
+    LockoutPolicy,
+    caller_subject,
+    customer_subject,
+)
 from callsec_ari.verification.messages import call_reference, render_code_message
 
 log = logging.getLogger(__name__)
@@ -51,7 +63,7 @@ def customer_view(customer: Customer, locked: bool) -> p.CustomerView:
 
 class VerificationService:
     def __init__(self, settings: Settings, store: Store, deliveries: Deliveries,
-                 late: LateRecords) -> None:
+                 late: LateRecords, limits: AbuseStore) -> None:
         v = settings.verification
         #: results the database could not take when their call finished (run by the app)
         self.late = late
@@ -60,26 +72,26 @@ class VerificationService:
         self.deliveries = deliveries
         self.lockout = LockoutPolicy(failures=v.lockout_failures, window=v.lockout_window_seconds,
                                      lockout=v.lockout_seconds)
-        self.rate = RateLimiter(v.caller_rate_limit_per_hour, 3600.0)
-        self._rate_key = hashlib.sha256(b"callsec-rate" + store.keyring.blind_index_key()).digest()
-        self._totp_steps: dict[str, int] = {}
+        #: wrong code checks (any call, any ending) that lock a customer
+        self.wrong_codes = LockoutPolicy(failures=v.lockout_wrong_codes,
+                                         window=v.lockout_window_seconds, lockout=v.lockout_seconds)
+        self.limits = limits
 
     def register(self, executor: CallExecutor) -> None:
         executor.register(p.LookupCustomer, self.lookup)
         executor.register(p.DeliverCode, self.deliver)
         executor.register(p.CheckTotp, self.check_totp)
+        executor.register(p.CountCheck, self.count_check)
         executor.register(p.RecordVerification, self.record)
 
     # -- lookup -----------------------------------------------------------------------------
     async def lookup(self, call: CallHandle, cmd: p.LookupCustomer) -> Sequence[Event]:
         now = time.time()
-        at = asyncio.get_running_loop().time()
-        if cmd.caller_number:
-            key = hmac.new(self._rate_key, cmd.caller_number.encode(), "sha256").hexdigest()
-            if not self.rate.allow(key, now):
-                call.log.warning("caller number over its rate limit; verification refused")
-                return [p.CustomerResult(customer=None, rate_limited=True, at=at)]
-        view = await asyncio.to_thread(self._lookup_sync, cmd.by, cmd.value, now)
+        limited, view = await asyncio.to_thread(self._lookup_sync, cmd, now)
+        if limited:
+            call.log.warning("caller number over its rate limit; verification refused")
+            return [p.CustomerResult(customer=None, rate_limited=True,
+                                     at=asyncio.get_running_loop().time())]
         if view is None:
             call.log.info("no customer found by %s", cmd.by)
         else:
@@ -119,25 +131,38 @@ class VerificationService:
 
         return self.store.records.close_open_verifications(call_id, result="error", audit=audit)
 
-    def _lookup_sync(self, by: str, value: str, now: float) -> p.CustomerView | None:
+    def _lookup_sync(self, cmd: p.LookupCustomer,
+                     now: float) -> tuple[bool, p.CustomerView | None]:
+        """(over the caller's rate limit, the customer found). A withheld number is not exempt:
+        it shares one bucket with every withheld caller."""
+        limit = self.settings.verification.caller_rate_limit_per_hour
+        bucket = Bucket("lookup", caller_subject(cmd.caller_number), limit)
+        if self.limits.take([bucket], now).over:
+            return True, None
         customers = self.store.customers
         try:
-            if by == "caller_id":
-                customer = customers.find_by_phone(value)
+            if cmd.by == "caller_id":
+                customer = customers.find_by_phone(cmd.value)
             else:
-                customer = customers.find_by_customer_number(value)
+                customer = customers.find_by_customer_number(cmd.value)
         except InvalidInput:
-            return None  # not a valid number (withheld, malformed): an unknown caller
+            return False, None  # not a valid number (withheld, malformed): an unknown caller
         if customer is None:
-            return None
+            return False, None
         since = datetime.fromtimestamp(now - self.lockout.horizon, UTC)
         failures = self.store.records.failure_times(customer.ref, since, FAILURES)
-        return customer_view(customer, self.lockout.is_locked(failures, now))
+        wrong = self.limits.failures(customer_subject(customer.ref),
+                                     now - self.wrong_codes.horizon)
+        locked = self.lockout.is_locked(failures, now) or self.wrong_codes.is_locked(wrong, now)
+        return False, customer_view(customer, locked)
 
     # -- delivery ---------------------------------------------------------------------------
     async def deliver(self, call: CallHandle, cmd: p.DeliverCode) -> Sequence[Event]:
-        customer = await asyncio.to_thread(self.store.customers.get, cmd.customer_ref)
         kind: Kind = "sms" if cmd.method == "sms" else "email"
+        over, customer = await asyncio.to_thread(self._before_send, cmd)
+        if over:
+            call.log.warning("code send refused: over the customer's or the caller's send limit")
+            return await self._delivery_failed(call, cmd, kind, "rate_limited")
         to = customer.code_phone.number if kind == "sms" and customer.code_phone else \
             (customer.email or "")
         ref = call_reference(call.call_id)
@@ -149,27 +174,80 @@ class VerificationService:
         except (DeliveryFailed, InvalidInput) as exc:
             reason = exc.reason if isinstance(exc, DeliveryFailed) else "invalid_recipient"
             call.log.warning("code delivery by %s failed: %s", kind, reason)
-            await asyncio.to_thread(
-                self.store.audit.append, "system", "verification.delivery_failed", call.call_id,
-                {"customer_ref": cmd.customer_ref, "method": kind, "reason": reason})
-            return [p.CodeDeliveryFailed(method=kind, reason=reason,
-                                         at=asyncio.get_running_loop().time())]
+            return await self._delivery_failed(call, cmd, kind, reason)
         call.log.info("code %s by %s in %.3fs (%d attempt(s))",
                       "re-sent" if cmd.resend else "sent", receipt.backend, receipt.elapsed,
                       receipt.attempts)
         return [p.CodeDelivered(method=kind, at=asyncio.get_running_loop().time())]
 
-    # -- TOTP ---------------------------------------------------------------------------------
+    def _before_send(self, cmd: p.DeliverCode) -> tuple[bool, Customer]:
+        """Count the send (fails closed: no database, no send); the customer to send to."""
+        v = self.settings.verification
+        over = self.limits.take([
+            Bucket("send", customer_subject(cmd.customer_ref), v.customer_code_sends_per_hour),
+            Bucket("send", caller_subject(cmd.caller_number), v.caller_code_sends_per_hour),
+        ], time.time()).over
+        return over, self.store.customers.get(cmd.customer_ref)
+
+    async def _delivery_failed(self, call: CallHandle, cmd: p.DeliverCode, kind: Kind,
+                               reason: str) -> Sequence[Event]:
+        await asyncio.to_thread(
+            self.store.audit.append, "system", "verification.delivery_failed", call.call_id,
+            {"customer_ref": cmd.customer_ref, "method": kind, "reason": reason})
+        return [p.CodeDeliveryFailed(method=kind, reason=reason,
+                                     at=asyncio.get_running_loop().time())]
+
+    # -- checks -------------------------------------------------------------------------------
+    def _count_sync(self, customer_ref: str, caller_number: str, wrong: bool,
+                    now: float) -> bool:
+        """Count one check (and a wrong one towards the lockout) in one transaction: whether
+        the customer is now over a check limit or locked out."""
+        v = self.settings.verification
+        subject = customer_subject(customer_ref)
+        taken = self.limits.take([
+            Bucket("check", subject, v.customer_code_checks_per_hour),
+            Bucket("check", caller_subject(caller_number), v.caller_code_checks_per_hour),
+        ], now, failures_of=subject, failed=wrong, since=now - self.wrong_codes.horizon)
+        return taken.over or self.wrong_codes.is_locked(taken.failures, now)
+
+    async def count_check(self, call: CallHandle, cmd: p.CountCheck) -> Sequence[Event]:
+        now = time.time()
+        count = functools.partial(self._count_sync, cmd.customer_ref, cmd.caller_number,
+                                  cmd.wrong, now)
+        try:
+            locked = await asyncio.to_thread(count)
+        except Unavailable as exc:
+            # as the result itself: the check stands, the count is written once the database
+            # is back (sends fail closed meanwhile, so no new code reaches the caller)
+            call.log.error("code check could not be counted: %s; counted once the database "
+                           "is back", exc.error_id)
+            self.late.add(call.call_id, functools.partial(self._count_late, count))
+            locked = False
+        if locked:
+            call.log.warning("customer %s over a check limit or locked out after a wrong code",
+                             cmd.customer_ref)
+        return [p.CheckCounted(locked=locked, at=asyncio.get_running_loop().time())]
+
+    @staticmethod
+    def _count_late(count: Callable[[], bool]) -> None:
+        count()
+
     async def check_totp(self, call: CallHandle, cmd: p.CheckTotp) -> Sequence[Event]:
-        customer = await asyncio.to_thread(self.store.customers.get, cmd.customer_ref)
+        ok, locked = await asyncio.to_thread(self._check_totp_sync, cmd, time.time())
+        return [p.TotpChecked(ok=ok, locked=locked, at=asyncio.get_running_loop().time())]
+
+    def _check_totp_sync(self, cmd: p.CheckTotp, now: float) -> tuple[bool, bool]:
+        """(verified, locked). The step a code matched is claimed in the database, so the code
+        is refused on any node from then on (a replay)."""
+        customer = self.store.customers.get(cmd.customer_ref)
+        subject = customer_subject(customer.ref)
         ok = False
         if customer.totp_secret:
-            step = match_totp(customer.totp_secret, cmd.candidate, time.time(),
-                              after_step=self._totp_steps.get(customer.ref))
-            if step is not None:
-                self._totp_steps[customer.ref] = step
-                ok = True
-        return [p.TotpChecked(ok=ok, at=asyncio.get_running_loop().time())]
+            step = match_totp(customer.totp_secret, cmd.candidate, now,
+                              after_step=self.limits.last_totp_step(subject))
+            ok = step is not None and self.limits.claim_totp_step(subject, step)
+        locked = self._count_sync(customer.ref, cmd.caller_number, not ok, now)
+        return ok and not locked, locked
 
     # -- records ------------------------------------------------------------------------------
     async def record(self, call: CallHandle, cmd: p.RecordVerification) -> Sequence[Event]:

@@ -115,6 +115,9 @@ class Sim:
         if isinstance(command, p.CheckTotp):
             return self.failed(command) or [p.TotpChecked(ok=self.draw(st.booleans()),
                                                           at=self.now)]
+        if isinstance(command, p.CountCheck):
+            return self.failed(command) or [p.CheckCounted(
+                locked=self.draw(st.sampled_from(range(10))) == 0, at=self.now)]
         if isinstance(command, cp.MuteRecording):
             self.captures += command.mute
             return self.failed(command) or [cp.RecordingMuted(mute=command.mute, at=self.now)]

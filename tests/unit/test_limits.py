@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from callsec_ari.verification.limits import LockoutPolicy, RateLimiter
+from callsec_ari.config.loader import load_settings
+from callsec_ari.core.errors import ConfigError
+from callsec_ari.store.abuse import sliding_count
+from callsec_ari.verification.limits import (
+    WITHHELD,
+    LockoutPolicy,
+    caller_subject,
+    customer_subject,
+)
 
+REPO = Path(__file__).resolve().parents[2]
 POLICY = LockoutPolicy(failures=3, window=3600, lockout=900)
 times = st.lists(st.integers(0, 20_000).map(float), max_size=12)
 
@@ -86,54 +97,64 @@ def test_remaining_attempts_is_how_many_failures_now_lock(failures: list[float],
         assert POLICY.is_locked([*failures] + [now] * remaining, now)
 
 
-# --- rate limiter ---------------------------------------------------------------------------
+# --- rate limits (fixed windows judged as a sliding one; the counts live in the database) ---
 
-def test_rate_limiter_allows_the_limit_then_refuses_until_the_window_moves() -> None:
-    limiter = RateLimiter(limit=2, window=60)
-    assert limiter.allow("k", 0.0) and limiter.allow("k", 10.0)
-    assert not limiter.allow("k", 59.0)
-    assert limiter.retry_after("k", 59.0) == 1.0
-    assert limiter.allow("k", 60.0)
-    assert not limiter.allow("k", 69.0)
-    assert limiter.allow("k", 70.0)
-
-
-def test_rate_limits_are_per_key() -> None:
-    limiter = RateLimiter(limit=1, window=60)
-    assert limiter.allow("a", 0.0) and limiter.allow("b", 0.0)
-    assert not limiter.allow("a", 1.0)
-    limiter.reset("a")
-    assert limiter.allow("a", 1.0)
+def _simulate(events: list[int], limit: int, window: int) -> list[int]:
+    """What :class:`~callsec_ari.store.abuse.DbAbuseStore` decides for one bucket: every event
+    is counted in its fixed window (refused ones too); the times of the allowed ones."""
+    counts: dict[int, int] = {}
+    allowed = []
+    for at in sorted(events):
+        start = at // window * window
+        counts[start] = counts.get(start, 0) + 1
+        if sliding_count(counts.get(start - window, 0), counts[start], at - start,
+                         window) <= limit:
+            allowed.append(at)
+    return allowed
 
 
-def test_rate_limiter_holds_a_bounded_number_of_keys_and_evicts_the_least_recent() -> None:
-    limiter = RateLimiter(limit=1, window=60, max_keys=3)
-    for key in ("a", "b", "c"):
-        limiter.allow(key, 0.0)
-    limiter.allow("a", 1.0)  # refused, but "a" is now the most recent
-    limiter.allow("d", 2.0)
-    assert len(limiter) == 3
-    assert "b" not in limiter and "a" in limiter and "d" in limiter
-    assert not limiter.allow("a", 3.0)
+@given(st.integers(0, 1000), st.integers(0, 1000), st.floats(0, 10_000), st.floats(1, 5000))
+def test_sliding_count_lies_between_the_current_window_and_both(
+        previous: int, current: int, elapsed: float, window: float) -> None:
+    counted = sliding_count(previous, current, elapsed, window)
+    assert current <= counted <= previous + current
+    assert sliding_count(previous, current, elapsed + 1, window) <= counted
+    if elapsed >= window:
+        assert counted == current
 
 
-def test_unknown_key_can_go_now() -> None:
-    assert RateLimiter(limit=1, window=60).retry_after("x", 0.0) == 0.0
+@given(st.lists(st.integers(0, 500), max_size=80), st.integers(1, 5), st.integers(1, 60))
+def test_a_bucket_never_allows_more_than_its_limit_per_window_nor_twice_in_any_span(
+        events: list[int], limit: int, window: int) -> None:
+    allowed = _simulate(events, limit, window)
+    for start in allowed:
+        assert sum(1 for t in allowed if start <= t < start + window) <= 2 * limit
+        fixed = start // window * window
+        assert sum(1 for t in allowed if fixed <= t < fixed + window) <= limit
 
 
-@given(st.lists(st.tuples(st.sampled_from("abc"), st.integers(0, 50)), max_size=60),
-       st.integers(1, 4), st.integers(1, 20))
-def test_no_key_is_ever_allowed_more_than_limit_events_in_any_window(
-        events: list[tuple[str, int]], limit: int, window: int) -> None:
-    limiter = RateLimiter(limit=limit, window=window)
-    allowed: dict[str, list[float]] = {}
-    ordered = sorted(events, key=lambda event: event[1])
-    for key, at in ordered:
-        expected_wait = limiter.retry_after(key, float(at))
-        ok = limiter.allow(key, float(at))
-        assert ok == (expected_wait == 0.0)
-        if ok:
-            allowed.setdefault(key, []).append(float(at))
-    for stamps in allowed.values():
-        for start in stamps:
-            assert sum(1 for t in stamps if start <= t < start + window) <= limit
+@given(st.lists(st.integers(0, 100), max_size=40), st.integers(1, 5), st.integers(1, 20))
+def test_after_two_quiet_windows_the_next_event_is_allowed(
+        events: list[int], limit: int, window: int) -> None:
+    later = max(events, default=0) + 2 * window
+    later = later // window * window  # at the start of a fixed window
+    assert _simulate([*events, later], limit, window)[-1:] == [later]
+
+
+@pytest.mark.parametrize("number", ["", "anonymous", "Anonymous", "restricted", "+", "12"])
+def test_withheld_callers_share_one_bucket_and_are_not_exempt(number: str) -> None:
+    assert caller_subject(number) == WITHHELD
+
+
+def test_one_number_is_one_subject_however_it_is_written() -> None:
+    assert caller_subject("+49 151 1234567") == caller_subject("+491511234567") != WITHHELD
+    assert customer_subject("c-1") != customer_subject("c-2")
+
+
+@pytest.mark.parametrize(("key", "value"), [("LOCKOUT_WRONG_CODES", "0"),
+                                            ("CUSTOMER_CODE_SENDS_PER_HOUR", "-1"),
+                                            ("CALLER_CODE_CHECKS_PER_HOUR", "-5")])
+def test_out_of_range_limits_are_refused_naming_the_key(key: str, value: str) -> None:
+    with pytest.raises(ConfigError, match=key.lower()):
+        load_settings(REPO / "config" / "callsec.conf.sample",
+                      env={f"CALLSEC_VERIFICATION__{key}": value})

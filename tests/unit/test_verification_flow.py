@@ -31,10 +31,16 @@ def start(flow: VerificationFlow, caller: str = "+4915112345678", **kw: object) 
     return flow.handle(CallStarted(flow="verify", caller_number=caller, at=0.0, **kw))  # type: ignore[arg-type]
 
 
-def type_keys(flow: VerificationFlow, keys: str, at: float = 10.0) -> list[c.Command]:
+def type_keys(flow: VerificationFlow, keys: str, at: float = 10.0,
+              locked: bool = False) -> list[c.Command]:
+    """Keys typed; every code check the flow counts is answered as the service would
+    (``locked``: over a limit or locked out)."""
     out: list[c.Command] = []
     for i, key in enumerate(keys):
-        out += flow.handle(DtmfReceived(digit=key, at=at + i * 0.2))
+        step = flow.handle(DtmfReceived(digit=key, at=at + i * 0.2))
+        out += step
+        if of(p.CountCheck, step) and not flow.done:
+            out += flow.handle(p.CheckCounted(locked=locked, at=at + i * 0.2))
     return out
 
 
@@ -104,6 +110,66 @@ def test_five_wrong_codes_lock_and_no_sixth_check() -> None:
         assert of(c.Play, out)[0].media[0] == "sound:callsec/code-wrong"
     out = type_keys(flow, "000000#", at=60.0)
     assert variables(out)["CALLSEC_RESULT"] == "locked"
+
+
+def test_every_wrong_code_is_counted_when_checked_even_if_the_caller_hangs_up() -> None:
+    flow = make()
+    to_collecting(flow)
+    counted = []
+    for attempt in range(1, 5):
+        out = type_keys(flow, "000000#", at=10.0 * attempt)
+        counted += of(p.CountCheck, out)
+        # the caller hears "wrong code" first; the count follows it, not the other way round
+        assert out.index(of(c.Play, out)[0]) < out.index(of(p.CountCheck, out)[0])
+    out = flow.handle(CallerHungUp(at=50.0))
+    assert variables(out)["CALLSEC_RESULT"] == "hangup"
+    assert [(x.customer_ref, x.wrong) for x in counted] == [("C-TEST", True)] * 4
+    assert all(x.caller_number == "+4915112345678" for x in counted)
+
+
+def test_the_last_wrong_code_is_counted_too() -> None:
+    flow = make(max_checks=1)
+    to_collecting(flow)
+    out = flow.handle(DtmfReceived(digit="0", at=10.0))
+    out = type_keys(flow, "00000#", at=10.2)
+    assert of(p.CountCheck, out)[0].wrong and variables(out)["CALLSEC_RESULT"] == "locked"
+
+
+def test_a_right_code_waits_for_its_count_and_is_refused_over_a_limit() -> None:
+    flow = make()
+    to_collecting(flow)
+    out: list[c.Command] = []
+    for i, key in enumerate(CODE + "#"):
+        out += flow.handle(DtmfReceived(digit=key, at=10.0 + i * 0.2))
+    count = of(p.CountCheck, out)
+    assert count and not count[0].wrong and flow.state is V.CHECK_CODE
+    assert not of(c.SetVariables, out)  # no result before the count
+    out = flow.handle(p.CheckCounted(locked=True, at=12.0))
+    assert variables(out)["CALLSEC_RESULT"] == "locked"
+
+
+def test_a_lockout_reached_by_a_wrong_code_ends_the_call_locked() -> None:
+    flow = make()
+    to_collecting(flow)
+    out = type_keys(flow, "000000#", locked=True)
+    assert variables(out)["CALLSEC_RESULT"] == "locked"
+
+
+def test_a_locked_answer_to_a_totp_check_ends_the_call_locked() -> None:
+    flow = make()
+    start(flow)
+    flow.handle(p.CustomerResult(customer=p.CustomerView(ref="C-T", has_totp=True), at=1.0))
+    out = type_keys(flow, "123456#")
+    check = of(p.CheckTotp, out)[0]
+    assert check.caller_number == "+4915112345678"
+    out = flow.handle(p.TotpChecked(ok=False, locked=True, at=12.0))
+    assert variables(out)["CALLSEC_RESULT"] == "locked"
+
+
+def test_code_sends_carry_the_presented_number_for_its_send_limit() -> None:
+    flow = make()
+    out = to_collecting(flow)
+    assert of(p.DeliverCode, out)[0].caller_number == "+4915112345678"
 
 
 def test_expired_code_is_refused_and_a_new_one_sent() -> None:
