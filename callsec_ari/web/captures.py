@@ -48,14 +48,17 @@ async def _owned_call(request: web.Request, principal: Principal,
 async def _owned_capture(request: web.Request, principal: Principal, service: CaptureService,
                          permission: Permission) -> CaptureInfo:
     deps, capture_id = deps_of(request), _id(request, "capture_id")
-    unknown = NotFound("no such capture", details={"capture_id": capture_id})
+    info: CaptureInfo | None
     try:
         info = await service.get(capture_id)
     except NotFound:
-        raise unknown from None  # one answer for "no such id" and "not yours to see"
+        info = None  # one answer, after the same work, for "no such id" and "not yours"
     owners = await asyncio.to_thread(deps.users.endpoint_owners)
     await require_visible(request, principal, (permission,),
-                          owner_of(info.agent_endpoint, owners), f"capture {capture_id}", unknown)
+                          owner_of(info.agent_endpoint, owners) if info is not None else None,
+                          f"capture {capture_id}",
+                          NotFound("no such capture", details={"capture_id": capture_id}))
+    assert info is not None  # an unknown id was refused above
     return info
 
 

@@ -6,8 +6,9 @@ happens in the handler once the call or capture is known (:func:`require_owner`)
 audited (``access.denied``).
 
 A call (or capture) the user may not even *see* answers exactly like one that does not exist
-(404 ``not_found``, :func:`require_visible`), so ids cannot be probed; a call the user sees but
-may not act on answers 403 ``forbidden``.
+(404 ``not_found``, :func:`require_visible`), after the same look-ups and the same audit entry,
+so ids cannot be probed, not even by timing; a call the user sees but may not act on answers
+403 ``forbidden``.
 """
 
 from __future__ import annotations
@@ -55,15 +56,16 @@ async def require_owner(request: web.Request, principal: Principal,
 
 
 async def require_visible(request: web.Request, principal: Principal,
-                          permissions: Iterable[Permission], owner: Owner, what: str,
-                          unknown: CallsecError) -> None:
-    """:func:`require_owner` for a resource looked up by id: when the user may not see
-    ``owner``'s calls at all, the denial is audited as usual but answers ``unknown`` (what an
-    id that does not exist answers), so another agent's call cannot be told from no call."""
+                          permissions: Iterable[Permission], owner: Owner | None, what: str,
+                          unknown: CallsecError) -> Owner:
+    """:func:`require_owner` for a resource looked up by id (``owner`` None: no such id).
+    When the user may not see ``owner``'s calls at all, and when the id does not exist, the
+    denial is audited and answers ``unknown``: the same answer after the same work, so
+    another agent's call cannot be told from no call, not even by the time it takes."""
     perms = tuple(permissions)
-    if allowed_any(principal.user.subject, SEE_CALL, owner):
+    if owner is not None and allowed_any(principal.user.subject, SEE_CALL, owner):
         await require_owner(request, principal, perms, owner, what)
-        return
+        return owner
     await asyncio.to_thread(deps_of(request).audit.append, principal.user.actor,
                             "access.denied", what,
                             {"permission": ",".join(p.value for p in perms)})
@@ -78,15 +80,15 @@ async def visible_call(request: web.Request, principal: Principal,
                        permissions: Iterable[Permission], call_id: str
                        ) -> tuple[CallHandle, Owner, Mapping[str, User]]:
     """The active call ``call_id`` if ``principal`` may use ``permissions`` on it; its owner
-    and the endpoint owners. Unknown and unseeable calls answer the same 404."""
+    and the endpoint owners. Unknown and unseeable calls answer the same 404 after the same
+    look-ups (:func:`require_visible`)."""
     deps = deps_of(request)
     call = deps.calls.get(call_id)
-    if call is None:
-        raise no_such_call(call_id)
     owners = await asyncio.to_thread(deps.users.endpoint_owners)
-    owner = call_owner(call, owners)
-    await require_visible(request, principal, permissions, owner, f"call {call_id}",
-                          no_such_call(call_id))
+    owner = await require_visible(request, principal, permissions,
+                                  call_owner(call, owners) if call is not None else None,
+                                  f"call {call_id}", no_such_call(call_id))
+    assert call is not None  # an unknown id was refused above
     return call, owner, owners
 
 
