@@ -2,9 +2,14 @@
 (Art. 17), and purge records past their retention period (Art. 5(1)(e)).
 
 Erasure destroys the customer's data key and the keys of the calls linked to the customer (so
-every ciphertext about them, including copies in backups, becomes noise), deletes the blind
-index rows and blanks the personal columns. The customer row stays as a tombstone (ref,
-timestamps); audit entries stay too: they never hold personal data, only refs and counts.
+every ciphertext about them in this database becomes noise), deletes the blind index rows and
+blanks the personal columns. The customer row stays as a tombstone (ref, timestamps); audit
+entries stay too: they never hold personal data, only refs and counts.
+
+Backups: a backup taken before the erasure still holds the wrapped data key, and it stays
+readable for as long as the KEK version that wrapped it exists. It becomes noise once every
+such KEK is destroyed: ``callsec keys rotate --retire-older-than DAYS`` (run on a schedule,
+DAYS at most the backup retention) re-wraps the live keys and retires the older versions.
 """
 
 from __future__ import annotations
