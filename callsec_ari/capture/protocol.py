@@ -79,8 +79,11 @@ class MediaClosed(Event):
 
 @dataclass(frozen=True, kw_only=True)
 class MuteRecording(Command):
-    """Mute (or unmute) every recording of the leg: MixMonitor over AMI, ARI live recordings.
-    Success comes back as :class:`RecordingMuted`; failure as ``CommandFailed``."""
+    """Mute (or unmute) the MixMonitor recordings of the leg's channel, both directions (AMI
+    ``MixMonitorMute``). callsec starts no ARI live recordings; recordings made any other way
+    (another application's ARI live recording, ``Monitor``) are not muted (README, "Recordings
+    during a capture"). Success comes back as :class:`RecordingMuted`; failure as
+    ``CommandFailed``."""
 
     leg: str
     mute: bool
