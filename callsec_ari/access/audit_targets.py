@@ -18,8 +18,8 @@ import re
 from callsec_ari.logs import redact_text
 
 USER_NAME = re.compile(r"[a-z][a-z0-9._-]{1,63}")
-CUSTOMER_REF = re.compile(r"C-[A-Z2-7]{16}")
-VAULT_REF = re.compile(r"V-[A-Z2-7]{16}")
+CUSTOMER_REF = re.compile(r"C-[A-Z0-9]{8,32}")
+VAULT_REF = re.compile(r"V-[A-Z0-9]{8,32}")
 KEK_VERSION = re.compile(r"kek-\d{4,6}")
 #: A keyed marker (``hash:<hex>``, and the login's ``unknown-user:<hex>``): a label, then
 #: hex digits with at least one letter (a card number is all digits).
