@@ -11,6 +11,7 @@ from typing import Any, TextIO
 
 import qrcode
 
+from callsec_ari.access.auth import Auth
 from callsec_ari.access.roles import Role, matrix, permissions_of
 from callsec_ari.access.users import Enrolment, UserStore
 from callsec_ari.config import Settings
@@ -104,9 +105,16 @@ def _set_disabled(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _unlock(args: argparse.Namespace, settings: Settings) -> int:
-    with _users(settings) as users:
-        count = users.unlock(args.name, actor=actor())
-    print(f"user {args.name}: {count} failed attempt(s) forgotten")
+    store = open_store(settings, upgrade=settings.database.auto_upgrade)
+    try:
+        users = UserStore(store.db, store.keys, store.audit,
+                          issuer=settings.verification.company_name)
+        auth = Auth(store.db, users, store.audit, settings.web,
+                    remote_key=store.keyring.blind_index_key())
+        count = auth.unlock(args.name, actor=actor())
+    finally:
+        store.close()
+    print(f"user {args.name}: {count} failed attempt(s) forgotten, no login delay left")
     return 0
 
 
@@ -149,7 +157,7 @@ def register(sub: Any) -> None:
         p = us.add_parser(name, help=text)
         p.add_argument("name")
         p.set_defaults(handler=_set_disabled)
-    p = us.add_parser("unlock", help="end a lockout (forget failed attempts)")
+    p = us.add_parser("unlock", help="end a login delay (forget failed attempts)")
     p.add_argument("name")
     p.set_defaults(handler=_unlock)
     p = us.add_parser("passwd", help="set a new password (ends the user's sessions)")

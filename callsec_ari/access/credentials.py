@@ -1,4 +1,4 @@
-"""Pure credential helpers: password KDF, opaque tokens, TOTP step matching, lockout maths.
+"""Pure credential helpers: password KDF, opaque tokens, TOTP step matching, login delays.
 
 Password KDF: stdlib ``hashlib.scrypt`` (RFC 7914), memory-hard, with N=2**14, r=8, p=1
 (16 MiB and ~50 ms per hash: the RFC's interactive-login parameters) and a 16-byte random salt.
@@ -19,8 +19,7 @@ import binascii
 import hashlib
 import hmac
 import secrets
-from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import datetime
 
 import pyotp
 
@@ -148,14 +147,9 @@ def provisioning_uri(secret: str, username: str, issuer: str) -> str:
         name=username, issuer_name=issuer)
 
 
-def lockout_until(failures: Sequence[datetime], now: datetime, *, max_failures: int,
-                  lockout_seconds: int) -> datetime | None:
-    """Locked while ``max_failures`` or more failures lie within the last ``lockout_seconds``;
-    the lock ends when the oldest of the newest ``max_failures`` failures ages out."""
-    if max_failures <= 0:
-        return None
-    window = timedelta(seconds=lockout_seconds)
-    recent = sorted((t for t in failures if now - t < window), reverse=True)
-    if len(recent) < max_failures:
-        return None
-    return recent[max_failures - 1] + window
+def login_delay(failures: int, *, max_failures: int, first_delay: int, cap: int) -> int:
+    """Seconds an account waits after its ``failures``-th failed attempt: none before
+    ``max_failures``, then ``first_delay`` doubling per further failure, at most ``cap``."""
+    if failures < max_failures:
+        return 0
+    return min(cap, first_delay << min(failures - max_failures, 40))

@@ -14,24 +14,31 @@ class InvalidCredentials(Unauthorized):
         super().__init__("invalid username, password or code")
 
 
-class AccountLocked(CallsecError):
-    error_id = "account_locked"
-    status = 423
+class TooManyAttempts(CallsecError):
+    """Refused before any password or code was checked; ``Retry-After`` says when to retry."""
 
-    def __init__(self, retry_after: int) -> None:
-        super().__init__("too many failed attempts; the account is locked",
-                         details={"retry_after_seconds": retry_after})
-        self.retry_after = retry_after
-
-
-class RateLimited(CallsecError):
-    error_id = "rate_limited"
     status = 429
 
-    def __init__(self, retry_after: int) -> None:
-        super().__init__("too many failed attempts from this address",
+    def __init__(self, what: str, retry_after: int) -> None:
+        super().__init__(f"{what}; try again in {retry_after} seconds",
                          details={"retry_after_seconds": retry_after})
         self.retry_after = retry_after
+
+
+class LoginDelayed(TooManyAttempts):
+    """The account (known or not: the same answer) waits after repeated failures."""
+
+    error_id = "login_delayed"
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__("too many failed attempts for this account", retry_after)
+
+
+class RateLimited(TooManyAttempts):
+    error_id = "rate_limited"
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__("too many failed attempts from this address", retry_after)
 
 
 class SessionInvalid(Unauthorized):

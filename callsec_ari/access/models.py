@@ -1,11 +1,15 @@
-"""Tables of staff access on the store's ``Base`` (migration ``0002_access``).
+"""Tables of staff access on the store's ``Base`` (migrations ``0002_access``, ``0006``).
 
 * ``users``: staff accounts. ``password_hash`` is a scrypt string (never the password);
   ``totp_secret_enc`` is the TOTP secret encrypted under the user's data key (owner kind
   ``user``); ``totp_last_step`` is the time step of the last accepted code (replay guard).
-* ``sessions``: only the SHA-256 of each opaque token is stored.
-* ``login_failures``: failed logins and failed fresh-MFA checks, for lockout and rate limits;
-  ``remote`` is a keyed hash of the client address, not the address.
+* ``sessions``: only the SHA-256 of each opaque token is stored; ``last_seen_at`` is
+  refreshed (at most once a minute) by authenticated requests, for the idle timeout
+  (NULL: ``created_at``).
+* ``login_throttle``: one row per account (``user:`` login,
+  ``mfa:`` fresh MFA) or client address (``addr:``), keyed by a keyed hash of the name or
+  address (a password typed as a user name is never stored): failures, the delay, and the
+  count of refused attempts not yet reported in the audit trail. Shared by every node.
 """
 
 from __future__ import annotations
@@ -45,14 +49,21 @@ class SessionRow(Base):
     kind: Mapped[str] = mapped_column(String(8))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(index=True)
+    last_seen_at: Mapped[datetime | None] = mapped_column()
 
 
-class LoginFailureRow(Base):
-    __tablename__ = "login_failures"
+class LoginThrottleRow(Base):
+    __tablename__ = "login_throttle"
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    username: Mapped[str] = mapped_column(String(64), index=True)
-    remote: Mapped[str] = mapped_column(String(64), index=True)
-    #: ``password`` | ``totp`` | ``fresh_totp``
-    kind: Mapped[str] = mapped_column(String(16))
-    at: Mapped[datetime] = mapped_column(index=True)
+    #: ``user:`` | ``mfa:`` | ``addr:`` + 32 hex digits of an HMAC
+    key: Mapped[str] = mapped_column(String(48), primary_key=True)
+    #: The audit target: a user name, ``unknown-user:<hash>`` or ``remote:<hash>``
+    label: Mapped[str] = mapped_column(String(96))
+    failures: Mapped[int] = mapped_column(Integer)
+    first_failure_at: Mapped[datetime | None] = mapped_column()
+    last_failure_at: Mapped[datetime | None] = mapped_column()
+    blocked_until: Mapped[datetime | None] = mapped_column()
+    #: Refused attempts since ``reported_at`` (not yet in the audit trail)
+    refused: Mapped[int] = mapped_column(Integer)
+    reported_at: Mapped[datetime | None] = mapped_column()
+    updated_at: Mapped[datetime] = mapped_column(index=True)

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from callsec_ari.access import credentials as cred
 from callsec_ari.access.audit import AuditLog
-from callsec_ari.access.models import LoginFailureRow, SessionRow, UserRow
+from callsec_ari.access.models import SessionRow, UserRow
 from callsec_ari.access.roles import Role, Subject
 from callsec_ari.core.errors import Conflict, InvalidInput, NotFound
 from callsec_ari.store.db import Database
@@ -206,13 +206,3 @@ class UserStore:
             row.password_hash, row.updated_at = password_hash, self.clock()
             s.execute(delete(SessionRow).where(SessionRow.user_id == row.id))
             self.audit.append(actor, "user.password", name, {}, session=s)
-
-    def unlock(self, name: str, *, actor: str) -> int:
-        """Forget the user's failed attempts (ends a lockout)."""
-        with self.db.session() as s:
-            self._existing(s, name)
-            count = len(list(s.scalars(select(LoginFailureRow.id)
-                                       .where(LoginFailureRow.username == name))))
-            s.execute(delete(LoginFailureRow).where(LoginFailureRow.username == name))
-            self.audit.append(actor, "user.unlock", name, {"failures": count}, session=s)
-        return count

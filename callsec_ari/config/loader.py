@@ -115,6 +115,11 @@ def _check(settings: Settings) -> None:
     from callsec_ari.access.roles import revealable_kinds
 
     revealable_kinds(settings.web.reveal_kinds)
+    from callsec_ari.access.throttle import check_login_settings
+    from callsec_ari.web.clientaddr import trusted_networks
+
+    check_login_settings(settings.web)
+    trusted_networks(settings.web.trusted_proxies)
     if settings.verification.default_policy not in settings.policies:
         raise ConfigError(
             "names no [policy:...] section", section="verification", key="default_policy"

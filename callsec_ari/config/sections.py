@@ -238,8 +238,17 @@ class WebSettings:
     session_ttl_seconds: int = 28800
     secure_cookies: bool = False
     max_body_bytes: int = 65536
+    #: Failed logins of one account before each further attempt waits for a delay that
+    #: starts at ``login_delay_seconds`` and doubles per failure, capped at
+    #: ``login_lockout_seconds``; one address may fail 4x ``login_max_failures`` times per
+    #: ``login_lockout_seconds``. Failures never end sessions or lock an account for good.
     login_max_failures: int = 5
     login_lockout_seconds: int = 900
+    login_delay_seconds: int = 2
+    #: Reverse proxies (addresses or CIDRs) whose ``X-Forwarded-For`` names the client.
+    trusted_proxies: tuple[str, ...] = ()
+    #: A staff session unused for longer ends (PCI DSS 8.2.8).
+    session_idle_minutes: float = 15.0
     #: Vault kinds a supervisor may reveal (with a fresh TOTP code and a reason); add
     #: ``card_number`` only if card numbers are vaulted and policy allows it. Never ``cvv``.
     reveal_kinds: tuple[str, ...] = ("iban", "national_id")

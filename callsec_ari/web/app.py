@@ -16,7 +16,7 @@ from typing import Any
 from aiohttp import web
 
 from callsec_ari.access.auth import Auth
-from callsec_ari.access.errors import AccountLocked, RateLimited
+from callsec_ari.access.errors import TooManyAttempts
 from callsec_ari.access.roles import revealable_kinds
 from callsec_ari.access.users import UserStore
 from callsec_ari.config import Settings
@@ -44,7 +44,7 @@ def error_response(status: int, error_id: str, message: str,
 
 def _from_callsec(exc: CallsecError) -> web.Response:
     response = web.json_response(exc.to_json(), status=exc.status)
-    if isinstance(exc, AccountLocked | RateLimited):
+    if isinstance(exc, TooManyAttempts):
         response.headers["Retry-After"] = str(exc.retry_after)
     return response
 

@@ -19,7 +19,7 @@ from callsec_ari.core.errors import InvalidInput, NotFound
 from callsec_ari.runtime.dispatcher import CallHandle
 from callsec_ari.web.deps import CAPTURE_FIELDS, CAPTURE_MODES, CaptureInfo, CaptureService
 from callsec_ari.web.guard import Guarded, deps_of, require_visible, visible_call
-from callsec_ari.web.security import read_json, text_field
+from callsec_ari.web.security import client_ip, read_json, text_field
 from callsec_ari.web.views import owner_of
 
 _ID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
@@ -121,7 +121,7 @@ async def reveal(request: web.Request, principal: Principal) -> web.StreamRespon
     otp = text_field(body, "otp", required=False, max_len=16)
     info = await _owned_capture(request, principal, service, Permission.VAULT_REVEAL)
     await asyncio.to_thread(deps.auth.require_fresh_totp, principal.user, otp,
-                            purpose="reveal", remote=request.remote or "")
+                            purpose="reveal", remote=client_ip(request, deps.web))
     kinds = revealable_kinds(deps.web.reveal_kinds)
     await asyncio.to_thread(deps.audit.append, principal.user.actor, "capture.reveal",
                             info.capture_id, {"call_id": info.call_id, "reason": reason,

@@ -16,6 +16,7 @@ from callsec_ari.web.deps import WebDeps
 from callsec_ari.web.guard import Guarded, Handler, deps_of
 from callsec_ari.web.security import (
     clear_session_cookies,
+    client_ip,
     read_json,
     set_session_cookies,
     text_field,
@@ -40,7 +41,7 @@ async def login(request: web.Request) -> web.StreamResponse:
     if kind not in ("bearer", "cookie"):
         raise InvalidInput("session: bearer or cookie", details={"field": "session"})
     issued = await asyncio.to_thread(deps.auth.login, username, password, otp,
-                                     remote=request.remote or "", kind=kind)
+                                     remote=client_ip(request, deps.web), kind=kind)
     data: dict[str, Any] = {"expires_at": issued.expires_at.isoformat(),
                             "user": issued.user.to_json()}
     if kind == "cookie":

@@ -5,6 +5,8 @@
   secure_cookies``); every unsafe request on a cookie session must carry ``X-CSRF-Token`` equal
   to the ``callsec_csrf`` cookie, which must equal the token derived from the session
   (signed double-submit).
+* The client address (login limits) is the TCP peer, or, from a ``[web] trusted_proxies``
+  peer only, the right-most untrusted ``X-Forwarded-For`` hop (:mod:`.clientaddr`).
 * Every response gets a strict CSP (no inline scripts or styles), ``X-Frame-Options: DENY``,
   ``nosniff``, no referrer; API responses are never cached.
 """
@@ -21,12 +23,15 @@ from aiohttp import web
 from callsec_ari.access import credentials as cred
 from callsec_ari.access.auth import IssuedSession, Principal
 from callsec_ari.access.errors import CsrfFailed, SessionInvalid
+from callsec_ari.config import WebSettings
 from callsec_ari.core.errors import InvalidInput
+from callsec_ari.web.clientaddr import client_address, trusted_networks
 from callsec_ari.web.deps import WebDeps
 
 SESSION_COOKIE = "callsec_session"
 CSRF_COOKIE = "callsec_csrf"
 CSRF_HEADER = "X-CSRF-Token"
+BACKGROUND_HEADER = "X-Callsec-Background"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -78,13 +83,22 @@ def check_csrf(request: web.Request, session_token: str) -> None:
 
 
 async def authenticate(request: web.Request, deps: WebDeps) -> Principal:
+    """The request's session; a request marked ``X-Callsec-Background: 1`` (the desk's
+    timed polls) does not count as use of it (idle timeout)."""
     token = _bearer(request)
     if token is None:
         token = request.cookies.get(SESSION_COOKIE)
         if not token:
             raise SessionInvalid("not signed in")
         check_csrf(request, token)
-    return await asyncio.to_thread(deps.auth.authenticate, token)
+    touch = request.headers.get(BACKGROUND_HEADER, "") != "1"
+    return await asyncio.to_thread(deps.auth.authenticate, token, touch=touch)
+
+
+def client_ip(request: web.Request, settings: WebSettings) -> str:
+    """The client's address: ``X-Forwarded-For`` only from ``[web] trusted_proxies``."""
+    return client_address(request.remote, request.headers.getall("X-Forwarded-For", []),
+                          trusted_networks(settings.trusted_proxies))
 
 
 def set_session_cookies(response: web.Response, issued: IssuedSession, *, secure: bool,

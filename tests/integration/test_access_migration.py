@@ -1,4 +1,5 @@
-"""Migration 0002_access creates exactly the tables the access models declare."""
+"""Migrations 0002_access and 0006_staff_login create exactly the tables the access models
+declare."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import callsec_ari.access.models  # noqa: F401  (registers the tables on Base)
 from callsec_ari.store.db import alembic_config, current_revision, open_url
 from callsec_ari.store.models import Base
 
-ACCESS_TABLES = {"users", "sessions", "login_failures"}
+ACCESS_TABLES = {"users", "sessions", "login_throttle"}
 
 
 def test_access_migration_matches_the_models_and_downgrades(tmp_path: Path) -> None:

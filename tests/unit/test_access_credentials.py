@@ -1,8 +1,8 @@
-"""Pure credential helpers: scrypt hashes, tokens, CSRF derivation, TOTP steps, lockout."""
+"""Pure credential helpers: scrypt hashes, tokens, CSRF derivation, TOTP steps, login delays."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -113,15 +113,11 @@ def test_provisioning_uri_names_issuer_and_user() -> None:
     assert f"secret={SECRET}" in uri and "issuer=CallSec%20Demo" in uri
 
 
-def test_lockout_starts_at_the_limit_and_ends_after_the_window() -> None:
-    fails = [NOW - timedelta(seconds=s) for s in (100, 80, 60, 40, 20)]
-    assert cred.lockout_until(fails[:4], NOW, max_failures=5, lockout_seconds=900) is None
-    until = cred.lockout_until(fails, NOW, max_failures=5, lockout_seconds=900)
-    assert until == fails[0] + timedelta(seconds=900)
-    assert cred.lockout_until(fails, until, max_failures=5, lockout_seconds=900) is None
-    old = [NOW - timedelta(seconds=1000 + s) for s in range(10)]
-    assert cred.lockout_until(old, NOW, max_failures=5, lockout_seconds=900) is None
-    assert cred.lockout_until(fails, NOW, max_failures=0, lockout_seconds=900) is None
+def test_login_delay_starts_at_the_limit_doubles_and_is_capped() -> None:
+    delays = [cred.login_delay(n, max_failures=5, first_delay=2, cap=900) for n in range(1, 16)]
+    assert delays == [0, 0, 0, 0, 2, 4, 8, 16, 32, 64, 128, 256, 512, 900, 900]
+    assert cred.login_delay(10**6, max_failures=5, first_delay=2, cap=900) == 900
+    assert cred.login_delay(1, max_failures=1, first_delay=30, cap=60) == 30
 
 
 def test_endpoint_names_drop_the_technology() -> None:

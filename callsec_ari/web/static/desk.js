@@ -38,9 +38,11 @@
     const match = document.cookie.split("; ").find((c) => c.startsWith("callsec_csrf="));
     return match ? decodeURIComponent(match.split("=")[1]) : "";
   }
-  async function api(method, path, body) {
+  // background: a timed poll, not the user's action (does not keep an idle session alive)
+  async function api(method, path, body, background) {
     const headers = { "Accept": "application/json" };
     if (method !== "GET") { headers["X-CSRF-Token"] = csrfToken(); }
+    if (background) { headers["X-Callsec-Background"] = "1"; }
     if (body !== undefined) { headers["Content-Type"] = "application/json"; }
     let response;
     try {
@@ -56,7 +58,9 @@
   function errorText(data) {
     const key = "error." + (data && data.error_id);
     const known = t(key) !== key;
-    return known ? t(key) : t("error.other") + (data && data.error_id ? " (" + data.error_id + ")" : "");
+    const wait = data && data.details ? String(data.details.retry_after_seconds || "") : "";
+    return known ? t(key).replace("{s}", wait)
+      : t("error.other") + (data && data.error_id ? " (" + data.error_id + ")" : "");
   }
 
   // -- sign-in --------------------------------------------------------------------------
@@ -107,16 +111,19 @@
       : perms.has("audit.read_team") ? "/api/v1/team/audit" : null;
     $("audit-view").classList.toggle("hidden", !auditPath);
     applyLanguage();
-    if (seesCalls) { await refreshCalls(); state.timers.push(window.setInterval(refreshCalls, POLL_MS)); }
+    if (seesCalls) {
+      await refreshCalls();
+      state.timers.push(window.setInterval(() => refreshCalls(true), POLL_MS));
+    }
     if (auditPath) {
       await refreshAudit(auditPath);
-      state.timers.push(window.setInterval(() => refreshAudit(auditPath), 5000));
+      state.timers.push(window.setInterval(() => refreshAudit(auditPath, true), 5000));
     }
   }
 
   // -- calls ----------------------------------------------------------------------------
-  async function refreshCalls() {
-    const res = await api("GET", "/api/v1/calls");
+  async function refreshCalls(background) {
+    const res = await api("GET", "/api/v1/calls", undefined, background);
     if (res.status === 401) { stop(); showLogin(); return; }
     if (!res.ok) { return; }
     const seen = new Set();
@@ -244,8 +251,10 @@
     items.forEach((li) => li.remove());
     $("no-calls").classList.toggle("hidden", state.calls.size > 0);
   }
-  async function refreshAudit(path) {
-    const res = await api("GET", path + "?limit=50" + (state.auditSince ? "&since=" + state.auditSince : ""));
+  async function refreshAudit(path, background) {
+    const res = await api("GET", path + "?limit=50" + (state.auditSince ? "&since=" + state.auditSince : ""),
+                          undefined, background);
+    if (res.status === 401) { stop(); showLogin(); return; }
     if (!res.ok) { return; }
     const body = $("audit-rows");
     res.data.entries.forEach((e) => {
