@@ -133,9 +133,9 @@ async def test_a_flood_of_refused_attempts_adds_a_bounded_number_of_audit_rows(
     for _ in range(5):
         assert (await attempt(env, "anna")).status == 401
     before = audit_count(env)
-    for _ in range(100):
-        assert (await attempt(env, "anna")).status == 429
+    statuses = {(await attempt(env, "anna")).status for _ in range(100)}
     assert audit_count(env) - before <= 2
+    assert statuses == {429}
     env.clock.advance(900)
     assert (await good_login(env, "anna")).status == 200
     refused = [e for e in env.store.audit.tail(limit=5000)
