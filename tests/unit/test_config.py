@@ -89,3 +89,37 @@ def test_check_config_exits_2_and_names_key(tmp_path: Path, capsys: pytest.Captu
 
 def test_check_config_ok_exits_0() -> None:
     assert main(["-c", str(REPO / "config" / "callsec.conf"), "check-config"]) == 0
+
+
+def test_relative_paths_follow_the_config_file_not_the_working_directory(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "etc" / "secrets").mkdir(parents=True)
+    (tmp_path / "etc" / "secrets" / "ari").write_text("s3cret\n", encoding="utf-8")
+    path = tmp_path / "etc" / "callsec.conf"
+    path.write_text("[ari]\npassword_file = secrets/ari\n[crypto]\nkeyring_dir = ../keys\n"
+                    "[logging]\nfile = log/callsec.log\n", encoding="utf-8")
+    monkeypatch.chdir(tmp_path / "etc" / "secrets")  # somewhere else
+    settings = load_settings(path, env={})
+    assert settings.base_dir == tmp_path / "etc"
+    assert settings.crypto.keyring_dir == tmp_path / "keys"
+    assert settings.logging.file == tmp_path / "etc" / "log" / "callsec.log"
+    assert settings.sms.outbox_dir == tmp_path / "etc" / "var" / "outbox"  # defaults too
+    assert settings.ari.password == "s3cret"
+
+
+def test_shipped_config_points_at_the_repos_var_from_any_directory(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.chdir(tmp_path)
+    settings = load_settings(REPO / "config" / "callsec.conf", env={})
+    assert settings.crypto.keyring_dir == REPO / "var" / "keys"
+    assert str(settings.database.url) == "sqlite:///../var/callsec.db"
+    assert settings.base_dir == REPO / "config"
+
+
+@pytest.mark.parametrize("where", ["file", "env"])
+def test_create_missing_keys_is_refused_pointing_at_keys_init(tmp_path: Path,
+                                                              where: str) -> None:
+    text = "[crypto]\ncreate_missing_keys = yes\n" if where == "file" else ""
+    env = {"CALLSEC_CRYPTO__CREATE_MISSING_KEYS": "yes"} if where == "env" else {}
+    with pytest.raises(ConfigError, match=r"\[crypto\] create_missing_keys: .*callsec keys init"):
+        load_settings(write(tmp_path, text), env=env)
