@@ -16,6 +16,7 @@ from contextlib import AsyncExitStack
 
 import aiohttp
 
+from callsec_ari.access.audit_watch import export_head
 from callsec_ari.agi.adapter import AgiPort
 from callsec_ari.agi.server import AgiServer
 from callsec_ari.ami.link import AmiLink  # --- AMI ---
@@ -126,6 +127,9 @@ class Application:
                 runners = [tg.create_task(a.run(), name=f"ari-{a.server}") for a in self.adapters]
                 runners.append(tg.create_task(self.loop_watch.run(), name="loop-watch"))
                 runners.append(tg.create_task(late_records.run(), name="late-records"))
+                runners.append(tg.create_task(  # the audit head, for rollback checks
+                    export_head(self.store.audit, self.settings.logging.audit_head_minutes),
+                    name="audit-head"))
                 runners.append(tg.create_task(media.run(), name="media-worker"))
                 # --- AMI ---
                 if self.ami is not None:

@@ -269,6 +269,9 @@ class LoggingSettings:
     level: str = "INFO"
     #: Empty: stderr.
     file: Path | None = None
+    #: ``callsec run`` logs the audit head (``audit head SEQ:HASH at TIME``) at start and every
+    #: this many minutes (0: only at start), for ``callsec audit verify --expect``.
+    audit_head_minutes: float = 60.0
 
 
 @dataclass(frozen=True, kw_only=True)
