@@ -18,7 +18,10 @@ import aiohttp
 
 from callsec_ari.access.audit_watch import export_head
 from callsec_ari.agi.adapter import AgiPort
+from callsec_ari.agi.confirm import AriSessionCheck
+from callsec_ari.agi.refusals import RefusalAudit
 from callsec_ari.agi.server import AgiServer
+from callsec_ari.agi.trust import PeerFilter
 from callsec_ari.ami.link import AmiLink  # --- AMI ---
 from callsec_ari.ari.adapter import AriAdapter, FlowFactory
 from callsec_ari.ari.client import AriClient
@@ -137,10 +140,17 @@ class Application:
                 # --- end AMI ---
                 # --- FastAGI (callsec_ari/agi) ---
                 if self.settings.agi.enabled:
-                    agi_port = AgiPort(self.dispatcher, self.flows)
+                    # trusted peers only; every session confirmed over ARI before a flow runs
+                    refusals = RefusalAudit(self.store.audit)
+                    runners.append(tg.create_task(refusals.run(), name="agi-refusals"))
+                    agi_port = AgiPort(
+                        self.dispatcher, self.flows, refused=refusals.session_refused,
+                        check=AriSessionCheck([a.client for a in self.adapters]))
                     self.finish_hooks.append(agi_port.forget)
-                    self.agi_server = AgiServer(agi_port.handle, host=self.settings.agi.host,
-                                                port=self.settings.agi.port)
+                    self.agi_server = AgiServer(
+                        agi_port.handle, host=self.settings.agi.host, port=self.settings.agi.port,
+                        peers=PeerFilter.from_strings(self.settings.agi.allowed_peers),
+                        on_refused=refusals.peer_refused)
                     runners.append(tg.create_task(self.agi_server.serve(), name="agi"))
                 # --- end FastAGI ---
                 # --- HTTP API and agent desk (callsec_ari/web) ---

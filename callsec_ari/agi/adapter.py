@@ -4,6 +4,12 @@ The same sans-I/O flows as behind ARI run here; only the I/O differs. The reques
 the flow (``agi://127.0.0.1:4573/capture?fields=card_number,expiry,cvv`` -> flow ``capture``
 with option ``fields``); the call id is ``agi-<agi_uniqueid>``.
 
+Before anything is sent to the session, its AGI environment is confirmed against Asterisk
+(:class:`~callsec_ari.agi.trust.SessionCheck`: the channel exists, with that name and caller ID,
+and runs AGI). A session that does not check out is closed with nothing written to it, so the
+dialplan of a real channel goes on with ``CALLSEC_RESULT`` unset (never ``verified``) and
+``AGISTATUS=SUCCESS``, and ``refused`` reports it (log line and ``agi.session_refused``).
+
 - ``Answer`` -> ``ANSWER``; ``SetVariables`` -> ``SET VARIABLE`` (also on a dead channel, so
   the ``h`` extension can read the result); ``Hangup`` -> ``HANGUP``.
 - ``Play`` -> ``STREAM FILE`` (``sound:``) / ``SAY DIGITS`` (``digits:``) / ``SAY NUMBER`` /
@@ -38,6 +44,7 @@ from callsec_ari.agi.protocol import (
     media_command,
 )
 from callsec_ari.agi.server import AgiSession
+from callsec_ari.agi.trust import SessionCheck, safe_call_id
 from callsec_ari.core import commands as c
 from callsec_ari.core import events as e
 from callsec_ari.core.errors import CallsecError
@@ -49,6 +56,8 @@ log = logging.getLogger(__name__)
 
 #: The same shape as ``callsec_ari.ari.adapter.FlowFactory``: one flows mapping serves both.
 FlowFactory = Callable[[str, e.CallStarted], Flow]
+#: Told of a refused session: (peer address, call id, reason, flow name).
+SessionRefused = Callable[[str, str, str, str], None]
 
 _LANGUAGE = re.compile(r"^[A-Za-z0-9_-]{1,16}$")
 
@@ -81,10 +90,13 @@ class AgiPort:
     """Runs every FastAGI session's flow in the dispatcher and carries out its commands."""
 
     def __init__(self, dispatcher: Dispatcher, flows: Mapping[str, FlowFactory], *,
+                 check: SessionCheck, refused: SessionRefused | None = None,
                  poll_ms: int = 200, hangup_grace: float = 10.0,
                  continue_grace: float = 2.0) -> None:
         self.dispatcher = dispatcher
         self.flows = flows
+        self.check = check
+        self.refused = refused
         self.poll_ms = poll_ms
         self.hangup_grace = hangup_grace
         self.continue_grace = continue_grace
@@ -93,6 +105,15 @@ class AgiPort:
     # -- sessions in (the AgiServer handler) ------------------------------------------------
     async def handle(self, session: AgiSession) -> None:
         request = session.request
+        reason = await self.check.confirm(request)
+        if reason is not None:  # nothing is sent: the session closes when this returns
+            flow = request.script if request.script in self.flows else "other"
+            if self.refused is not None:
+                self.refused(session.peer_host, safe_call_id(request), reason, flow)
+            else:
+                log.warning("FastAGI session refused: %s", reason,
+                            extra={"call_id": safe_call_id(request)})
+            return
         call_id = f"agi-{request.uniqueid}"
         clog = call_logger(log, call_id)
         factory = self.flows.get(request.script)

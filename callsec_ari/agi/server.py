@@ -7,6 +7,10 @@ holds the connection's single request/response channel under a lock (re-entrant 
 that holds it, see :meth:`AgiSession.exclusive`), skips the unsolicited ``HANGUP`` line (and
 remembers it), and consumes multi-line ``520`` replies completely, so replies always stay
 paired with their commands.
+
+Only peers in ``peers`` (``[agi] allowed_peers``; loopback by default) are served: another
+peer's connection is aborted in the accept callback, before a byte of it is read, and reported
+to ``on_refused`` (the composition root logs and audits it, see :mod:`.refusals`).
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from callsec_ari.agi.protocol import (
     ReplyParser,
     format_command,
 )
+from callsec_ari.agi.trust import PeerFilter
 from callsec_ari.core.errors import Unavailable
 
 log = logging.getLogger(__name__)
@@ -43,9 +48,11 @@ class AgiSession:
     """One FastAGI connection: typed AGI commands over a reader/writer pair."""
 
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                 request: AgiRequest, *, peer: str = "-") -> None:
+                 request: AgiRequest, *, peer: str = "-", peer_host: str = "-") -> None:
         self.request = request
         self.peer = peer
+        #: The peer's address alone (no port), as ``allowed_peers`` names it.
+        self.peer_host = peer_host
         self._reader = reader
         self._writer = writer
         self._parser = ReplyParser()
@@ -202,8 +209,12 @@ class AgiServer:
     """Listens on ``host:port``; hands every connection's :class:`AgiSession` to ``handler``."""
 
     def __init__(self, handler: SessionHandler, *, host: str = "127.0.0.1", port: int = 4573,
-                 header_timeout: float = 5.0, line_limit: int = 65536) -> None:
+                 header_timeout: float = 5.0, line_limit: int = 65536,
+                 peers: PeerFilter | None = None,
+                 on_refused: Callable[[str], None] | None = None) -> None:
         self.handler = handler
+        self.peers = peers if peers is not None else PeerFilter.from_strings()
+        self.on_refused = on_refused
         self.host = host
         self.port = port
         self.header_timeout = header_timeout
@@ -250,18 +261,27 @@ class AgiServer:
         if self._tg is None:  # shutting down
             writer.transport.abort()
             return
+        host, _ = _peer(writer)
+        if not self.peers.allows(host):
+            writer.transport.abort()  # at once: nothing of the peer's is read
+            if self.on_refused is not None:
+                self.on_refused(host)
+            else:
+                log.warning("FastAGI connection from %s refused: not an allowed peer", host,
+                            extra={"call_id": "-"})
+            return
         task = self._tg.create_task(self._connection(reader, writer), name="agi-connection")
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
     async def _connection(self, reader: asyncio.StreamReader,
                           writer: asyncio.StreamWriter) -> None:
-        peer = _peer(writer)
+        host, peer = _peer(writer)
         try:
             request = await self._read_request(reader, peer)
             if request is None:
                 return
-            await self.handler(AgiSession(reader, writer, request, peer=peer))
+            await self.handler(AgiSession(reader, writer, request, peer=peer, peer_host=host))
         except AgiError as exc:
             log.warning("AGI session from %s ended: %s", peer, exc.error_id,
                         extra={"call_id": "-"})
@@ -296,8 +316,9 @@ class AgiServer:
         return None
 
 
-def _peer(writer: asyncio.StreamWriter) -> str:
+def _peer(writer: asyncio.StreamWriter) -> tuple[str, str]:
+    """The peer's address and ``address:port`` (``-`` when the socket has none)."""
     info = writer.get_extra_info("peername")
     if isinstance(info, tuple) and len(info) >= 2:
-        return f"{info[0]}:{info[1]}"
-    return "-"
+        return str(info[0]), f"{info[0]}:{info[1]}"
+    return "-", "-"

@@ -120,6 +120,9 @@ def _check(settings: Settings) -> None:
 
     check_login_settings(settings.web)
     trusted_networks(settings.web.trusted_proxies)
+    from callsec_ari.agi.trust import check_allowed_peers
+
+    check_allowed_peers(settings.agi.allowed_peers)
     if settings.verification.default_policy not in settings.policies:
         raise ConfigError(
             "names no [policy:...] section", section="verification", key="default_policy"

@@ -53,6 +53,9 @@ class AgiSettings:
     enabled: bool = True
     host: str = "127.0.0.1"
     port: int = 4573
+    #: Addresses or networks (CIDR) whose connections are served: the Asterisk servers. Any
+    #: other peer is closed before its AGI environment is read, logged and audited.
+    allowed_peers: tuple[str, ...] = ("127.0.0.0/8", "::1")
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import pytest
 
 from callsec_ari.agi.adapter import AgiPort
-from callsec_ari.agi.protocol import ALL_DTMF_KEYS, AgiCommandError, parse_args
+from callsec_ari.agi.protocol import ALL_DTMF_KEYS, AgiCommandError, AgiRequest, parse_args
 from callsec_ari.agi.server import AgiServer, AgiSession
 from callsec_ari.probe.flow import ProbeFlow
 from callsec_ari.runtime.dispatcher import CallHandle, Dispatcher
@@ -117,6 +117,14 @@ async def serving(handler: Callable[[AgiSession], Awaitable[None]],
             task.cancel()
 
 
+class Confirmed:
+    """The session check answering "checks out" (the fake Asterisk has no ARI; the check
+    itself is tested in ``test_agi_trust.py`` and ``tests/unit/test_agi_trust.py``)."""
+
+    async def confirm(self, request: AgiRequest) -> str | None:
+        return None
+
+
 class Stack:
     """Dispatcher + AgiPort + AgiServer running the real probe flow."""
 
@@ -124,7 +132,7 @@ class Stack:
         self.results: dict[str, str] = {}
         self.dispatcher = Dispatcher(CallExecutor(), on_finish=self._finished)
         self.port = AgiPort(self.dispatcher, {"probe": lambda cid, _started: ProbeFlow(cid)},
-                            poll_ms=200)
+                            check=Confirmed(), poll_ms=200)
         self.server = AgiServer(self.port.handle, host="127.0.0.1", port=0)
 
     def _finished(self, call: CallHandle) -> None:
