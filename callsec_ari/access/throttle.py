@@ -8,6 +8,9 @@
   ``Retry-After``) without checking anything. Known and unknown names are treated alike.
   Failures are forgotten after a success, ``callsec users unlock`` or :data:`FORGET` without a
   failure. Nothing here ends a session or locks an account for good.
+* **Known client addresses count apart** (``pair:``): from an address the user signed in from
+  within :data:`KNOWN_FOR` (``seen:``), login attempts are counted and delayed per user and
+  address, so an attacker failing from elsewhere cannot keep the user out there.
 * **Per client address** (``addr:``): 4 x ``login_max_failures`` failed logins per
   ``login_lockout_seconds`` window, then 429 ``rate_limited`` until the window ends.
 * **Refusals are aggregated**: one ``auth.login_refused`` (``auth.mfa_refused``) audit entry
@@ -30,7 +33,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import and_, delete, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -44,13 +47,15 @@ from callsec_ari.core.errors import ConfigError
 from callsec_ari.store.db import Database
 from callsec_ari.store.models import as_utc
 
-LOGIN, MFA, ADDRESS = "user", "mfa", "addr"
+LOGIN, MFA, ADDRESS, PAIR, SEEN = "user", "mfa", "addr", "pair", "seen"
 REMOTE_FACTOR = 4
 FORGET = timedelta(hours=24)
+KNOWN_FOR = timedelta(days=30)
 REPORT_EVERY = timedelta(seconds=60)
 PRUNE_EVERY = timedelta(seconds=60)
 UNKNOWN_USER = "unknown-user:"
-_REFUSED = {LOGIN: "auth.login_refused", ADDRESS: "auth.login_refused", MFA: "auth.mfa_refused"}
+_REFUSED = {LOGIN: "auth.login_refused", ADDRESS: "auth.login_refused", PAIR: "auth.login_refused",
+            MFA: "auth.mfa_refused"}
 _T = LoginThrottleRow
 
 
@@ -84,6 +89,8 @@ class Attempt:
     delay: int
     #: A short keyed hash of the client address, for audit details
     remote: str
+    #: The ``seen:`` row a successful login records (logins only)
+    seen: str | None = None
 
 
 class LoginThrottle:
@@ -106,6 +113,13 @@ class LoginThrottle:
     def address_key(self, remote: str) -> str:
         return f"{ADDRESS}:" + self._hmac("login-remote", remote)[:32]
 
+    def _pair(self, username: str, remote: str) -> str:
+        return self._hmac("login-pair", f"{username}\n{remote}")[:32]
+
+    def _known(self, s: Session, seen: str, now: datetime) -> bool:
+        row = s.get(_T, seen)
+        return row is not None and now - as_utc(row.updated_at) < KNOWN_FOR
+
     def label(self, s: Session, username: str) -> str:
         """The audit target for ``username``: the name of an existing user, else a keyed hash
         (whatever was typed into the name field never reaches the audit trail)."""
@@ -121,8 +135,11 @@ class LoginThrottle:
         without checking anything; the refusal is committed before it is raised."""
         account = self.account_key(kind, username)
         address = self.address_key(remote)
+        seen = f"{SEEN}:" + self._pair(username, remote) if kind == LOGIN else None
         error: LoginDelayed | RateLimited | None = None
         with self.db.session() as s:
+            if seen is not None and self._known(s, seen, now):
+                account = f"{PAIR}:" + self._pair(username, remote)
             labels = {account: self.label(s, username)}
             if per_address:
                 labels[address] = "remote:" + address[5:17]
@@ -131,7 +148,7 @@ class LoginThrottle:
             error = self._refusal(s, acct, addr, now)
             delay = self._count(acct, addr, now) if error is None else 0
             attempt = Attempt(account, address if per_address else None, acct.label,
-                              acct.failures, delay, address[5:17])
+                              acct.failures, delay, address[5:17], seen)
         if error is not None:
             raise error
         return attempt
@@ -202,11 +219,18 @@ class LoginThrottle:
         if attempt.address is not None:
             s.execute(update(_T).where(_T.key == attempt.address, _T.failures > 0)
                       .values(failures=_T.failures - 1))
+        if attempt.seen is not None:
+            s.execute(self._ensure.values(key=attempt.seen, label=attempt.label, failures=0,
+                                          refused=0, updated_at=now))
+            s.execute(update(_T).where(_T.key == attempt.seen).values(updated_at=now))
 
     def clear(self, s: Session, username: str, now: datetime) -> int:
-        """``callsec users unlock``: forget the account's failures and delays (login and
-        fresh MFA); returns the number of failures forgotten."""
-        return self._drop(s, [self.account_key(k, username) for k in (LOGIN, MFA)], now)
+        """``callsec users unlock``: forget the account's failures and delays (login, fresh
+        MFA, per known address); returns the number of failures forgotten."""
+        pairs = s.scalars(select(_T.key).where(_T.label == username,
+                                               _T.key.startswith(f"{PAIR}:")))
+        return self._drop(s, [self.account_key(k, username) for k in (LOGIN, MFA)]
+                          + list(pairs), now)
 
     def _drop(self, s: Session, keys: list[str], now: datetime) -> int:
         rows = list(s.scalars(select(_T).where(_T.key.in_(sorted(keys))).order_by(_T.key)
@@ -224,7 +248,9 @@ class LoginThrottle:
             return
         self._pruned = now
         with self.db.session() as s:
-            stale = _T.updated_at < now - FORGET
+            seen = _T.key.startswith(f"{SEEN}:")
+            stale = or_(and_(~seen, _T.updated_at < now - FORGET),
+                        and_(seen, _T.updated_at < now - KNOWN_FOR))
             for row in s.scalars(select(_T).where(stale, _T.refused > 0).order_by(_T.key)
                                  .with_for_update()):
                 self._report(s, row, now)

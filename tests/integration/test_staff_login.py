@@ -101,6 +101,23 @@ async def test_users_unlock_clears_the_delay(env: WebEnv) -> None:
     assert unlock and unlock[-1].details["failures"] == 5  # the 6th was refused, not counted
 
 
+async def test_an_attacker_elsewhere_cannot_keep_a_user_out_of_her_usual_address(
+        tmp_path: Path) -> None:
+    async with web_env(tmp_path, "trusted_proxies = 127.0.0.1\n") as env:
+        home = "198.51.100.9"
+        assert (await good_login(env, "anna", forwarded=home)).status == 200
+        for n in range(40):  # from ever new addresses, up to the longest delay
+            resp = await attempt(env, "anna", forwarded=f"203.0.113.{n + 1}")
+            if resp.status == 429:
+                if int(resp.headers["Retry-After"]) == 900:
+                    break
+                env.clock.advance(int(resp.headers["Retry-After"]))
+        assert resp.status == 429 and int(resp.headers["Retry-After"]) == 900
+        assert (await good_login(env, "anna", forwarded=home)).status == 200
+        resp = await good_login(env, "anna", forwarded="192.0.2.50")  # a new address waits
+        assert resp.status == 429 and (await resp.json())["error_id"] == "login_delayed"
+
+
 # -- the client address behind a trusted proxy -----------------------------------------------
 
 async def test_failures_of_one_forwarded_client_do_not_block_another(tmp_path: Path) -> None:

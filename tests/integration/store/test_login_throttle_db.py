@@ -7,11 +7,13 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from sqlalchemy import select
 
 from callsec_ari.access.errors import LoginDelayed, RateLimited
 from callsec_ari.access.models import LoginThrottleRow
 from callsec_ari.access.throttle import LOGIN, LoginThrottle
+from callsec_ari.access.users import UserStore
 from callsec_ari.config import Settings
 from callsec_ari.store.context import Store, open_store
 
@@ -78,3 +80,29 @@ def test_success_and_unlock_report_pending_refusals_and_drop_the_row(
     counts = [e.details["count"] for e in store.audit.tail(limit=1000)
               if e.action == "auth.login_refused"]
     assert counts == [1, 29]
+
+
+def test_a_known_address_counts_apart_and_unlock_clears_it_too(
+        store: Store, settings: Settings) -> None:
+    UserStore(store.db, store.keys, store.audit).add(
+        "anna", "agent", "correct horse battery staple", actor="test")
+    throttle = _throttle(store, settings)
+    first = throttle.begin(LOGIN, "anna", "198.51.100.9", NOW)
+    with store.db.session() as s:
+        throttle.succeeded(s, first, NOW)  # anna signed in from home
+    for n in range(settings.web.login_max_failures):
+        throttle.begin(LOGIN, "anna", f"203.0.113.{n}", NOW)  # an attacker elsewhere
+    with pytest.raises(LoginDelayed):
+        throttle.begin(LOGIN, "anna", "192.0.2.1", NOW)
+    for _ in range(settings.web.login_max_failures):
+        throttle.begin(LOGIN, "anna", "198.51.100.9", NOW)  # from home: her own count
+    with pytest.raises(LoginDelayed):
+        throttle.begin(LOGIN, "anna", "198.51.100.9", NOW)
+    with store.db.session() as s:
+        assert throttle.clear(s, "anna", NOW) == 2 * settings.web.login_max_failures
+    throttle.begin(LOGIN, "anna", "198.51.100.9", NOW)
+    throttle.begin(LOGIN, "anna", "192.0.2.1", NOW)
+    throttle.prune(NOW + timedelta(days=2))  # failures go, the known address stays
+    with store.db.session() as s:
+        keys = [k.split(":")[0] for k in s.scalars(select(LoginThrottleRow.key))]
+    assert keys == ["seen"]
