@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from callsec_ari import __version__
 from callsec_ari.config import Settings, load_settings
+from callsec_ari.config.discovery import find_config
 from callsec_ari.core.errors import CallsecError, ConfigError
 
 log = logging.getLogger(__name__)
@@ -57,8 +60,10 @@ def _registrars() -> list[Callable[[Any], None]]:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="callsec", description=__doc__.splitlines()[0])
-    parser.add_argument("-c", "--config", default="config/callsec.conf",
-                        help="configuration file (default: %(default)s)")
+    parser.add_argument("-c", "--config", default=None,
+                        help="configuration file (default: $CALLSEC_CONFIG, else"
+                        " /etc/callsec/callsec.conf, else ./config/callsec.conf)")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for register in _registrars():
@@ -70,6 +75,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        args.config = str(find_config(args.config))
         settings = load_settings(args.config)
     except ConfigError as exc:
         print(f"callsec: configuration error: {exc.message}", file=sys.stderr)
@@ -85,3 +91,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:  # last resort: one line, never a traceback (unless asked for)
+        return _unexpected(exc)
+
+
+#: ``CALLSEC_TRACEBACK=1`` prints the traceback of an unexpected error (as does DEBUG logging).
+TRACEBACK_ENV = "CALLSEC_TRACEBACK"
+
+
+def _unexpected(exc: Exception) -> int:
+    """An error no command expected: its type only (an exception's text may hold a value, a
+    URL with a password or a key), exit 1. The traceback goes to the log at DEBUG, or to
+    stderr with ``CALLSEC_TRACEBACK=1``."""
+    print(f"callsec: internal error ({type(exc).__name__}); run with {TRACEBACK_ENV}=1 for"
+          " details", file=sys.stderr)
+    if os.environ.get(TRACEBACK_ENV, "") not in ("", "0"):
+        import traceback
+
+        traceback.print_exception(exc, file=sys.stderr)
+    else:
+        log.debug("unexpected error", exc_info=exc, extra={"call_id": "-"})
+    return 1

@@ -84,6 +84,21 @@ def _head(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+#: The database's integers are signed 64-bit: a larger number is a usage error, not a crash.
+_MAX_SEQ = 2**63 - 1
+
+
+def _count(text: str) -> int:
+    """A non-negative integer that fits the database (argparse: exit 2 naming the option)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if not 0 <= value <= _MAX_SEQ:
+        raise argparse.ArgumentTypeError(f"must be between 0 and {_MAX_SEQ}")
+    return value
+
+
 def register(sub: Any) -> None:
     """Add ``audit verify|tail|head`` to the ``callsec`` CLI."""
     parser = sub.add_parser("audit", help="the hash-chained audit trail")
@@ -99,8 +114,8 @@ def register(sub: Any) -> None:
                    "--json` lines)")
     p.set_defaults(handler=_verify)
     p = au.add_parser("tail", help="print entries as JSON lines")
-    p.add_argument("--since", type=int, help="after this seq number")
-    p.add_argument("--limit", type=int, default=100)
+    p.add_argument("--since", type=_count, help="after this seq number")
+    p.add_argument("--limit", type=_count, default=100)
     p.set_defaults(handler=_tail)
     p = au.add_parser("head", help="print the chain's head (SEQ:HASH and its time) to export")
     p.add_argument("--json", action="store_true", help="one JSON object")

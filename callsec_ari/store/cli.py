@@ -8,9 +8,11 @@ import json
 import os
 import sys
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
+
+from alembic.util import CommandError as AlembicCommandError
 
 from callsec_ari.access import audit_cli
 from callsec_ari.config import Settings
@@ -38,20 +40,36 @@ def _store(settings: Settings) -> Iterator[Store]:
         store.close()
 
 
-def _write(text: str, output: str | None) -> None:
-    """Personal data: files are created 0600."""
+@contextmanager
+def _output(output: str | None) -> Iterator[TextIO]:
+    """Where an export goes, opened *before* the export runs (and is audited): a path that
+    cannot be written is a clear error (exit 1) with nothing exported or audited; the file is
+    removed again if the export fails. Personal data: files are created 0600."""
     if output is None:
-        sys.stdout.write(text)
+        yield sys.stdout
         return
-    fd = os.open(output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(text)
+    try:
+        fd = os.open(output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    except OSError as exc:
+        raise InvalidInput(f"cannot write {output}: {exc.strerror}") from None
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            yield fh
+    except BaseException:
+        with suppress(OSError):
+            os.unlink(output)
+        raise
 
 
 def _db_upgrade(args: argparse.Namespace, settings: Settings) -> int:
     db = open_database(settings, upgrade=False)
     try:
-        upgrade(db, args.revision)
+        try:
+            upgrade(db, args.revision)
+        except AlembicCommandError:
+            print(f"callsec: db upgrade: unknown revision {args.revision!r} (see "
+                  "callsec_ari/store/migrations/versions; default: head)", file=sys.stderr)
+            return 2
         print(f"database at {db.where} is at revision {current_revision(db)}")
     finally:
         db.dispose()
@@ -73,10 +91,11 @@ def _customers_import(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _customers_export(args: argparse.Namespace, settings: Settings) -> int:
-    with _store(settings) as st:
+    with _output(args.output) as out, _store(settings) as st:
         card = to_vcard(st.customers.get(args.ref))
+        out.write(card)
+        out.flush()
         st.audit.append(actor(), "customer.export", args.ref, {"format": "vcard4"})
-    _write(card, args.output)
     return 0
 
 
@@ -140,9 +159,9 @@ def _keys_list(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _gdpr_export(args: argparse.Namespace, settings: Settings) -> int:
-    with _store(settings) as st:
+    with _output(args.output) as out, _store(settings) as st:
         document = Gdpr(st).export(args.ref, actor=actor())
-    _write(json.dumps(document, indent=2, ensure_ascii=False) + "\n", args.output)
+        out.write(json.dumps(document, indent=2, ensure_ascii=False) + "\n")
     return 0
 
 
