@@ -95,7 +95,9 @@ class Application:
             deliveries = build_deliveries(self.settings, session=session)
             late_records = LateRecords()  # results written once the database is back
             # limits, lockout counts and TOTP steps: in the database, shared by every node
-            limits = DbAbuseStore(self.store.db, self.store.keyring.blind_index_key())
+            v = self.settings.verification
+            limits = DbAbuseStore(self.store.db, self.store.keyring.blind_index_key(),
+                                  keep_seconds=v.lockout_window_seconds + v.lockout_seconds)
             VerificationService(self.settings, self.store, deliveries,
                                 late_records, limits).register(self.executor)
             # --- secure DTMF capture (callsec_ari/capture) ---

@@ -30,6 +30,10 @@ from callsec_ari.store.models import Base, as_utc
 
 #: Label of the key (derived from the blind-index key) the subject hashes are made with.
 SUBJECT_KEY_LABEL = b"callsec-abuse-limits-v1"
+#: Rows younger than this are always kept (two hourly windows).
+DEFAULT_KEEP = 7200.0
+#: Seconds between two purges of old rows by one process.
+PURGE_EVERY = 3600.0
 
 
 class AbuseCounterRow(Base):
@@ -100,9 +104,14 @@ class DbAbuseStore:
     Blocking (call it from a worker thread); raises ``DatabaseUnavailable`` when the database
     cannot be reached."""
 
-    def __init__(self, db: Database, blind_index_key: bytes) -> None:
+    def __init__(self, db: Database, blind_index_key: bytes, *,
+                 keep_seconds: float = DEFAULT_KEEP) -> None:
         self.db = db
         self._key = subject_key(blind_index_key)
+        #: rows older than this are of no use to any rule (at least the longest window or
+        #: lockout horizon); an idle subject's rows are purged every ``PURGE_EVERY`` seconds
+        self.keep_seconds = max(keep_seconds, DEFAULT_KEEP)
+        self._purged_at = 0.0
 
     def subject(self, name: str) -> str:
         return hmac.new(self._key, name.encode(), hashlib.sha256).hexdigest()
@@ -120,7 +129,19 @@ class DbAbuseStore:
                 if failed:
                     self._fail(conn, subject, now, since)
                 failures = _failure_times(conn, subject, since)
+        if now - self._purged_at >= PURGE_EVERY:
+            self._purged_at = now
+            self.purge(now - self.keep_seconds)
         return Taken(over=over, failures=tuple(failures))
+
+    def purge(self, before: float) -> int:
+        """Delete the counters and failures older than ``before`` (every subject's)."""
+        counters = cast(Table, AbuseCounterRow.__table__)
+        failures = cast(Table, AbuseFailureRow.__table__)
+        with self.db.connect() as conn:
+            gone = conn.execute(delete(counters).where(counters.c.window_start < before)).rowcount
+            gone += conn.execute(delete(failures).where(failures.c.at < _when(before))).rowcount
+        return int(gone)
 
     def failures(self, subject: str, since: float) -> list[float]:
         with self.db.read() as conn:
@@ -149,18 +170,19 @@ class DbAbuseStore:
         window = int(bucket.window)
         start = int(now) // window * window
         subject = self.subject(bucket.subject)
-        insert = _insert(conn, table).values(subject=subject, kind=bucket.kind, window_start=start,
-                                      count=1)
+        insert = _insert(conn, table).values(subject=subject, kind=bucket.kind,
+                                             window_start=start, count=1)
         stmt = insert.on_conflict_do_update(
             index_elements=[table.c.subject, table.c.kind, table.c.window_start],
             set_={"count": table.c.count + 1}).returning(table.c.count)
         current = int(conn.execute(stmt).scalar_one())
+        if current > bucket.limit:
+            return True  # over on this window alone: the previous one cannot change that
+        of_subject = (table.c.subject == subject, table.c.kind == bucket.kind)
+        if current == 1:  # a new window: the ones before the previous one are done with
+            conn.execute(delete(table).where(*of_subject, table.c.window_start < start - window))
         previous = conn.scalar(select(table.c.count).where(
-            table.c.subject == subject, table.c.kind == bucket.kind,
-            table.c.window_start == start - window)) or 0
-        conn.execute(delete(table).where(table.c.subject == subject,
-                                         table.c.kind == bucket.kind,
-                                         table.c.window_start < start - window))
+            *of_subject, table.c.window_start == start - window)) or 0
         return sliding_count(int(previous), current, now - start, window) > bucket.limit
 
     def _fail(self, conn: Connection, subject: str, now: float, since: float) -> None:

@@ -50,6 +50,8 @@ from callsec_ari.verification.messages import call_reference, render_code_messag
 
 log = logging.getLogger(__name__)
 FAILURES = ("failed", "locked")
+#: Seconds a time may move by on its way through the database (microsecond rounding).
+CLOCK_SLACK = 0.001
 
 
 def customer_view(customer: Customer, locked: bool) -> p.CustomerView:
@@ -208,7 +210,8 @@ class VerificationService:
             Bucket("check", subject, v.customer_code_checks_per_hour),
             Bucket("check", caller_subject(caller_number), v.caller_code_checks_per_hour),
         ], now, failures_of=subject, failed=wrong, since=now - self.wrong_codes.horizon)
-        return taken.over or self.wrong_codes.is_locked(taken.failures, now)
+        # the stored time of this failure may come back a microsecond later than ``now``
+        return taken.over or self.wrong_codes.is_locked(taken.failures, now + CLOCK_SLACK)
 
     async def count_check(self, call: CallHandle, cmd: p.CountCheck) -> Sequence[Event]:
         now = time.time()

@@ -77,3 +77,18 @@ def test_concurrent_claims_of_one_step_let_exactly_one_through(store: Store) -> 
         won = list(pool.map(lambda _: limits(store).claim_totp_step("customer:C-3", 7),
                             range(6)))
     assert sum(won) == 1
+
+
+def test_rows_of_idle_subjects_are_purged_once_no_rule_needs_them(store: Store) -> None:
+    own, now = limits(store), float(int(time.time()))
+    own.take([Bucket("send", "customer:old", 3)], now - 3 * 3600, failures_of="customer:old",
+             failed=True, since=now - 4 * 3600)
+    # the next count an hour or more later purges, whoever's it is
+    own.take([Bucket("send", "customer:new", 3)], now, failures_of="customer:new",
+             failed=True, since=now - 60)
+    with store.db.connect() as conn:
+        assert conn.execute(text("SELECT COUNT(*) FROM abuse_counters")).scalar_one() == 1
+        assert conn.execute(text("SELECT COUNT(*) FROM abuse_failures")).scalar_one() == 1
+    assert own.failures("customer:new", now - 60) == [now]
+    assert own.purge(now - own.keep_seconds) == 0
+    assert own.purge(now + 1) == 2  # nothing younger than ``before`` survives a purge
