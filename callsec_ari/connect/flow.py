@@ -145,7 +145,7 @@ class ConnectFlow(TableFlow[K]):
             self.state = K.DONE
             return [c.ContinueDialplan(), c.Finish(result=self.result)]
         self.state = K.DIALLING
-        ref = self.verification.customer.ref if self.verification.customer else ""
+        ref = self.verification.verified_customer  # an unverified caller: "callsec"
         return [
             c.Publish(topic="call", payload=(("stage", "dialling"),)),
             c.StartMoh(leg="caller", moh_class=self.o.moh_class),
@@ -286,7 +286,7 @@ class ConnectFlow(TableFlow[K]):
             reason = "busy" if captures is not None else "not_offered"
             return [c.Publish(topic="capture", payload=(
                 ("capture_id", event.capture_id), ("stage", "rejected"), ("reason", reason)))]
-        ref = self.verification.customer.ref if self.verification.customer else ""
+        ref = self.verification.verified_customer  # an unverified call files under no one
         language = self.verification.language
         entry = FieldEntry(event.capture_id, event.fields, captures.context,
                            replace(captures.entry, language=language))

@@ -4,7 +4,9 @@ answer -> find the customer by caller ID (blind index) -> unknown: ask for the c
 (limited tries) -> choose the method (customer preference within the policy) -> send the code
 (or ask for the authenticator code) -> collect digits (``#`` submits, ``*`` resends) -> check ->
 set ``CALLSEC_RESULT`` / ``CALLSEC_METHOD`` / ``CALLSEC_CUSTOMER`` -> final prompt -> continue in
-the dialplan (``verify``) or hand over to the ``connect`` flow.
+the dialplan (``verify``) or hand over to the ``connect`` flow. ``CALLSEC_CUSTOMER`` names the
+customer only when the result is ``verified`` (:attr:`VerificationFlow.verified_customer`):
+a caller who failed is nobody's customer to the dialplan or the agent.
 
 The flow never reads a clock or a random source: times come with the events and the code comes
 from the injected ``new_code``.
@@ -103,6 +105,12 @@ class VerificationFlow(TableFlow[V]):
         self._prompts: list[str] = []
         self._final_id = ""
         self._language_forced = False
+
+    @property
+    def verified_customer(self) -> str:
+        """The customer's ref once the caller proved to be them (``verified``), else ""."""
+        return self.customer.ref if self.customer is not None and self.result == "verified" \
+            else ""
 
     # -- helpers ------------------------------------------------------------------------
     def _code_spec(self) -> CollectorSpec:
@@ -341,7 +349,7 @@ class VerificationFlow(TableFlow[V]):
             c.CancelTimer(name=TIMER),
             *self._barge_in(),
             c.SetVariables(values=(("CALLSEC_RESULT", result), ("CALLSEC_METHOD", method),
-                                   ("CALLSEC_CUSTOMER", ref))),
+                                   ("CALLSEC_CUSTOMER", self.verified_customer))),
             p.RecordVerification(result=result, method=method, customer_ref=ref, checks=checks,
                                  sends=sends, caller_id_matched=self.caller_id_matched,
                                  started_at=self.started_at, caller_number=self.caller_number),
