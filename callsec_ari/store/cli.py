@@ -126,9 +126,17 @@ def _keys_init(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _days(text: str) -> float:
+    try:
+        days = float(text)
+    except ValueError:
+        days = -1.0
+    if not days >= 0:  # also NaN
+        raise argparse.ArgumentTypeError("must be 0 or more days")
+    return days
+
+
 def _keys_rotate(args: argparse.Namespace, settings: Settings) -> int:
-    if args.retire_older_than is not None and args.retire_older_than < 0:
-        raise InvalidInput("--retire-older-than must be 0 or more days")
     with _store(settings) as st:
         report = st.keys.rotate(retire=args.retire, retire_older_than=args.retire_older_than)
         st.audit.append(actor(), "keys.rotate", f"kek-{report.new_version:04d}",
@@ -232,7 +240,7 @@ def _register_keys_gdpr_audit(sub: Any) -> None:
                   "database (idempotent; never overwrites a key)").set_defaults(handler=_keys_init)
     p = ke.add_parser("rotate", help="add a KEK version and re-wrap every data key")
     p.add_argument("--retire", type=int, metavar="N", help="then destroy KEK version N")
-    p.add_argument("--retire-older-than", type=float, metavar="DAYS",
+    p.add_argument("--retire-older-than", type=_days, metavar="DAYS",
                    help="then destroy every KEK version created more than DAYS ago (erased "
                    "data in older backups becomes unreadable)")
     p.set_defaults(handler=_keys_rotate)

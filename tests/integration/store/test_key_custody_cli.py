@@ -204,3 +204,20 @@ def test_erased_customer_in_an_old_backup_is_unreadable_after_rotation_retiring_
     assert "Hans Groß" in ok(config, "customers", "export", kept)
     retired = {r.version: r.retired_at for r in fingerprints(db_url) if r.name == "kek"}
     assert retired[1] is not None and retired[2] is not None and retired[3] is None
+
+
+def test_rotate_retire_older_than_keeps_young_keks_and_records_retirement(
+        live: tuple[Path, str], tmp_path: Path) -> None:
+    config, db_url = live
+    ref = ok(config, "customers", "list").strip()
+    assert ok(config, "keys", "rotate", "--retire-older-than", "1").strip() == \
+        "KEK version 2: 1 data keys re-wrapped"  # version 1 is minutes old: kept
+    assert ok(config, "keys", "rotate", "--retire-older-than", "0").strip() == \
+        "KEK version 3: 1 data keys re-wrapped; retired version 1, 2"
+    assert sorted(p.name for p in (tmp_path / "keys").glob("kek-*")) == ["kek-0003.key"]
+    assert {(r.version, r.retired_at is not None) for r in fingerprints(db_url)
+            if r.name == "kek"} == {(1, True), (2, True), (3, False)}
+    assert "Erika Mustermann" in ok(config, "customers", "export", ref)
+    assert "audit log ok" in ok(config, "audit", "verify")
+    result = callsec(config, "keys", "rotate", "--retire-older-than", "-1")
+    assert result.returncode == 2 and "must be 0 or more days" in result.stderr
