@@ -1,8 +1,12 @@
 # callsec-ari -- the application image (`callsec run`).
 #
 #   docker build -t callsec .
-#   docker run --network host -v ./callsec.conf:/etc/callsec/callsec.conf:ro callsec
+#   MOUNTS="-v callsec-data:/var/lib/callsec -v ./callsec.conf:/etc/callsec/callsec.conf:ro"
+#   docker run --rm $MOUNTS callsec keys init            # once: creates and records the keys
+#   docker run --network host $MOUNTS callsec
 #
+# Keys are created only by `callsec keys init` (idempotent; it refuses a database that expects
+# other keys); `run` refuses a missing or different key ring with exit 2.
 # Configuration: /etc/callsec/callsec.conf (container defaults from docker/callsec.conf; mount
 # your own over it) and environment variables CALLSEC_<SECTION>__<KEY>, which win over the
 # file; secrets as files: CALLSEC_<SECTION>__<KEY>_FILE=/run/secrets/... . State (SQLite
