@@ -27,8 +27,10 @@ MARKER = re.compile(r"[a-z][a-z-]{0,23}:(?=[0-9a-f]*[a-f])[0-9a-f]{12,64}")
 #: Ids callsec makes or Asterisk gives (``CP-1a2b...``, ``1733567890.42``, ``call <id>``,
 #: ``GET /api/v1/calls/{call_id}``): letters, digits and a few separators.
 SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/@{}+ -]{0,127}")
-#: A digit run this long is a card or account number, never an id.
+#: A digit run this long is a card or account number, never an id ...
 _LONG_DIGITS = re.compile(r"\d{13,}")
+#: ... except inside the random hex ids callsec makes (capture, verification, data key, user).
+GENERATED_ID = re.compile(r"(?<![\w-])(?:CP|VF|dk|u)-[0-9a-f]{16}(?![\w-])")
 MARKER_LABEL = b"callsec-audit-target/1\x00"
 
 #: action (exact, or a prefix ending in ".") -> the pattern its target has
@@ -54,7 +56,8 @@ def fits(action: str, target: str) -> bool:
         return True
     if not pattern_for(action).fullmatch(target):
         return False
-    return _LONG_DIGITS.search(target) is None and redact_text(target) == target
+    return _LONG_DIGITS.search(GENERATED_ID.sub("", target)) is None \
+        and redact_text(target) == target
 
 
 def keyed_marker(value: str, key: bytes | None, label: str = "hash") -> str:

@@ -27,6 +27,14 @@ def test_identifiers_of_each_kind_are_kept() -> None:
         assert safe_target(action, target, KEY) == target, (action, target)
 
 
+@given(st.sampled_from(["CP", "VF"]), st.text(alphabet="0123456789abcdef", min_size=16,
+                                               max_size=16))
+def test_generated_hex_ids_are_kept_even_when_mostly_digits(prefix: str, hex_part: str) -> None:
+    for action, target in (("capture.finished", f"{prefix}-{hex_part}"),
+                           ("access.denied", f"capture {prefix}-{hex_part}")):
+        assert safe_target(action, target, KEY) == target
+
+
 def test_a_target_of_the_wrong_kind_is_replaced() -> None:
     assert not fits("customer.export", "anna")
     assert not fits("keys.rotate", "C-ABCD2345EFGH6789")
