@@ -19,7 +19,10 @@ caller back before its AMI link is up); muting is not (the capture then does not
 
 :class:`CaptureFeature` is also the web layer's :class:`~callsec_ari.web.deps.CaptureService`.
 Audit entries (``capture.requested``, ``capture.finished``) hold ids, field kinds, results and
-reasons: never values.
+reasons: never values. ``capture.requested`` also names the user whose endpoint the call rang
+(``agent_user``): after a restart the capture's owner is read back from it, since an endpoint
+such as ``1000`` does not survive the audit's digit redaction (``agent`` then reads
+``<redacted>``) and a user name does.
 """
 
 from __future__ import annotations
@@ -31,7 +34,10 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal, Protocol
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
+from callsec_ari.access.models import UserRow
+from callsec_ari.access.users import endpoint_name
 from callsec_ari.ami.errors import AmiActionError, AmiConnectionError, AmiError, AmiNoSuchChannel
 from callsec_ari.capture import protocol as cp
 from callsec_ari.capture.errors import (
@@ -112,9 +118,17 @@ class CaptureFeature:
         call.data["capture"] = capture_id
         return True
 
-    async def _audit(self, actor: str, action: str, capture_id: str,
-                     details: Mapping[str, Any]) -> None:
-        await asyncio.to_thread(self.store.audit.append, actor, action, capture_id, details)
+    async def _audit_requested(self, actor: str, capture_id: str,
+                               details: Mapping[str, Any]) -> None:
+        """The ``capture.requested`` entry, naming the user of the call's endpoint."""
+        def append() -> None:
+            with self.store.db.session() as s:
+                name = endpoint_name(details.get("agent"))
+                user = s.scalar(select(UserRow.name).where(UserRow.endpoint == name)) \
+                    if name else None
+                self.store.audit.append(actor, "capture.requested", capture_id, {
+                    **details, **({"agent_user": user} if user else {})}, session=s)
+        await asyncio.to_thread(append)
 
     # -- MuteRecording ----------------------------------------------------------------------
     async def mute_recording(self, call: CallHandle, cmd: cp.MuteRecording) -> Sequence[Event]:
@@ -122,8 +136,8 @@ class CaptureFeature:
         if cmd.mute and capture is not None and self._remember(capture.capture_id, call):
             # Started from the agent's keypad (API requests were audited in request()).
             endpoint = call.data.get("agent_endpoint")
-            await self._audit(f"agent:{endpoint or '-'}", "capture.requested",
-                              capture.capture_id, {
+            await self._audit_requested(f"agent:{endpoint or '-'}",
+                                        capture.capture_id, {
                                   "call_id": call.call_id, "fields": list(capture.request.fields),
                                   "requested_by": capture.request.requested_by,
                                   "agent": endpoint})
@@ -264,7 +278,7 @@ class CaptureFeature:
                 "call_id": call.call_id, "capture_id": running.capture_id})
         capture_id = new_capture_id()
         self._remember(capture_id, call)
-        await self._audit(actor, "capture.requested", capture_id, {
+        await self._audit_requested(actor, capture_id, {
             "call_id": call.call_id, "fields": list(kinds), "requested_by": actor,
             "agent": call.data.get("agent_endpoint"), **({"mode": mode} if mode else {})})
         self.dispatcher.post(call.call_id, cp.CaptureRequested(
@@ -313,9 +327,7 @@ class CaptureFeature:
                 return None
             endpoint = self._known.get(capture_id, (row.call_id, None))[1]
             if endpoint is None:
-                for entry in self.store.audit.for_target(capture_id, session=s):
-                    if entry.action == "capture.requested":
-                        endpoint = entry.details.get("agent")
+                endpoint = self._requested_endpoint(s, capture_id)
             masked: dict[str, Any] = {"result": row.result, "fields": dict(row.masked or {}),
                                       "vault_refs": dict(row.vault_refs or {}),
                                       "gateway_token": row.gateway_token,
@@ -324,6 +336,19 @@ class CaptureFeature:
                                       "media_evidence": row.media_evidence}
             return CaptureInfo(capture_id, row.call_id, endpoint,
                                row.result or "in_progress", masked)
+
+    def _requested_endpoint(self, s: Session, capture_id: str) -> str | None:
+        """After a restart: the endpoint of the user the call rang (``agent_user`` of the
+        ``capture.requested`` entry), or the endpoint as the entry has it (older entries)."""
+        for entry in self.store.audit.for_target(capture_id, session=s):
+            if entry.action != "capture.requested":
+                continue
+            user = entry.details.get("agent_user")
+            if isinstance(user, str):
+                return s.scalar(select(UserRow.endpoint).where(UserRow.name == user))
+            agent = entry.details.get("agent")
+            return agent if isinstance(agent, str) else None
+        return None
 
     def _vault_refs(self, capture_id: str) -> dict[str, str]:
         with self.store.db.session() as s:
