@@ -122,6 +122,10 @@ def _customers_list(args: argparse.Namespace, settings: Settings) -> int:
 
 def _keys_init(args: argparse.Namespace, settings: Settings) -> int:
     report = init_keys(settings)
+    if report.created or report.recorded:
+        with _store(settings) as st:
+            st.audit.append(actor(), "keys.init", f"kek-{st.keyring.current_version():04d}",
+                            {"created": report.created, "recorded": report.recorded})
     print(report.summary())
     return 0
 

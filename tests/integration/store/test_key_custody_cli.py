@@ -5,6 +5,7 @@ are created only by ``callsec keys init``; relative config paths follow the conf
 from __future__ import annotations
 
 import base64
+import json
 import os
 import shutil
 import sqlite3
@@ -143,6 +144,8 @@ def test_keys_init_is_idempotent_and_refuses_a_database_expecting_other_keys(
     assert oct((tmp_path / "keys").stat().st_mode & 0o777) == "0o700"
     assert "matches the database" in ok(config, "keys", "init")
     assert {p.name: p.read_bytes() for p in (tmp_path / "keys").iterdir()} == files
+    actions = [json.loads(line)["action"] for line in ok(config, "audit", "tail").splitlines()]
+    assert actions == ["keys.init", "customer.create"]  # audited once, when keys were made
     (tmp_path / "keys" / "blind-index.key").unlink()
     result = callsec(config, "keys", "init")
     assert result.returncode == 2 and "blind-index key (expected fingerprint" in result.stderr
