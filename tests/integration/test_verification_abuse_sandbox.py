@@ -19,7 +19,8 @@ import pytest
 
 from tests.harness.callsec_proc import REPO, CallsecProcess, code_from
 from tests.harness.carrier import Carrier, CarrierCall
-from tests.harness.sandbox import Sandbox
+from tests.harness.sandbox import AGI_PORT, Sandbox
+from tests.integration.capture_env import wait_no_other_callsec
 from tests.integration.test_verification_sandbox import _remove, a_channel, a_var, wait_var
 
 pytestmark = pytest.mark.sandbox
@@ -40,9 +41,11 @@ async def callsec(sandbox: Sandbox, register_secret) -> AsyncIterator[CallsecPro
         "CALLSEC_VERIFICATION__CUSTOMER_CODE_SENDS_PER_HOUR": str(CUSTOMER_SENDS),
         "CALLSEC_VERIFICATION__FIRST_DIGIT_TIMEOUT_SECONDS": "2",
         "CALLSEC_VERIFICATION__INTER_DIGIT_TIMEOUT_SECONDS": "2",
+        "CALLSEC_AGI__PORT": str(AGI_PORT),
     })
     for path in (workdir / "callsec.db", workdir / "outbox"):
         _remove(path)
+    await wait_no_other_callsec()
     await proc.start()
     yield proc
     proc.stop()
@@ -51,7 +54,9 @@ async def callsec(sandbox: Sandbox, register_secret) -> AsyncIterator[CallsecPro
 
 
 async def restart(callsec: CallsecProcess) -> None:
+    """Stop ``callsec run`` and start a new process on the same database."""
     callsec.stop()
+    await wait_no_other_callsec(timeout=30.0)  # else the next call may reach neither
     await callsec.start()
 
 
@@ -60,13 +65,14 @@ def wrong_for(code: str) -> str:
 
 
 async def code_call(callsec: CallsecProcess, carrier: Carrier, ari_a: aiohttp.ClientSession,
-                    mobile: str) -> tuple[CarrierCall, str, str]:
-    """The customer with ``mobile`` calls 1000 from it; callsec has sent the code."""
+                    mobile: str, exten: str = "1000") -> tuple[CarrierCall, str, str]:
+    """The customer with ``mobile`` calls ``exten`` from it (1000: ``Stasis(callsec,verify)``,
+    3000: FastAGI ``verify``); callsec has sent the code."""
     before = len(callsec.outbox_messages())
-    call = await carrier.call("1000", caller_id=mobile)
+    call = await carrier.call(exten, caller_id=mobile)
     await call.wait_up()
     code = code_from(await callsec.wait_message(before + 1))
-    return call, code, await a_channel(ari_a, mobile, "1000")
+    return call, code, await a_channel(ari_a, mobile, exten)
 
 
 async def type_wrong(call: CarrierCall, code: str, times: int) -> None:
@@ -77,10 +83,10 @@ async def type_wrong(call: CarrierCall, code: str, times: int) -> None:
 
 async def wrong_codes_then_hangup(callsec: CallsecProcess, carrier: Carrier,
                                   ari_a: aiohttp.ClientSession, mobile: str, times: int,
-                                  *, last: bool = False) -> None:
+                                  *, last: bool = False, exten: str = "1000") -> None:
     """``times`` wrong codes (fewer than a call allows), then the caller hangs up; ``last``:
     the last of them reaches the lockout, which ends this call ``locked`` at once."""
-    call, code, channel = await code_call(callsec, carrier, ari_a, mobile)
+    call, code, channel = await code_call(callsec, carrier, ari_a, mobile, exten)
     await type_wrong(call, code, times)
     await asyncio.sleep(0.5)
     if last:
@@ -125,6 +131,15 @@ async def test_wrong_code_count_survives_a_restart(
     await restart(callsec)
     await wrong_codes_then_hangup(callsec, carrier, ari_a, mobile, 2, last=True)
     await restart(callsec)
+    assert await next_call_result(callsec, carrier, ari_a, mobile) == "locked"
+
+
+async def test_wrong_codes_through_fastagi_and_stasis_count_towards_one_lockout(
+        callsec: CallsecProcess, carrier: Carrier, ari_a: aiohttp.ClientSession) -> None:
+    mobile = fresh_number()
+    callsec.add_customer(name="Zwei Tueren", mobile=mobile)
+    await wrong_codes_then_hangup(callsec, carrier, ari_a, mobile, 4, exten="3000")  # FastAGI
+    await wrong_codes_then_hangup(callsec, carrier, ari_a, mobile, 2, last=True)  # Stasis
     assert await next_call_result(callsec, carrier, ari_a, mobile) == "locked"
 
 
