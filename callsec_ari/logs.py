@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 import re
-import sys
 from collections.abc import Mapping, MutableMapping
 from contextvars import ContextVar
 from pathlib import Path
@@ -132,14 +131,13 @@ FORMAT = "%(asctime)s %(levelname)s %(name)s [%(call_id)s] %(message)s"
 
 
 def setup_logging(level: str = "INFO", file: Path | None = None,
-                  extra_handlers: Mapping[str, logging.Handler] | None = None) -> None:
-    handler: logging.Handler
-    if file is not None:
-        file.parent.mkdir(parents=True, exist_ok=True)
-        handler = logging.FileHandler(file, encoding="utf-8")
-    else:
-        handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter(FORMAT))
+                  extra_handlers: Mapping[str, logging.Handler] | None = None,
+                  fmt: str = "text") -> None:
+    """The root logger's one handler: ``file`` (reopened when moved and on SIGHUP) or stderr
+    (journald-friendly), ``fmt`` ``text`` or ``json`` (see :mod:`callsec_ari.logoutput`)."""
+    from callsec_ari.logoutput import build_handler
+
+    handler = build_handler(file, fmt)
     handler.addFilter(RedactingFilter())
     root = logging.getLogger()
     for old in list(root.handlers):

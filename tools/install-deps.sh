@@ -3,10 +3,11 @@
 # Idempotent: only missing packages are installed; `apt-get update` runs only when needed.
 # Packages: debootstrap (the Asterisk sandbox root), espeak-ng + sox (prompt generation),
 # postgresql (the PostgreSQL tier of the storage tests), chromium + chromium-driver (desk e2e),
-# softhsm2 (the PKCS#11 token the `[crypto] backend = pkcs11` tests run against).
+# softhsm2 (the PKCS#11 token the `[crypto] backend = pkcs11` tests run against),
+# systemd (`systemd-analyze verify` of config/systemd/callsec.service; it runs in a container).
 set -euo pipefail
 
-PACKAGES=(debootstrap espeak-ng sox postgresql chromium chromium-driver iproute2 procps softhsm2)
+PACKAGES=(debootstrap espeak-ng sox postgresql chromium chromium-driver iproute2 procps softhsm2 systemd)
 
 missing=()
 for pkg in "${PACKAGES[@]}"; do

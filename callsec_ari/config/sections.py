@@ -270,8 +270,11 @@ class RetentionSettings:
 @dataclass(frozen=True, kw_only=True)
 class LoggingSettings:
     level: str = "INFO"
-    #: Empty: stderr.
+    #: Empty: stderr (under systemd: the journal, without a second time stamp). A file is
+    #: reopened when logrotate moves it and on SIGHUP.
     file: Path | None = None
+    #: ``text`` or ``json`` (one object per line: time, level, logger, call_id, message).
+    format: str = "text"
     #: ``callsec run`` logs the audit head (``audit head SEQ:HASH at TIME``) at start and every
     #: this many minutes (0: only at start), for ``callsec audit verify --expect``.
     audit_head_minutes: float = 60.0
@@ -334,4 +337,5 @@ CHOICES: dict[tuple[str, str], tuple[str, ...]] = {
     ("policy", "require_code"): ("always", "risk", "never"),
     ("verification", "default_language"): ("en", "de"),
     ("logging", "level"): ("DEBUG", "INFO", "WARNING", "ERROR"),
+    ("logging", "format"): ("text", "json"),
 }

@@ -11,6 +11,7 @@ import pytest
 from callsec_ari import __version__, cli
 from callsec_ari.config import discovery
 from callsec_ari.config.discovery import find_config
+from callsec_ari.core.errors import ConfigError
 
 CONF = "[verification]\ndefault_region = DE\n"
 
@@ -42,7 +43,7 @@ def test_callsec_config_then_etc_then_the_development_tree(places: Path) -> None
 def test_a_callsec_config_naming_a_missing_file_is_an_error_not_skipped(places: Path) -> None:
     (places / "config").mkdir()
     (places / "config" / "callsec.conf").write_text(CONF)
-    with pytest.raises(discovery.ConfigError, match="CALLSEC_CONFIG=gone.conf"):
+    with pytest.raises(ConfigError, match=r"CALLSEC_CONFIG=gone\.conf"):
         find_config(None, env={"CALLSEC_CONFIG": "gone.conf"})
 
 
