@@ -42,8 +42,10 @@ REASONS = (NO_UNIQUEID, NO_SUCH_CHANNEL, CHANNEL_MISMATCH, CALLER_ID_MISMATCH, N
 #: Dialplan applications that run an AGI script on the channel.
 AGI_APPLICATIONS = frozenset({"agi", "eagi", "deadagi"})
 
-#: Asterisk's uniqueid: ``[systemname-]<epoch>.<sequence>`` (or an id ARI was given).
+#: Asterisk's uniqueid: ``[systemname-]<epoch>.<sequence>`` (or an id ARI was given) ...
 _UNIQUEID = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+#: ... never with a run of digits as long as a phone or card number (the epoch has 10).
+_NUMBER_RUN = re.compile(r"\d{12,}")
 
 
 def parse_peers(entries: Iterable[str]) -> tuple[IpNetwork, ...]:
@@ -118,7 +120,9 @@ def safe_call_id(request: AgiRequest) -> str:
     """The call id for log lines and the audit of a *refused* session, whose uniqueid is
     whatever the peer sent: kept only when it has the shape of an Asterisk uniqueid."""
     uniqueid = request.uniqueid
-    return f"agi-{uniqueid}" if _UNIQUEID.match(uniqueid) else "agi-invalid"
+    if _UNIQUEID.match(uniqueid) and not _NUMBER_RUN.search(uniqueid):
+        return f"agi-{uniqueid}"
+    return "agi-invalid"
 
 
 class SessionCheck(Protocol):

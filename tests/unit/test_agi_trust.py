@@ -105,6 +105,7 @@ def test_a_refused_sessions_call_id_keeps_only_a_uniqueid_shape() -> None:
     assert safe_call_id(request(uniqueid="pbx1-1718000000.7")) == "agi-pbx1-1718000000.7"
     assert safe_call_id(request(uniqueid="a b\nc")) == "agi-invalid"
     assert safe_call_id(request(uniqueid="x" * 65)) == "agi-invalid"
+    assert safe_call_id(request(uniqueid="4915112345678")) == "agi-invalid"  # a number
 
 
 # --- the check over ARI -------------------------------------------------------------------------
