@@ -99,12 +99,19 @@ def main(argv: Sequence[str] | None = None) -> int:
 TRACEBACK_ENV = "CALLSEC_TRACEBACK"
 
 
+def _kinds(exc: BaseException) -> str:
+    """``RuntimeError``; for a task group's error the types inside (``OSError, KeyError``)."""
+    if isinstance(exc, BaseExceptionGroup):
+        return ", ".join(sorted({_kinds(inner) for inner in exc.exceptions}))
+    return type(exc).__name__
+
+
 def _unexpected(exc: Exception) -> int:
     """An error no command expected: its type only (an exception's text may hold a value, a
     URL with a password or a key), exit 1. The traceback goes to the log at DEBUG, or to
     stderr with ``CALLSEC_TRACEBACK=1``."""
-    print(f"callsec: internal error ({type(exc).__name__}); run with {TRACEBACK_ENV}=1 for"
-          " details", file=sys.stderr)
+    print(f"callsec: internal error ({_kinds(exc)}); run with {TRACEBACK_ENV}=1 for details",
+          file=sys.stderr)
     if os.environ.get(TRACEBACK_ENV, "") not in ("", "0"):
         import traceback
 
