@@ -67,8 +67,9 @@ async def test_deeply_nested_json_from_a_signed_in_user_gets_422(
                         "--password-stdin", stdin=PASSWORD + "\n")
     assert added.returncode == 0, added.stderr
     uri = next(line for line in added.stdout.splitlines() if line.startswith("otpauth://"))
+    otp = pyotp.TOTP(pyotp.parse_uri(uri).secret).now()
     status, login = await post(callsec, "/api/v1/login", '{"username": "sven", "password": "'
-                               + PASSWORD + '", "otp": "' + pyotp.parse_uri(uri).now() + '"}')
+                               + PASSWORD + '", "otp": "' + otp + '"}')
     assert status == 200, login
     headers = {"Authorization": f"Bearer {login['token']}"}
     status, body = await post(callsec, "/api/v1/captures/CAP-1/reveal", NESTED["array"],
