@@ -119,7 +119,7 @@ async def serving(handler: Callable[[AgiSession], Awaitable[None]],
 
 class Confirmed:
     """The session check answering "checks out" (the fake Asterisk has no ARI; the check
-    itself is tested in ``test_agi_trust.py`` and ``tests/unit/test_agi_trust.py``)."""
+    itself is tested in ``test_agi_trust.py`` and ``tests/unit/test_agi_session_check.py``)."""
 
     async def confirm(self, request: AgiRequest) -> str | None:
         return None
