@@ -124,8 +124,9 @@ def _problem(keyring: KeyRing, row: Recorded) -> str | None:
     try:
         found = fingerprint(keyring, row.name, row.version)
     except KeyUnavailable:
-        return (f"{what} is missing from the key ring (or was retired: what it wrapped can no "
-                "longer be read)")
+        retired = " (or was retired: what it wrapped can no longer be read)" \
+            if row.name == KEK else ""
+        return f"{what} is missing from the key ring or unreadable{retired}"
     if not hmac.compare_digest(found, row.fingerprint):
         return f"{what} differs: the key ring holds another key (fingerprint {found})"
     return None

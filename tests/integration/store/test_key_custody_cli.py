@@ -76,7 +76,7 @@ def test_another_keyring_dir_is_refused_naming_each_key_and_creates_nothing(
                                     ("blind-index key", "blind-index", 0),
                                     ("audit key", "audit", 0)):
             assert f"{what} (expected fingerprint {expected(db_url, name, version)}) is " \
-                   "missing" in result.stderr, result.stderr
+                   "missing from the key ring" in result.stderr, result.stderr
         assert result.stdout == ""
     assert not (tmp_path / "fresh").exists()
     assert fingerprints(db_url) == before
