@@ -46,9 +46,14 @@ def collecting(flow: VerificationFlow, customer: p.CustomerView = CUSTOMER) -> l
 
 
 def type_keys(flow: VerificationFlow, keys: str, at: float) -> list[c.Command]:
+    """Keys typed; a code check the flow counts is answered as the service would (under
+    every limit)."""
     out: list[c.Command] = []
     for i, key in enumerate(keys):
-        out += flow.handle(DtmfReceived(digit=key, at=at + i * 0.2))
+        step = flow.handle(DtmfReceived(digit=key, at=at + i * 0.2))
+        out += step
+        if of(p.CountCheck, step) and not flow.done:
+            out += flow.handle(p.CheckCounted(locked=False, at=at + i * 0.2))
     return out
 
 
@@ -182,6 +187,7 @@ def test_a_connect_call_waiting_for_its_ending_prompt_ends_after_the_reconnect()
     out: list[c.Command] = []
     for i, key in enumerate("123456#"):
         out += flow.handle(DtmfReceived(digit=key, at=3.0 + i * 0.2))
+    out += flow.handle(p.CheckCounted(locked=False, at=4.5))  # the check counted, no limit hit
     flow.handle(PlaybackFinished(playback_id=of(c.Play, out)[-1].playback_id))
     assert flow.state is K.DIALLING
     flow.handle(LegGone(leg="agent", cause="No answer", at=30.0))  # agent-unavailable plays
