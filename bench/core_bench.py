@@ -42,6 +42,8 @@ def _answers(command: c.Command, now: float) -> list[e.Event]:
         return [p.CustomerResult(customer=CUSTOMER, at=now)]
     if isinstance(command, p.DeliverCode):
         return [p.CodeDelivered(method=command.method, at=now)]
+    if isinstance(command, p.CountCheck):
+        return [p.CheckCounted(locked=False, at=now)]
     if isinstance(command, cp.MuteRecording):
         return [cp.RecordingMuted(mute=command.mute, at=now)]
     if isinstance(command, cp.StoreCapture):
