@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -26,8 +27,10 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Mapped, mapped_column
 
 from callsec_ari.store.db import Database
+from callsec_ari.store.errors import DatabaseUnavailable
 from callsec_ari.store.models import Base, as_utc
 
+log = logging.getLogger(__name__)
 #: Label of the key (derived from the blind-index key) the subject hashes are made with.
 SUBJECT_KEY_LABEL = b"callsec-abuse-limits-v1"
 #: Rows younger than this are always kept (two hourly windows).
@@ -131,7 +134,10 @@ class DbAbuseStore:
                 failures = _failure_times(conn, subject, since)
         if now - self._purged_at >= PURGE_EVERY:
             self._purged_at = now
-            self.purge(now - self.keep_seconds)
+            try:
+                self.purge(now - self.keep_seconds)
+            except DatabaseUnavailable as exc:  # the count stands; the next hour purges
+                log.warning("old abuse-limit rows not purged: %s", exc.error_id)
         return Taken(over=over, failures=tuple(failures))
 
     def purge(self, before: float) -> int:
