@@ -46,8 +46,9 @@ def build_store(settings: Settings, db: Database, keyring: KeyRing | None = None
 
 def open_store(settings: Settings, *, upgrade: bool = True) -> Store:
     """Open the database (migrating it with ``upgrade``) and the keyring; refuse a key ring
-    that does not match the fingerprints the database recorded (:mod:`.custody`)."""
-    db = open_database(settings, upgrade=upgrade)
+    that does not match the fingerprints the database recorded (:mod:`.custody`). A SQLite
+    file that does not exist is refused, not created (``keys init`` creates it)."""
+    db = open_database(settings, upgrade=upgrade, create=False)
     try:
         keyring = open_keyring(settings)
         custody.check_key_ring(db, keyring)

@@ -61,7 +61,9 @@ def _sqlite_pragmas(busy_timeout_ms: int) -> Any:
     return on_connect
 
 
-def resolve_url(raw: str, base_dir: Path = Path(".")) -> URL:
+def resolve_url(raw: str, base_dir: Path = Path("."), *, create: bool = True) -> URL:
+    """The URL with a relative SQLite path made absolute (against ``base_dir``); a missing
+    SQLite file is created (0600) only with ``create``, else refused naming the path."""
     try:
         url = make_url(raw)
     except ArgumentError:
@@ -72,6 +74,10 @@ def resolve_url(raw: str, base_dir: Path = Path(".")) -> URL:
             path = Path(name)
             if not path.is_absolute():
                 path = base_dir / path
+            if not create and not path.exists():
+                raise ConfigError(f"the SQLite database {path} does not exist (check the url "
+                                  "and the configuration file used; a new database is set up "
+                                  "with `callsec keys init`)", section="database", key="url")
             path.parent.mkdir(parents=True, exist_ok=True)
             if not path.exists():  # ciphertext only, but still nobody else's business
                 os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
@@ -211,8 +217,9 @@ def head_revision() -> str | None:
 
 
 def open_url(raw_url: str, *, upgrade_schema: bool = True, base_dir: Path = Path("."),
-             busy_timeout_ms: int = 5000, connect_timeout_seconds: float = 5.0) -> Database:
-    url = resolve_url(raw_url, base_dir)
+             busy_timeout_ms: int = 5000, connect_timeout_seconds: float = 5.0,
+             create: bool = True) -> Database:
+    url = resolve_url(raw_url, base_dir, create=create)
     engine = make_engine(url, busy_timeout_ms=busy_timeout_ms,
                          connect_timeout_seconds=connect_timeout_seconds)
     db = Database(engine, sessionmaker(engine, expire_on_commit=False))
@@ -223,10 +230,11 @@ def open_url(raw_url: str, *, upgrade_schema: bool = True, base_dir: Path = Path
     return db
 
 
-def open_database(settings: Settings, *, upgrade: bool = True) -> Database:
+def open_database(settings: Settings, *, upgrade: bool = True, create: bool = True
+                  ) -> Database:
     """Open ``[database] url`` (relative SQLite paths against ``settings.base_dir``), check it
     is reachable and, with ``upgrade``, migrate it to the newest schema."""
     d = settings.database
     return open_url(str(d.url), upgrade_schema=upgrade, base_dir=settings.base_dir,
                     busy_timeout_ms=d.busy_timeout_ms,
-                    connect_timeout_seconds=d.connect_timeout_seconds)
+                    connect_timeout_seconds=d.connect_timeout_seconds, create=create)

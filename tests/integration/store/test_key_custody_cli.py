@@ -135,6 +135,7 @@ def test_a_fresh_database_without_keys_says_run_keys_init_and_creates_no_key(
     assert result.returncode == 2
     assert "callsec keys init" in result.stderr
     assert not (tmp_path / "keys").exists()
+    assert not (tmp_path / "callsec.db").exists()  # SQLite: no fresh database either
 
 
 def test_keys_init_is_idempotent_and_refuses_a_database_expecting_other_keys(
