@@ -13,10 +13,14 @@ export CALLSEC_TEST_PG_URL ?= postgresql+psycopg://postgres@127.0.0.1:$(PG_PORT)
 help:
 	@echo "make demo | test | run | bench | sandbox-up | sandbox-down | sandbox-status"
 
-$(STAMP): setup.cfg pyproject.toml
+# constraints.txt: the exact versions (tools/requirements.py freeze writes it, a unit test checks it)
+PIN := -c constraints.txt --build-constraint constraints.txt
+
+$(STAMP): setup.cfg pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip setuptools wheel
-	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q $(PIN) --upgrade setuptools wheel
+	$(BIN)/pip install -q $(PIN) -e '.[dev]'
 	touch $(STAMP)
 
 venv: $(STAMP)
