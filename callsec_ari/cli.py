@@ -40,6 +40,9 @@ def _register_core(sub: Any) -> None:
     p.set_defaults(handler=_cmd_run)
     p = sub.add_parser("check-config", help="load the configuration and report the first error")
     p.set_defaults(handler=_cmd_check_config)
+    from callsec_ari.assets import register as register_assets
+
+    register_assets(sub)  # install-assets (needs no configuration)
 
 
 def _registrars() -> list[Callable[[Any], None]]:
@@ -74,13 +77,15 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    settings: Settings | None = None
     try:
-        args.config = str(find_config(args.config))
-        settings = load_settings(args.config)
+        if getattr(args, "needs_config", True):  # install-assets runs before any config exists
+            args.config = str(find_config(args.config))
+            settings = load_settings(args.config)
     except ConfigError as exc:
         print(f"callsec: configuration error: {exc.message}", file=sys.stderr)
         return 2
-    handler: Handler = args.handler
+    handler: Callable[[argparse.Namespace, Any], int] = args.handler
     try:
         return handler(args, settings)
     except ConfigError as exc:
