@@ -141,7 +141,7 @@ class Soak:
     async def metric(self, name: str) -> int:
         async with self.http.get(self.metrics_url, headers=self.metrics_headers) as resp:
             text = await resp.text()
-        found = re.search(rf"^{name} (\d+)$", text, re.M)
+        found = re.search(rf"^{name} (\d+)(\.0)?$", text, re.M)
         if found is None:
             raise RuntimeError(f"/metrics has no {name}")
         return int(found.group(1))

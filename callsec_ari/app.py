@@ -11,11 +11,14 @@ import contextlib
 import logging
 import signal
 import sys
+import time
 from collections.abc import Callable, Mapping
 from contextlib import AsyncExitStack
 
 import aiohttp
+from prometheus_client import CollectorRegistry, Info, PlatformCollector, ProcessCollector
 
+from callsec_ari import __version__
 from callsec_ari.access.audit_watch import export_head
 from callsec_ari.agi.adapter import AgiPort
 from callsec_ari.agi.confirm import AriSessionCheck
@@ -38,8 +41,10 @@ from callsec_ari.runtime.bus import EventBus
 from callsec_ari.runtime.dispatcher import CallHandle, Dispatcher
 from callsec_ari.runtime.executor import CallExecutor
 from callsec_ari.runtime.loopwatch import LoopWatch, settle_heap
+from callsec_ari.runtime.metrics import CallMetrics, LinkCollector, LinkState
 from callsec_ari.runtime.sdnotify import Notifier, watchdog, watchdog_interval
 from callsec_ari.runtime.trace import BenchTrace
+from callsec_ari.status import ControlServer, ErrorRing
 from callsec_ari.store.abuse import DbAbuseStore
 from callsec_ari.store.context import Store, open_store
 from callsec_ari.verification.delivery.factory import build_deliveries
@@ -61,7 +66,16 @@ class Application:
         self.executor = CallExecutor()
         self.executor.register(Publish, self.bus.handle)
         self.finish_hooks: list[Callable[[CallHandle], None]] = []
-        self.dispatcher = Dispatcher(self.executor, on_finish=self._finished)
+        # --- metrics and status (prometheus-client registry of this application; no globals) ---
+        self.registry = build_registry()
+        self.metrics: CallMetrics | None = CallMetrics(self.registry)
+        self.error_ring = ErrorRing(settings.status.last_errors)
+        self.started_monotonic = time.monotonic()
+        self.late_records: LateRecords | None = None
+        self.refusals: RefusalAudit | None = None
+        # --- end metrics and status ---
+        self.dispatcher = Dispatcher(self.executor, on_finish=self._finished,
+                                     observer=self.metrics)
         self.flows: Mapping[str, FlowFactory] = FlowRegistry(settings).as_mapping()
         self.adapters: list[AriAdapter] = []
         self.agi_server: AgiServer | None = None  # FastAGI, when [agi] enabled
@@ -73,6 +87,7 @@ class Application:
                 settings.ami, reconnect_min=settings.ari.reconnect_min_seconds,
                 reconnect_max=settings.ari.reconnect_max_seconds,
                 timeout=settings.ari.request_timeout_seconds)
+        self.registry.register(LinkCollector("ami", self._ami_state))
         # --- end AMI ---
         # --- HTTP API (callsec_ari/web); the capture feature sets capture_service ---
         self.capture_service: CaptureService | None = None
@@ -83,6 +98,10 @@ class Application:
         self.loop_watch = LoopWatch()
         self.notifier = Notifier.from_env()  # systemd Type=notify; no-op outside systemd
         self._stop = asyncio.Event()
+
+    def _ami_state(self) -> list[LinkState]:
+        ami = self.ami
+        return [] if ami is None else [(ami.server, ami.connected, ami.reconnects)]
 
     def _finished(self, call: CallHandle) -> None:
         for hook in self.finish_hooks:
@@ -113,6 +132,7 @@ class Application:
             session = await stack.enter_async_context(aiohttp.ClientSession())
             deliveries = build_deliveries(self.settings, session=session)
             late_records = LateRecords()  # results written once the database is back
+            self.late_records = late_records
             # limits, lockout counts and TOTP steps: in the database, shared by every node
             v = self.settings.verification
             limits = DbAbuseStore(self.store.db, self.store.keyring.blind_index_key(),
@@ -165,7 +185,7 @@ class Application:
                 # --- FastAGI (callsec_ari/agi) ---
                 if self.settings.agi.enabled:
                     # trusted peers only; every session confirmed over ARI before a flow runs
-                    refusals = RefusalAudit(self.store.audit)
+                    refusals = self.refusals = RefusalAudit(self.store.audit)
                     runners.append(tg.create_task(refusals.run(), name="agi-refusals"))
                     agi_port = AgiPort(
                         self.dispatcher, self.flows, refused=refusals.session_refused,
@@ -182,10 +202,13 @@ class Application:
                     self.web, self.web_deps = build_web_server(
                         self.settings, self.store, calls=self.dispatcher, bus=self.bus,
                         ari=self.adapters, latency=deliveries.latency,
-                        captures=self.capture_service)
+                        captures=self.capture_service, registry=self.registry)
                     runners.append(tg.create_task(self.web.serve(), name="web"))
                     await self.web.started.wait()
                 # --- end HTTP API ---
+                if self.settings.status.socket is not None:  # `callsec status`
+                    runners.append(tg.create_task(
+                        ControlServer(self, self.settings.status.socket).serve(), name="status"))
                 settle_heap()
                 self.ready.set()
                 runners.append(tg.create_task(self._announce_ready(), name="sd-ready"))
@@ -199,8 +222,19 @@ class Application:
                     runner.cancel()
 
 
+def build_registry() -> CollectorRegistry:
+    """The application's metrics registry: process and platform metrics and build info (the
+    runtime's counters and the web layer's state collector register themselves)."""
+    registry = CollectorRegistry()
+    ProcessCollector(registry=registry)
+    PlatformCollector(registry=registry)
+    Info("callsec_build", "callsec version", registry=registry).info({"version": __version__})
+    return registry
+
+
 async def _main(settings: Settings) -> None:
     app = Application(settings)
+    logging.getLogger().addHandler(app.error_ring)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError):

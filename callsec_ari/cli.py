@@ -50,7 +50,8 @@ def _registrars() -> list[Callable[[Any], None]]:
     # Feature slices register their own commands; imported lazily so `--help` stays fast.
     import importlib
 
-    for module in ("callsec_ari.store.cli", "callsec_ari.access.cli", "callsec_ari.doctor"):
+    for module in ("callsec_ari.store.cli", "callsec_ari.access.cli", "callsec_ari.doctor",
+                   "callsec_ari.status_cli"):
         try:
             mod = importlib.import_module(module)
         except ModuleNotFoundError as exc:

@@ -122,6 +122,11 @@ class RefusalAudit:
             if self._rows:
                 self._write_all(self._take())  # stopping: the summaries still go in
 
+    @property
+    def pending(self) -> int:
+        """Audit rows queued and not yet written (``callsec status``)."""
+        return len(self._rows)
+
     def _take(self) -> list[tuple[str, str, dict[str, Any]]]:
         rows, self._rows = self._rows, []
         return rows

@@ -281,6 +281,15 @@ class LoggingSettings:
 
 
 @dataclass(frozen=True, kw_only=True)
+class StatusSettings:
+    #: ``callsec run`` answers ``callsec status`` on this unix socket (mode 0600: the user
+    #: callsec runs as, and root). Empty: no socket.
+    socket: Path | None = Path("var/callsec.ctl")
+    #: How many of the last warning and error log lines ``callsec status`` shows (masked).
+    last_errors: int = 20
+
+
+@dataclass(frozen=True, kw_only=True)
 class Settings:
     ari: AriSettings = field(default_factory=AriSettings)
     ami: AmiSettings = field(default_factory=AmiSettings)
@@ -294,6 +303,7 @@ class Settings:
     web: WebSettings = field(default_factory=WebSettings)
     retention: RetentionSettings = field(default_factory=RetentionSettings)
     logging: LoggingSettings = field(default_factory=LoggingSettings)
+    status: StatusSettings = field(default_factory=StatusSettings)
     policies: Mapping[str, PolicySettings] = field(
         default_factory=lambda: types.MappingProxyType({"default": PolicySettings()})
     )

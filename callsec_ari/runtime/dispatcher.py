@@ -19,7 +19,7 @@ from typing import Any, Protocol
 
 from callsec_ari.core.commands import CancelTimer, Command, Finish, StartTimer
 from callsec_ari.core.errors import CallsecError, Conflict
-from callsec_ari.core.events import CommandFailed, Event, TimerExpired
+from callsec_ari.core.events import CommandFailed, DtmfReceived, Event, TimerExpired
 from callsec_ari.core.flow import Flow
 from callsec_ari.logs import CallLogger, call_logger, current_call
 
@@ -50,10 +50,24 @@ class Executor(Protocol):
 FinishHook = Callable[[CallHandle], None]
 
 
+class Observer(Protocol):
+    """Metrics (``callsec_ari.runtime.metrics.CallMetrics``): told of starts, ends and sent
+    commands; must be quick and must not raise."""
+
+    def call_started(self, call: CallHandle) -> None: ...
+
+    def call_finished(self, call: CallHandle, now: float) -> None: ...
+
+    def command_sent(self, call: CallHandle, command: Command, since_key: float | None,
+                     now: float) -> None: ...
+
+
 class Dispatcher:
-    def __init__(self, executor: Executor, *, on_finish: FinishHook | None = None) -> None:
+    def __init__(self, executor: Executor, *, on_finish: FinishHook | None = None,
+                 observer: Observer | None = None) -> None:
         self._executor = executor
         self._on_finish = on_finish
+        self._observer = observer
         self._calls: dict[str, CallHandle] = {}
         self._tg: asyncio.TaskGroup | None = None
         self._stop = asyncio.Event()
@@ -89,6 +103,8 @@ class Dispatcher:
         self._calls[call_id] = call
         call.queue.put_nowait(first)
         call.task = self._tg.create_task(self._worker(call), name=f"call-{call_id}")
+        if self._observer is not None:
+            self._observer.call_started(call)
         return call
 
     def post(self, call_id: str, event: Event) -> bool:
@@ -121,6 +137,8 @@ class Dispatcher:
             self._calls.pop(call.call_id, None)
             call.timers.clear()
             call.log.info("call finished: %s", call.result or "unknown")
+            if self._observer is not None:
+                self._observer.call_finished(call, asyncio.get_running_loop().time())
             if self._on_finish is not None:
                 self._on_finish(call)
 
@@ -145,6 +163,7 @@ class Dispatcher:
     async def _handle(self, call: CallHandle, event: Event) -> None:
         loop = asyncio.get_running_loop()
         call.trigger = event
+        key_at = event.at if isinstance(event, DtmfReceived) else None
         pending: deque[Event] = deque([event])
         while pending:
             current = pending.popleft()
@@ -161,6 +180,11 @@ class Dispatcher:
                 elif isinstance(command, Finish):
                     call.result = command.result
                 else:
+                    if self._observer is not None:
+                        now = loop.time()
+                        self._observer.command_sent(
+                            call, command, None if key_at is None else now - key_at, now)
+                        key_at = None
                     pending.extend(await self._execute(call, command))
 
     async def _execute(self, call: CallHandle, command: Command) -> Sequence[Event]:

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from aiohttp import web
+from prometheus_client import CollectorRegistry
 
 from callsec_ari.access.auth import Auth
 from callsec_ari.access.errors import TooManyAttempts
@@ -89,6 +90,7 @@ def build_web_app(deps: WebDeps) -> web.Application:
     app = web.Application(client_max_size=deps.web.max_body_bytes,
                           middlewares=[errors, _body_limit(deps.web.max_body_bytes)])
     app[DEPS] = deps
+    metrics.register_state(deps)
     app[sse.STREAMS] = set()
     app.on_response_prepare.append(security_headers(deps.web.secure_cookies))
     app.on_shutdown.append(sse.on_shutdown)
@@ -140,12 +142,14 @@ class WebServer:
 def build_web_server(settings: Settings, store: Store, *, calls: CallDirectory,
                      bus: EventBus, ari: Sequence[AriLink] = (),
                      latency: LatencyStats | None = None,
-                     captures: CaptureService | None = None) -> tuple[WebServer, WebDeps]:
+                     captures: CaptureService | None = None,
+                     registry: CollectorRegistry | None = None) -> tuple[WebServer, WebDeps]:
     """Wire the web layer from the store (users, sessions, audit) and the runtime."""
     users = UserStore(store.db, store.keys, store.audit,
                       issuer=settings.verification.company_name)
     auth = Auth(store.db, users, store.audit, settings.web,
                 remote_key=store.keyring.blind_index_key())
     deps = WebDeps(web=settings.web, auth=auth, users=users, audit=store.audit, db=store.db,
-                   calls=calls, bus=bus, ari=ari, latency=latency, captures=captures)
+                   calls=calls, bus=bus, ari=ari, latency=latency, captures=captures,
+                   registry=registry)
     return WebServer(build_web_app(deps), settings.web.host, settings.web.port), deps

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from prometheus_client import CollectorRegistry
+
 from callsec_ari.access.audit import AuditLog
 from callsec_ari.access.auth import Auth
 from callsec_ari.access.users import UserStore
@@ -105,3 +107,5 @@ class WebDeps:
     captures: CaptureService | None = None
     static_dir: Path = STATIC_DIR
     sse_heartbeat_seconds: float = 15.0
+    #: What ``/metrics`` renders (the application's registry; None: a new one of its own).
+    registry: CollectorRegistry | None = None

@@ -1,11 +1,14 @@
-"""``/healthz`` (no sign-in) and ``/metrics`` (Prometheus text format 0.0.4).
+"""``/healthz`` (no sign-in) and ``/metrics`` (Prometheus text format, prometheus-client).
 
-Metrics are read at scrape time from in-process counters: active calls (dispatcher),
-verifications and captures by result (``EventBus.counters``), ARI connection state and
-reconnects per server (``AriClient.reconnects``), the code-delivery gateway latency
-histogram (``Deliveries.latency``) and the number of asyncio tasks alive in the process
-(``make soak`` watches it for leaks). ``/metrics`` needs ``metrics.read`` or, for scrapers,
-``Authorization: Bearer <[web] metrics_token>``.
+``/metrics`` renders the application's ``CollectorRegistry`` (``WebDeps.registry``, built in the
+composition root): process and platform metrics, ``callsec_build_info``, the runtime's call
+counters and latency histograms (``callsec_ari.runtime.metrics``) and :class:`StateCollector`,
+which reads at scrape time: active calls (dispatcher), verifications and captures by result
+(``EventBus.counters``), ARI connection state and reconnects per server
+(``AriClient.reconnects``), the code-delivery gateway latency histogram (``Deliveries.latency``)
+and the number of asyncio tasks alive in the process (``make soak`` watches it for leaks).
+``/metrics`` needs ``metrics.read`` or, for scrapers, ``Authorization: Bearer <[web]
+metrics_token>``.
 """
 
 from __future__ import annotations
@@ -13,9 +16,17 @@ from __future__ import annotations
 import asyncio
 import hmac
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.registry import Collector
 
 from callsec_ari.access.roles import endpoint
 from callsec_ari.web.deps import WebDeps
@@ -24,32 +35,12 @@ from callsec_ari.web.guard import Handler, admit, deps_of
 VERIFICATION_RESULTS = frozenset({"verified", "failed", "locked", "unknown_caller", "no_contact",
                                   "delivery_failed", "timeout", "hangup", "skipped"})
 CAPTURE_RESULTS = frozenset({"captured", "invalid", "cancelled", "timeout", "hangup"})
-CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
-
-
-def _label(value: str) -> str:
-    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+CONTENT_TYPE = CONTENT_TYPE_LATEST
 
 
 def _num(value: float) -> str:
-    if math.isinf(value):
-        return "+Inf"
-    return repr(float(value)) if isinstance(value, float) else str(value)
-
-
-class _Text:
-    def __init__(self) -> None:
-        self.lines: list[str] = []
-
-    def family(self, name: str, kind: str, help_text: str) -> None:
-        self.lines += [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}"]
-
-    def sample(self, name: str, value: float, **labels: str) -> None:
-        inner = ",".join(f'{k}="{_label(v)}"' for k, v in labels.items())
-        self.lines.append(f"{name}{{{inner}}} {_num(value)}" if inner else f"{name} {_num(value)}")
-
-    def render(self) -> str:
-        return "\n".join(self.lines) + "\n"
+    """A bucket bound as Prometheus writes it (``0.05``, ``+Inf``)."""
+    return "+Inf" if math.isinf(value) else repr(float(value))
 
 
 def _results(deps: WebDeps, topic: str, known: Iterable[str]) -> dict[str, int]:
@@ -58,42 +49,66 @@ def _results(deps: WebDeps, topic: str, known: Iterable[str]) -> dict[str, int]:
             if t == topic and label in names}
 
 
-def _latency(out: _Text, deps: WebDeps) -> None:
-    name = "callsec_delivery_latency_seconds"
-    out.family(name, "histogram", "Code delivery gateway latency per attempt")
-    histograms = deps.latency.histograms if deps.latency is not None else {}
-    for backend, hist in sorted(histograms.items()):
-        for bound, count in hist.cumulative():
-            out.sample(f"{name}_bucket", count, backend=backend, le=_num(bound))
-        out.sample(f"{name}_sum", hist.total, backend=backend)
-        out.sample(f"{name}_count", hist.count, backend=backend)
-    out.family("callsec_delivery_failures_total", "counter", "Failed delivery attempts")
-    for backend, hist in sorted(histograms.items()):
-        out.sample("callsec_delivery_failures_total", hist.failures, backend=backend)
+class StateCollector(Collector):
+    """What the web layer's dependencies know, read at scrape time (no work on the hot path)."""
+
+    def __init__(self, deps: WebDeps) -> None:
+        self.deps = deps
+
+    def collect(self) -> Iterator[Metric]:
+        deps = self.deps
+        yield GaugeMetricFamily("callsec_active_calls", "Calls currently handled",
+                                value=sum(1 for _ in deps.calls))
+        for topic, known, what in (("verification", VERIFICATION_RESULTS, "verifications"),
+                                   ("capture", CAPTURE_RESULTS, "captures")):
+            family = CounterMetricFamily(f"callsec_{what}", f"Finished {what} by result",
+                                         labels=["result"])
+            for result, count in _results(deps, topic, known).items():
+                family.add_metric([result], count)
+            yield family
+        connected = GaugeMetricFamily("callsec_ari_connected",
+                                      "1 while the ARI events websocket is up", labels=["server"])
+        reconnects = CounterMetricFamily("callsec_ari_reconnects", "ARI websocket reconnects",
+                                         labels=["server"])
+        for link in deps.ari:
+            connected.add_metric([link.server], int(link.connected.is_set()))
+            reconnects.add_metric([link.server], link.client.reconnects)
+        yield connected
+        yield reconnects
+        yield GaugeMetricFamily("callsec_sse_subscribers", "Open progress streams (agent desks)",
+                                value=deps.bus.subscribers)
+        yield GaugeMetricFamily("callsec_asyncio_tasks", "asyncio tasks alive in the process",
+                                value=len(asyncio.all_tasks()))
+        yield from self._latency()
+
+    def _latency(self) -> Iterator[Metric]:
+        latency = self.deps.latency
+        histograms = latency.histograms if latency is not None else {}
+        family = HistogramMetricFamily("callsec_delivery_latency_seconds",
+                                       "Code delivery gateway latency per attempt",
+                                       labels=["backend"])
+        failures = CounterMetricFamily("callsec_delivery_failures", "Failed delivery attempts",
+                                       labels=["backend"])
+        for backend, hist in sorted(histograms.items()):
+            buckets = [(_num(bound), count) for bound, count in hist.cumulative()]
+            if not buckets or buckets[-1][0] != "+Inf":
+                buckets.append(("+Inf", hist.count))
+            family.add_metric([backend], buckets, hist.total)
+            failures.add_metric([backend], hist.failures)
+        yield family
+        yield failures
 
 
-def render_metrics(deps: WebDeps) -> str:
-    out = _Text()
-    out.family("callsec_active_calls", "gauge", "Calls currently handled")
-    out.sample("callsec_active_calls", sum(1 for _ in deps.calls))
-    for topic, known, what in (("verification", VERIFICATION_RESULTS, "verifications"),
-                               ("capture", CAPTURE_RESULTS, "captures")):
-        name = f"callsec_{what}_total"
-        out.family(name, "counter", f"Finished {what} by result")
-        for result, count in _results(deps, topic, known).items():
-            out.sample(name, count, result=result)
-    out.family("callsec_ari_connected", "gauge", "1 while the ARI events websocket is up")
-    for link in deps.ari:
-        out.sample("callsec_ari_connected", int(link.connected.is_set()), server=link.server)
-    out.family("callsec_ari_reconnects_total", "counter", "ARI websocket reconnects")
-    for link in deps.ari:
-        out.sample("callsec_ari_reconnects_total", link.client.reconnects, server=link.server)
-    out.family("callsec_sse_subscribers", "gauge", "Open progress streams (agent desks)")
-    out.sample("callsec_sse_subscribers", deps.bus.subscribers)
-    out.family("callsec_asyncio_tasks", "gauge", "asyncio tasks alive in the process")
-    out.sample("callsec_asyncio_tasks", len(asyncio.all_tasks()))
-    _latency(out, deps)
-    return out.render()
+def register_state(deps: WebDeps) -> None:
+    """Add the :class:`StateCollector` to the registry ``/metrics`` renders: the application's
+    (``WebDeps.registry``) or, when none was given (tests), a new one."""
+    if deps.registry is None:
+        deps.registry = CollectorRegistry()
+    deps.registry.register(StateCollector(deps))
+
+
+def render_metrics(deps: WebDeps) -> bytes:
+    return generate_latest(deps.registry) if deps.registry is not None else b""
 
 
 def _scraper(request: web.Request, deps: WebDeps) -> bool:
@@ -106,8 +121,7 @@ async def metrics(request: web.Request) -> web.StreamResponse:
     deps = deps_of(request)
     if not _scraper(request, deps):
         await admit(request, endpoint("GET", "/metrics"))
-    return web.Response(body=render_metrics(deps).encode("utf-8"),
-                        headers={"Content-Type": CONTENT_TYPE})
+    return web.Response(body=render_metrics(deps), headers={"Content-Type": CONTENT_TYPE})
 
 
 async def healthz(request: web.Request) -> web.StreamResponse:

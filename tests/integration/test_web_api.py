@@ -14,6 +14,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import update
 
 from callsec_ari.access.roles import ENDPOINTS, Endpoint, Owner, Role, allowed_any
@@ -437,17 +438,20 @@ async def test_metrics_expose_calls_results_reconnects_and_latency(env: WebEnv) 
     resp = await env.client.get("/metrics",
                                 headers={"Authorization": "Bearer scrape-me-please"})
     assert resp.status == 200 and resp.content_type == "text/plain"
-    text = await resp.text()
-    assert "callsec_active_calls 2" in text
-    assert 'callsec_verifications_total{result="verified"} 1' in text
-    assert 'callsec_verifications_total{result="failed"} 1' in text
-    assert 'callsec_captures_total{result="captured"} 1' in text
-    assert 'callsec_ari_reconnects_total{server="asterisk1"} 3' in text
-    assert 'callsec_ari_connected{server="asterisk1"} 1' in text
-    assert 'callsec_delivery_latency_seconds_bucket{backend="outbox",le="0.05"} 1' in text
-    assert 'callsec_delivery_latency_seconds_bucket{backend="outbox",le="+Inf"} 2' in text
-    assert 'callsec_delivery_latency_seconds_count{backend="outbox"} 2' in text
-    assert 'callsec_delivery_failures_total{backend="outbox"} 1' in text
+    samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
+               for family in text_string_to_metric_families(await resp.text())
+               for s in family.samples}
+    assert samples[("callsec_active_calls", ())] == 2
+    assert samples[("callsec_verifications_total", (("result", "verified"),))] == 1
+    assert samples[("callsec_verifications_total", (("result", "failed"),))] == 1
+    assert samples[("callsec_captures_total", (("result", "captured"),))] == 1
+    assert samples[("callsec_ari_reconnects_total", (("server", "asterisk1"),))] == 3
+    assert samples[("callsec_ari_connected", (("server", "asterisk1"),))] == 1
+    outbox = ("backend", "outbox")
+    assert samples[("callsec_delivery_latency_seconds_bucket", (outbox, ("le", "0.05")))] == 1
+    assert samples[("callsec_delivery_latency_seconds_bucket", (outbox, ("le", "+Inf")))] == 2
+    assert samples[("callsec_delivery_latency_seconds_count", (outbox,))] == 2
+    assert samples[("callsec_delivery_failures_total", (outbox,))] == 1
     wrong = await env.client.get("/metrics", headers={"Authorization": "Bearer nope"})
     assert wrong.status == 401
 
@@ -457,7 +461,7 @@ async def test_metrics_count_the_asyncio_tasks_alive(env: WebEnv) -> None:
 
     async def tasks() -> int:
         text = await (await env.client.get("/metrics", headers=scraper)).text()
-        found = re.search(r"^callsec_asyncio_tasks (\d+)$", text, re.M)
+        found = re.search(r"^callsec_asyncio_tasks (\d+)(\.0)?$", text, re.M)
         assert found is not None, text
         return int(found.group(1))
 

@@ -6,7 +6,6 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from callsec_ari.access.roles import Owner
-from callsec_ari.web.metrics import _label, _num
 from callsec_ari.web.views import masked_caller, owner_of, safe_payload
 
 
@@ -37,8 +36,3 @@ def test_owner_of_resolves_the_team_of_the_endpoint_user() -> None:
     assert owner_of("PJSIP/agent100", owners) == Owner("agent100", "blue")  # type: ignore[arg-type]
     assert owner_of("agent109", owners) == Owner("agent109", None)  # type: ignore[arg-type]
     assert owner_of(None, owners) == Owner(None, None)  # type: ignore[arg-type]
-
-
-def test_prometheus_label_values_are_escaped() -> None:
-    assert _label('a"b\\c\nd') == 'a\\"b\\\\c\\nd'
-    assert _num(float("inf")) == "+Inf" and _num(0.25) == "0.25" and _num(3) == "3"
