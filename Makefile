@@ -8,6 +8,7 @@ PG_PORT ?= 55432
 export CALLSEC_TEST_PG_URL ?= postgresql+psycopg://postgres@127.0.0.1:$(PG_PORT)/callsec_test
 
 .PHONY: help venv deps lint typecheck unit integration e2e test leak-scan demo run \
+        lowest-check package-check \
         sandbox-up sandbox-down sandbox-status pg-up pg-down bench soak sounds clean
 
 help:
@@ -44,6 +45,19 @@ integration: venv sandbox-up pg-up
 
 e2e: venv sandbox-up
 	tools/run-tier.sh e2e tests/e2e -q
+
+# The lowest versions setup.cfg allows (X==lower bound of every runtime dependency, the dev tools
+# as in constraints.txt) in a fresh venv outside the repo, and the unit tier run there.
+LOWEST_VENV ?= /tmp/callsec-lowest-venv
+lowest-check: venv
+	rm -rf $(LOWEST_VENV)
+	$(PYTHON) -m venv $(LOWEST_VENV)
+	$(BIN)/python tools/requirements.py lowest > $(LOWEST_VENV)/lowest.txt
+	$(BIN)/python tools/requirements.py requires > $(LOWEST_VENV)/requires.txt
+	$(LOWEST_VENV)/bin/pip install -q --upgrade pip
+	$(LOWEST_VENV)/bin/pip install -q -c $(LOWEST_VENV)/lowest.txt -r $(LOWEST_VENV)/requires.txt
+	$(LOWEST_VENV)/bin/pip freeze | grep -i -f <(sed 's/==.*/==/' $(LOWEST_VENV)/lowest.txt)
+	TIER_PYTHON=$(LOWEST_VENV)/bin/python tools/run-tier.sh lowest tests/unit -q -p no:cacheprovider
 
 leak-scan: venv
 	$(BIN)/python tools/leak_scan.py

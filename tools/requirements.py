@@ -2,6 +2,7 @@
 
     python tools/requirements.py lowest          # X==lowest of every runtime dependency, and
                                                  # constraints.txt's pins of the dev tools (stdout)
+    python tools/requirements.py requires        # setup.cfg's requirements, extras included
     python tools/requirements.py check           # every dependency pinned in constraints.txt, in range
     python tools/requirements.py freeze PYTHON   # constraints.txt from what PYTHON's venv resolved to
 
@@ -53,15 +54,15 @@ def build_requirements(pyproject: Path = PYPROJECT) -> list[Requirement]:
     return [Requirement(line) for line in data.get("build-system", {}).get("requires", [])]
 
 
-def all_requirements(setup_cfg: Path = SETUP_CFG) -> list[Requirement]:
-    """install_requires, every extra, and the build system's requirements."""
+def all_requirements(setup_cfg: Path = SETUP_CFG, build: bool = True) -> list[Requirement]:
+    """install_requires, every extra, and (build) the build system's requirements."""
     parser = configparser.ConfigParser()
     parser.read(setup_cfg, encoding="utf-8")
     reqs = runtime_requirements(setup_cfg)
     if parser.has_section("options.extras_require"):
         for _extra, value in parser.items("options.extras_require"):
             reqs += [Requirement(line) for line in _lines(value)]
-    return reqs + build_requirements(setup_cfg.parent / "pyproject.toml")
+    return reqs + (build_requirements(setup_cfg.parent / "pyproject.toml") if build else [])
 
 
 def read_pins(path: Path = CONSTRAINTS) -> dict[str, str]:
@@ -142,6 +143,9 @@ def freeze(python: str) -> list[str]:
 def main(argv: list[str]) -> int:
     if argv[:1] == ["lowest"]:
         print("\n".join(lowest_pins(runtime_requirements()) + dev_pins()))
+        return 0
+    if argv[:1] == ["requires"]:
+        print("\n".join(str(req) for req in all_requirements(build=False)))
         return 0
     if argv[:1] == ["check"]:
         problems = check()
