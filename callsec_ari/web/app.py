@@ -90,7 +90,6 @@ def build_web_app(deps: WebDeps) -> web.Application:
     app = web.Application(client_max_size=deps.web.max_body_bytes,
                           middlewares=[errors, _body_limit(deps.web.max_body_bytes)])
     app[DEPS] = deps
-    metrics.register_state(deps)
     app[sse.STREAMS] = set()
     app.on_response_prepare.append(security_headers(deps.web.secure_cookies))
     app.on_shutdown.append(sse.on_shutdown)

@@ -109,3 +109,10 @@ class WebDeps:
     sse_heartbeat_seconds: float = 15.0
     #: What ``/metrics`` renders (the application's registry; None: a new one of its own).
     registry: CollectorRegistry | None = None
+
+    def __post_init__(self) -> None:
+        from callsec_ari.web.metrics import StateCollector  # it reads these deps
+
+        if self.registry is None:
+            self.registry = CollectorRegistry()
+        self.registry.register(StateCollector(self))

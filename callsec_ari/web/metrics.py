@@ -19,7 +19,7 @@ import math
 from collections.abc import Iterable, Iterator
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
@@ -97,14 +97,6 @@ class StateCollector(Collector):
             failures.add_metric([backend], hist.failures)
         yield family
         yield failures
-
-
-def register_state(deps: WebDeps) -> None:
-    """Add the :class:`StateCollector` to the registry ``/metrics`` renders: the application's
-    (``WebDeps.registry``) or, when none was given (tests), a new one."""
-    if deps.registry is None:
-        deps.registry = CollectorRegistry()
-    deps.registry.register(StateCollector(deps))
 
 
 def render_metrics(deps: WebDeps) -> bytes:
