@@ -1,26 +1,49 @@
-# callsec-ari -- the application image (`callsec run`).
+# callsec-ari -- the application image (`callsec run`), on Debian 12 (bookworm) and its Python 3.11.
 #
-#   docker build -t callsec .
+# Build (the base is a build argument; the default is Debian's image pinned by digest):
+#   podman build -t callsec .                  (or docker build; CI: tools/container-check.sh
+#                                               builds on a local debootstrap image,
+#                                               --build-arg BASE=localhost/base:bookworm)
+# First start, once per new state volume and database: create the schema and the keys
 #   MOUNTS="-v callsec-data:/var/lib/callsec -v ./callsec.conf:/etc/callsec/callsec.conf:ro"
-#   docker run --rm $MOUNTS callsec keys init            # once: creates and records the keys
-#   docker run --network host $MOUNTS callsec
+#   podman run --rm $MOUNTS callsec db upgrade
+#   podman run --rm $MOUNTS callsec keys init
+# Run:
+#   podman run -d --init --network host $MOUNTS callsec
 #
 # Keys are created only by `callsec keys init` (idempotent; it refuses a database that expects
-# other keys); `run` refuses a missing or different key ring with exit 2.
+# other keys); `run` refuses a missing or different key ring with exit 2, so a lost volume never
+# silently gets new keys.
 # Configuration: /etc/callsec/callsec.conf (container defaults from docker/callsec.conf; mount
 # your own over it) and environment variables CALLSEC_<SECTION>__<KEY>, which win over the
 # file; secrets as files: CALLSEC_<SECTION>__<KEY>_FILE=/run/secrets/... . State (SQLite
 # database, key ring, development outbox) lives in the volume /var/lib/callsec.
 # docker-compose.yml runs it next to Asterisk and PostgreSQL.
 #
-# Kept correct by reading: no Docker engine runs on the project's build machines.
+# Pinned: the base image (by digest), the Debian release (bookworm) and its Python packages, and
+# every Python package installed (constraints.txt, pip -c).
 
-FROM python:3.11-slim
+ARG BASE=debian:bookworm-20250520-slim@sha256:90522eeb7e5923ee2b871c639059537b30521272f10ca86fdbbbb2b75a8c40cd
+FROM ${BASE}
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
-    PIP_DISABLE_PIP_VERSION_CHECK=1
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    LANG=C.UTF-8 \
+    PATH=/opt/callsec/venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+
+# Python 3.11 from Debian bookworm, pinned (these versions stay for bookworm's whole life; what
+# they depend on follows bookworm's security updates). ca-certificates (HTTPS to SMS and e-mail
+# backends) is deliberately not pinned: a removed CA is a security update, and bookworm's point
+# releases replace the version. tests/unit/test_docker_files.py keeps every other package pinned.
+# hadolint ignore=DL3008
+RUN apt-get update \
+    && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
+       python3=3.11.2-1+b1 \
+       python3-venv=3.11.2-1+b1 \
+       ca-certificates \
+    && rm -rf /var/lib/apt/lists/*
 
 # An unprivileged user owns nothing but the state directory.
 RUN groupadd --system --gid 10001 callsec \
@@ -30,15 +53,18 @@ RUN groupadd --system --gid 10001 callsec \
     && chown callsec:callsec /var/lib/callsec \
     && chmod 0700 /var/lib/callsec
 
-WORKDIR /opt/callsec
-COPY setup.cfg pyproject.toml README.md ./
+WORKDIR /opt/callsec/src
+COPY constraints.txt setup.cfg pyproject.toml README.md LICENSE ./
 COPY callsec_ari ./callsec_ari
-RUN pip install . && rm -rf /opt/callsec/build
+RUN python3 -m venv /opt/callsec/venv \
+    && PIP_CONSTRAINT=/opt/callsec/src/constraints.txt \
+       pip install -c constraints.txt . \
+    && rm -rf /opt/callsec/src/build
 
 COPY docker/callsec.conf /etc/callsec/callsec.conf
 COPY config/callsec.conf.sample /etc/callsec/callsec.conf.sample
 
-USER callsec
+USER 10001:10001
 WORKDIR /var/lib/callsec
 VOLUME ["/var/lib/callsec"]
 

@@ -1,7 +1,8 @@
-"""The container files, checked by reading (no Docker engine runs here): the callsec image is
-non-root with a /healthz HEALTHCHECK, every COPY source exists, docker-compose.yml is valid
-YAML whose references (secrets, volumes, services, CALLSEC_* keys) resolve, and no file names
-a registry host."""
+"""The container files, checked by reading: the callsec image is non-root with a /healthz
+HEALTHCHECK, builds on a base pinned by digest with pinned Debian packages and constrained pip
+installs, every COPY source exists, docker-compose.yml is valid YAML whose references (secrets,
+volumes, services, CALLSEC_* keys) resolve, and no file names a registry host. The callsec image
+is also built and run by CI (tools/container-check.sh, tests/integration/test_container_sandbox.py)."""
 
 from __future__ import annotations
 
@@ -53,12 +54,40 @@ def test_callsec_image_checks_its_health_on_healthz() -> None:
     assert "/healthz" in checks[0] and "8080" in checks[0]
 
 
-def test_callsec_image_uses_a_slim_python_base_and_runs_callsec_run() -> None:
+def base_default(path: Path) -> str:
+    """The default of the Dockerfile's ``ARG BASE=...``."""
+    return next(a.split("=", 1)[1] for w, a in instructions(path)
+                if w == "ARG" and a.startswith("BASE="))
+
+
+def test_callsec_image_builds_on_a_debian_base_pinned_by_digest_and_runs_callsec_run() -> None:
     steps = instructions(REPO / "Dockerfile")
-    assert [a for w, a in steps if w == "FROM"] == ["python:3.11-slim"]
+    assert [a for w, a in steps if w == "FROM"] == ["${BASE}"]
+    # users build on Debian's image pinned by digest; CI passes BASE=localhost/base:bookworm
+    assert re.fullmatch(r"debian:bookworm-\d{8}-slim@sha256:[0-9a-f]{64}",
+                        base_default(REPO / "Dockerfile"))
     entry = next(a for w, a in steps if w == "ENTRYPOINT")
     cmd = next(a for w, a in steps if w == "CMD")
     assert '"callsec"' in entry and cmd == '["run"]'
+
+
+def test_callsec_image_pins_its_debian_packages_but_the_ca_certificates() -> None:
+    installs = [a for w, a in instructions(REPO / "Dockerfile")
+                if w == "RUN" and "apt-get install" in a]
+    assert installs
+    for run in installs:
+        words = run.split("apt-get install", 1)[1].split("&&")[0].split()
+        packages = [w for w in words if not w.startswith("-")]
+        assert packages
+        for package in packages:
+            assert "=" in package or package == "ca-certificates", package
+
+
+def test_callsec_image_installs_python_packages_with_the_constraints_file() -> None:
+    steps = instructions(REPO / "Dockerfile")
+    assert any(w == "COPY" and "constraints.txt" in a.split() for w, a in steps)
+    pip_runs = [a for w, a in steps if w == "RUN" and "pip install" in a]
+    assert pip_runs and all("-c constraints.txt" in run for run in pip_runs)
 
 
 @pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: str(p.relative_to(REPO)))
@@ -72,7 +101,8 @@ def test_every_copy_source_exists(dockerfile: Path) -> None:
 
 def _image_refs() -> list[str]:
     refs = [args.split()[0] for path in DOCKERFILES
-            for word, args in instructions(path) if word == "FROM"]
+            for word, args in instructions(path) if word == "FROM" and "$" not in args]
+    refs.append(base_default(REPO / "Dockerfile"))
     refs += [svc["image"] for svc in compose()["services"].values() if "image" in svc]
     return refs
 
