@@ -59,6 +59,12 @@ lowest-check: venv
 	$(LOWEST_VENV)/bin/pip freeze | grep -i -f <(sed 's/==.*/==/' $(LOWEST_VENV)/lowest.txt)
 	TIER_PYTHON=$(LOWEST_VENV)/bin/python tools/run-tier.sh lowest tests/unit -q -p no:cacheprovider
 
+# The callsec image built with podman on a local debootstrap base, hadolint, and run against the
+# sandbox: /healthz, its HEALTHCHECK and a verified call (tools/container-check.sh; ~3 min cold).
+.PHONY: container-check
+container-check: venv sandbox-up
+	tools/container-check.sh
+
 leak-scan: venv
 	$(BIN)/python tools/leak_scan.py
 
