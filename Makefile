@@ -56,8 +56,13 @@ lowest-check: venv
 	$(BIN)/python tools/requirements.py requires > $(LOWEST_VENV)/requires.txt
 	$(LOWEST_VENV)/bin/pip install -q --upgrade pip
 	$(LOWEST_VENV)/bin/pip install -q -c $(LOWEST_VENV)/lowest.txt -r $(LOWEST_VENV)/requires.txt
-	$(LOWEST_VENV)/bin/pip freeze | grep -i -f <(sed 's/==.*/==/' $(LOWEST_VENV)/lowest.txt)
+	$(LOWEST_VENV)/bin/pip freeze | tr _ - | grep -i -f <(sed 's/==.*/==/' $(LOWEST_VENV)/lowest.txt)
 	TIER_PYTHON=$(LOWEST_VENV)/bin/python tools/run-tier.sh lowest tests/unit -q -p no:cacheprovider
+
+# The built sdist and wheel, the wheel installed into a fresh venv outside the repo, and from
+# there: install-assets, check-config, db upgrade, keys init, and a verified sandbox call.
+package-check: venv sandbox-up
+	PYTHON=$(PYTHON) tools/package-check.sh
 
 # The callsec image built with podman on a local debootstrap base, hadolint, and run against the
 # sandbox: /healthz, its HEALTHCHECK and a verified call (tools/container-check.sh; ~3 min cold).
