@@ -172,4 +172,5 @@ async def test_the_installed_callsec_run_takes_a_verified_sandbox_call(
     assert await a_var(ari_a, channel, "CALLSEC_CUSTOMER") == ref
     await call.hangup()
     log = running.log_text()  # where the config in etc/ puts it
-    assert log and code not in log and mobile not in log
+    assert "call finished: verified" in log
+    assert code not in log and mobile not in log
