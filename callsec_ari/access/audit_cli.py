@@ -26,7 +26,7 @@ from callsec_ari.store.context import open_store
 
 @contextmanager
 def _audit(settings: Settings) -> Iterator[AuditLog]:
-    store = open_store(settings, upgrade=settings.database.auto_upgrade)
+    store = open_store(settings, upgrade=False)
     try:
         yield store.audit
     finally:

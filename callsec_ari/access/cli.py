@@ -22,7 +22,7 @@ from callsec_ari.store.context import open_store
 
 @contextmanager
 def _users(settings: Settings) -> Iterator[UserStore]:
-    store = open_store(settings, upgrade=settings.database.auto_upgrade)
+    store = open_store(settings, upgrade=False)
     try:
         yield UserStore(store.db, store.keys, store.audit,
                         issuer=settings.verification.company_name)
@@ -105,7 +105,7 @@ def _set_disabled(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _unlock(args: argparse.Namespace, settings: Settings) -> int:
-    store = open_store(settings, upgrade=settings.database.auto_upgrade)
+    store = open_store(settings, upgrade=False)
     try:
         users = UserStore(store.db, store.keys, store.audit,
                           issuer=settings.verification.company_name)

@@ -33,7 +33,7 @@ def actor() -> str:
 
 @contextmanager
 def _store(settings: Settings) -> Iterator[Store]:
-    store = open_store(settings, upgrade=settings.database.auto_upgrade)
+    store = open_store(settings, upgrade=False)
     try:
         yield store
     finally:
@@ -121,7 +121,7 @@ def _customers_list(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _keys_init(args: argparse.Namespace, settings: Settings) -> int:
-    report = init_keys(settings)
+    report = init_keys(settings, upgrade=False)
     if report.created or report.recorded:
         with _store(settings) as st:
             st.audit.append(actor(), "keys.init", f"kek-{st.keyring.current_version():04d}",

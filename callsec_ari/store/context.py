@@ -11,7 +11,9 @@ from callsec_ari.store import custody
 from callsec_ari.store.blind import BlindIndex
 from callsec_ari.store.crypto import Envelope, Keyring
 from callsec_ari.store.customers import CustomerStore
-from callsec_ari.store.db import Database, open_database
+from callsec_ari.store.db import Database, current_revision, head_revision, open_database
+from callsec_ari.store.db import upgrade as migrate
+from callsec_ari.store.errors import SchemaOutdated
 from callsec_ari.store.keyrings import KeyRing, open_keyring
 from callsec_ari.store.keys import DataKeys
 from callsec_ari.store.records import Records
@@ -44,12 +46,23 @@ def build_store(settings: Settings, db: Database, keyring: KeyRing | None = None
                  vault=Vault(db, keys, audit), records=Records(db, keys))
 
 
+def require_head(db: Database) -> None:
+    """:class:`SchemaOutdated` unless the database is at the newest migration."""
+    current, head = current_revision(db), head_revision()
+    if current != head:
+        raise SchemaOutdated(current, head)
+
+
 def open_store(settings: Settings, *, upgrade: bool = True) -> Store:
-    """Open the database (migrating it with ``upgrade``) and the keyring; refuse a key ring
-    that does not match the fingerprints the database recorded (:mod:`.custody`). A SQLite
-    file that does not exist is refused, not created (``keys init`` creates it)."""
+    """Open the database (migrating it with ``upgrade``; without, refusing a database behind
+    the newest migration) and the keyring; refuse a key ring that does not match the
+    fingerprints the database recorded (:mod:`.custody`). A SQLite file that does not exist is
+    refused, not created (``db upgrade`` and ``keys init`` create it). Only ``callsec run`` and
+    ``callsec db upgrade`` migrate; every other command passes ``upgrade=False``."""
     db = open_database(settings, upgrade=upgrade, create=False)
     try:
+        if not upgrade:
+            require_head(db)
         keyring = open_keyring(settings)
         custody.check_key_ring(db, keyring)
         return build_store(settings, db, keyring)
@@ -58,10 +71,17 @@ def open_store(settings: Settings, *, upgrade: bool = True) -> Store:
         raise
 
 
-def init_keys(settings: Settings) -> custody.InitReport:
-    """``callsec keys init``: create the absent keys and record their fingerprints."""
-    db = open_database(settings, upgrade=settings.database.auto_upgrade)
+def init_keys(settings: Settings, *, upgrade: bool = True) -> custody.InitReport:
+    """``callsec keys init``: create the absent keys and record their fingerprints. A new
+    (empty) database gets the schema first; with ``upgrade=False`` (the CLI) a database that
+    already has a schema older than the newest is refused (:class:`SchemaOutdated`): only
+    ``run`` and ``db upgrade`` migrate existing data."""
+    db = open_database(settings, upgrade=False)
     try:
+        if upgrade or current_revision(db) is None:
+            migrate(db)
+        else:
+            require_head(db)
         return custody.init_keys(db, open_keyring(settings), Keyring.from_settings(settings))
     finally:
         db.dispose()

@@ -3,7 +3,7 @@ versions, never a value (no names, numbers, keys or passwords)."""
 
 from __future__ import annotations
 
-from callsec_ari.core.errors import CallsecError, Forbidden, NotFound, Unavailable
+from callsec_ari.core.errors import CallsecError, ConfigError, Forbidden, NotFound, Unavailable
 
 
 class KeyUnavailable(CallsecError):
@@ -59,3 +59,15 @@ class CustomerErased(NotFound):
 
     error_id = "customer_erased"
     status = 410
+
+
+class SchemaOutdated(ConfigError):
+    """The database is behind the newest migration and this command does not migrate (only
+    ``callsec run`` and ``callsec db upgrade`` do): exit 2, naming both revisions."""
+
+    error_id = "schema_outdated"
+
+    def __init__(self, current: str | None, head: str | None) -> None:
+        super().__init__(f"database is at revision {current or 'none (empty)'}, callsec needs "
+                         f"{head}: run `callsec db upgrade`")
+        self.current, self.head = current, head

@@ -1,0 +1,80 @@
+"""The operator's CLI through the real door (``python -m callsec_ari`` in a subprocess): only
+``run`` and ``db upgrade`` migrate; secrets never come from arguments; vCard imports keep what
+is usable and match cards without a UID (issue #19, item 1)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from callsec_ari.config import load_settings
+from callsec_ari.store.context import init_keys
+from callsec_ari.store.db import current_revision, head_revision, open_database
+from tests.integration.store.conftest import write_config
+
+
+def callsec(conf: Path, *args: str, stdin: str | None = None,
+            env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("CALLSEC_")}
+    clean.update(env or {})
+    result = subprocess.run([sys.executable, "-m", "callsec_ari", "-c", str(conf), *args],
+                            env=clean, capture_output=True, text=True, input=stdin,
+                            timeout=120)
+    assert "Traceback" not in result.stderr, result.stderr
+    return result
+
+
+def revision(conf: Path) -> str | None:
+    db = open_database(load_settings(conf, env={}), upgrade=False, create=False)
+    try:
+        return current_revision(db)
+    finally:
+        db.dispose()
+
+
+@pytest.fixture
+def conf(tmp_path: Path) -> Path:
+    path = write_config(tmp_path, f"sqlite:///{tmp_path / 'callsec.db'}")
+    init_keys(load_settings(path, env={}))
+    return path
+
+
+@pytest.fixture
+def old_conf(tmp_path: Path) -> Path:
+    """A database one migration behind the newest (as after installing a newer callsec)."""
+    path = write_config(tmp_path, f"sqlite:///{tmp_path / 'callsec.db'}")
+    result = callsec(path, "db", "upgrade", "--revision", "0006")
+    assert result.returncode == 0, result.stderr
+    return path
+
+
+@pytest.mark.parametrize("command", [
+    ("customers", "list"), ("customers", "export", "CUST-X"), ("audit", "verify"),
+    ("audit", "tail"), ("audit", "head"), ("gdpr", "export", "CUST-X"), ("keys", "list"),
+    ("users", "list"), ("keys", "init"),
+])
+def test_read_only_commands_refuse_an_old_schema_and_leave_it_unmigrated(
+        old_conf: Path, command: tuple[str, ...]) -> None:
+    result = callsec(old_conf, *command)
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    assert f"database is at revision 0006, callsec needs {head_revision()}" in result.stderr
+    assert "callsec db upgrade" in result.stderr
+    assert revision(old_conf) == "0006"
+
+
+def test_db_upgrade_then_keys_init_then_commands_work(old_conf: Path) -> None:
+    assert callsec(old_conf, "db", "upgrade").returncode == 0
+    assert revision(old_conf) == head_revision()
+    assert callsec(old_conf, "keys", "init").returncode == 0
+    assert callsec(old_conf, "customers", "list").returncode == 0
+
+
+def test_keys_init_sets_up_a_new_database(tmp_path: Path) -> None:
+    path = write_config(tmp_path, f"sqlite:///{tmp_path / 'callsec.db'}")
+    result = callsec(path, "keys", "init")
+    assert result.returncode == 0, result.stderr
+    assert revision(path) == head_revision()
