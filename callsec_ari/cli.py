@@ -24,8 +24,12 @@ Handler = Callable[[argparse.Namespace, Settings], int]
 
 
 def _cmd_check_config(args: argparse.Namespace, settings: Settings) -> int:
+    from callsec_ari.config_check import check_everything
+
+    check_everything(settings, connect=args.connect)
     count = len(settings.policies)
-    print(f"ok: {args.config} ({count} polic{'y' if count == 1 else 'ies'})")
+    connected = "; database and key ring checked" if args.connect else ""
+    print(f"ok: {args.config} ({count} polic{'y' if count == 1 else 'ies'}{connected})")
     return 0
 
 
@@ -38,7 +42,11 @@ def _cmd_run(args: argparse.Namespace, settings: Settings) -> int:
 def _register_core(sub: Any) -> None:
     p = sub.add_parser("run", help="run the ARI app, FastAGI server and HTTP API")
     p.set_defaults(handler=_cmd_run)
-    p = sub.add_parser("check-config", help="load the configuration and report the first error")
+    p = sub.add_parser("check-config", help="run every check the commands run on the "
+                       "configuration and report the first error (exit 2, naming the key)")
+    p.add_argument("--connect", action="store_true",
+                   help="also open the database and the key ring as the commands do (schema at "
+                   "the newest migration, keys present and matching)")
     p.set_defaults(handler=_cmd_check_config)
     from callsec_ari.assets import register as register_assets
 

@@ -134,6 +134,7 @@ def _check(settings: Settings) -> None:
             raise ConfigError("URLs must start with http:// or https://", section="ari", key="urls")
     _check_ari_times(settings.ari)
     _check_crypto(settings)
+    _check_methods_and_region(settings)
     capture = settings.capture
     if not 5.0 <= capture.talk_through_lookahead_ms <= 60.0:
         raise ConfigError("must be between 5 and 60 (ms)", section="capture",
@@ -160,6 +161,26 @@ def _check_crypto(settings: Settings) -> None:
     if c.kek:
         raise ConfigError("an inline KEK cannot be used with backend = pkcs11 (the KEKs live"
                           " in the token)", section="crypto", key="kek")
+
+
+#: Verification methods a policy may list.
+METHODS = ("sms", "email", "totp")
+
+
+def _check_methods_and_region(settings: Settings) -> None:
+    """Known verification methods (at least one per policy); a region phonenumbers knows."""
+    import phonenumbers
+
+    for name, policy in settings.policies.items():
+        unknown = [m for m in policy.methods if m not in METHODS]
+        if unknown or not policy.methods:
+            raise ConfigError(f"unknown method(s) {', '.join(unknown) or '(none given)'};"
+                              f" known: {', '.join(METHODS)}", section=f"policy:{name}",
+                              key="methods")
+    region = settings.verification.default_region
+    if region.upper() not in phonenumbers.SUPPORTED_REGIONS:
+        raise ConfigError("not a region phonenumbers knows (ISO 3166 alpha-2, e.g. DE, GB)",
+                          section="verification", key="default_region")
 
 
 def _check_ari_times(ari: AriSettings) -> None:
