@@ -16,8 +16,9 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from callsec_ari.config.sections import VerificationSettings
-from callsec_ari.core.errors import ConfigError
+from callsec_ari.core.errors import ConfigError, InvalidInput
 from callsec_ari.store.abuse import Bucket, Taken
+from callsec_ari.store.blind import normalise_phone
 
 #: The subject of every caller whose number is withheld, anonymous or unusable: they share
 #: one bucket (they are not exempt).
@@ -84,10 +85,18 @@ def customer_subject(ref: str) -> str:
     return f"customer:{ref}"
 
 
-def caller_subject(number: str) -> str:
-    """The presented number's subject; a withheld or anonymous number gets :data:`WITHHELD`."""
-    digits = "".join(ch for ch in number if ch.isdigit())
-    return f"caller:+{digits}" if len(digits) >= 3 else WITHHELD
+def caller_subject(number: str, region: str = "DE") -> str:
+    """The presented number's subject; a withheld or anonymous number gets :data:`WITHHELD`.
+
+    A valid number is counted in its E.164 form (as the customer look-up finds it), so
+    ``+49151...``, ``0049151...`` and ``0151...`` are one caller, not three buckets; any other
+    is counted by its ASCII digits."""
+    try:
+        return f"caller:{normalise_phone(number, region)}"
+    except InvalidInput:
+        pass
+    digits = "".join(ch for ch in number if ch in "0123456789")
+    return f"caller:#{digits}" if len(digits) >= 3 else WITHHELD
 
 
 class AbuseStore(Protocol):

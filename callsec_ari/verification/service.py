@@ -133,12 +133,16 @@ class VerificationService:
 
         return self.store.records.close_open_verifications(call_id, result="error", audit=audit)
 
+    def _caller(self, number: str) -> str:
+        """The presented number's rate-limit subject (one per number, whatever its notation)."""
+        return caller_subject(number, self.settings.verification.default_region)
+
     def _lookup_sync(self, cmd: p.LookupCustomer,
                      now: float) -> tuple[bool, p.CustomerView | None]:
         """(over the caller's rate limit, the customer found). A withheld number is not exempt:
         it shares one bucket with every withheld caller."""
         limit = self.settings.verification.caller_rate_limit_per_hour
-        bucket = Bucket("lookup", caller_subject(cmd.caller_number), limit)
+        bucket = Bucket("lookup", self._caller(cmd.caller_number), limit)
         if self.limits.take([bucket], now).over:
             return True, None
         customers = self.store.customers
@@ -187,7 +191,7 @@ class VerificationService:
         v = self.settings.verification
         over = self.limits.take([
             Bucket("send", customer_subject(cmd.customer_ref), v.customer_code_sends_per_hour),
-            Bucket("send", caller_subject(cmd.caller_number), v.caller_code_sends_per_hour),
+            Bucket("send", self._caller(cmd.caller_number), v.caller_code_sends_per_hour),
         ], time.time()).over
         return over, self.store.customers.get(cmd.customer_ref)
 
@@ -208,7 +212,7 @@ class VerificationService:
         subject = customer_subject(customer_ref)
         taken = self.limits.take([
             Bucket("check", subject, v.customer_code_checks_per_hour),
-            Bucket("check", caller_subject(caller_number), v.caller_code_checks_per_hour),
+            Bucket("check", self._caller(caller_number), v.caller_code_checks_per_hour),
         ], now, failures_of=subject, failed=wrong, since=now - self.wrong_codes.horizon)
         # the stored time of this failure may come back a microsecond later than ``now``
         return taken.over or self.wrong_codes.is_locked(taken.failures, now + CLOCK_SLACK)
