@@ -18,6 +18,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import G722  # type: ignore[import-not-found]
+import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
@@ -71,7 +73,7 @@ def test_wheel_contains_every_prompt_in_four_formats_and_the_operator_files(
     for path in ("dialplan/extensions_callsec.conf", "config/callsec.conf.sample",
                  "systemd/callsec.service", "LICENSE"):
         assert f"{data}/{path}" in names
-    assert any(n.endswith(".dist-info/licenses/LICENSE") for n in names)
+    assert any(n.endswith(("dist-info/licenses/LICENSE", "dist-info/LICENSE")) for n in names)
 
 
 def test_sdist_contains_the_master_prompts_dialplan_unit_sample_and_license(
@@ -118,6 +120,13 @@ def test_install_assets_from_the_wheel_puts_playable_prompts_where_asterisk_look
             assert abs(base.with_suffix(".g722").stat().st_size / 8000 - seconds) < 0.01
             assert oct(base.with_suffix(".ulaw").stat().st_mode & 0o777) == "0o644"
     assert (sounds / "de" / "digits" / "7.sln16").is_file()
+    # the G.722 stream decodes to the same speech as the 16 kHz linear file (level within 10%)
+    base = sounds / "en" / "callsec" / "welcome"
+    decoded = np.asarray(G722.G722(16000, 64000).decode(base.with_suffix(".g722").read_bytes()),
+                         dtype=np.float64)
+    linear = np.frombuffer(base.with_suffix(".sln16").read_bytes(), dtype="<i2").astype(float)
+    assert len(decoded) == len(linear)
+    assert abs(np.sqrt(np.mean(decoded**2)) / np.sqrt(np.mean(linear**2)) - 1) < 0.1
     assert (dialplan / "extensions_callsec.conf").read_text() == \
         (REPO / "dialplan" / "extensions_callsec.conf").read_text()
     assert (systemd / "callsec.service").read_text() == \
