@@ -171,6 +171,8 @@ async def test_the_installed_callsec_run_takes_a_verified_sandbox_call(
     assert await wait_var(ari_a, channel, "CALLSEC_RESULT") == "verified"
     assert await a_var(ari_a, channel, "CALLSEC_CUSTOMER") == ref
     await call.hangup()
-    log = running.log_text()  # where the config in etc/ puts it
-    assert "call finished: verified" in log
+    async with asyncio.timeout(10):  # the log file is where the config in etc/ puts it
+        while "call finished: verified" not in running.log_text():
+            await asyncio.sleep(0.2)
+    log = running.log_text()
     assert code not in log and mobile not in log
