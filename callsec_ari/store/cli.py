@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import base64
+import binascii
 import getpass
 import json
 import os
@@ -99,14 +101,66 @@ def _customers_export(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+#: A TOTP secret of fewer than 80 bits (16 base32 characters) is refused (RFC 4226 4: R6).
+TOTP_MIN_CHARS = 16
+
+
+def normalise_totp_secret(text: str) -> str | None:
+    """Base32 without spaces, dashes or padding, upper case; None unless it decodes and has at
+    least :data:`TOTP_MIN_CHARS` characters."""
+    secret = "".join(text.split()).replace("-", "").upper().rstrip("=")
+    if len(secret) < TOTP_MIN_CHARS:
+        return None
+    try:
+        base64.b32decode(secret + "=" * (-len(secret) % 8))
+    except (binascii.Error, ValueError):
+        return None
+    return secret
+
+
+def _read_totp_secret(args: argparse.Namespace) -> tuple[str | None, str | None]:
+    """(secret, None), or (None, the option at fault): never from an argument (``ps``,
+    shell history), only from standard input or a file."""
+    if args.totp_secret_stdin:
+        option, text = "--totp-secret-stdin", sys.stdin.readline()
+    elif args.totp_secret_file is not None:
+        option = "--totp-secret-file"
+        try:
+            text = Path(args.totp_secret_file).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            print(f"callsec: {option}: cannot read {args.totp_secret_file}: "
+                  f"{type(exc).__name__}", file=sys.stderr)
+            return None, option
+    else:
+        return None, None
+    secret = normalise_totp_secret(text)
+    if secret is None:
+        print(f"callsec: {option}: not a base32 TOTP secret of at least {TOTP_MIN_CHARS} "
+              "characters (80 bits)", file=sys.stderr)
+        return None, option
+    return secret, None
+
+
+class _RemovedSecretOption(argparse.Action):
+    """``--totp-secret VALUE`` was removed: refuse it without echoing the value."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: Any, option_string: str | None = None) -> None:
+        parser.error(f"{option_string} was removed: a secret on the command line is visible in "
+                     "ps and the shell history; use --totp-secret-stdin or --totp-secret-file")
+
+
 def _customers_add(args: argparse.Namespace, settings: Settings) -> int:
+    totp_secret, bad_option = _read_totp_secret(args)
+    if bad_option is not None:
+        return 2
     phones = [Phone(n, "mobile") for n in args.mobile or []]
     phones += [Phone(n, "landline") for n in args.landline or []]
     data = CustomerData(name=Name(args.name, args.given or "", args.family or ""),
                         phones=tuple(phones), email=args.email,
                         language=args.lang or settings.verification.default_language,
                         preferred_method=args.method, customer_number=args.customer_number,
-                        totp_secret=args.totp_secret)
+                        totp_secret=totp_secret)
     with _store(settings) as st:
         customer = st.customers.create(data, actor=actor())
     print(customer.ref)
@@ -233,7 +287,13 @@ def _register_db_and_customers(sub: Any) -> None:
     p.add_argument("--lang", choices=("en", "de"))
     p.add_argument("--method", choices=("sms", "email", "totp"), default="sms")
     p.add_argument("--customer-number")
-    p.add_argument("--totp-secret", help="base32 TOTP secret (enrolment)")
+    secret = p.add_mutually_exclusive_group()
+    secret.add_argument("--totp-secret-stdin", action="store_true",
+                        help="read the base32 TOTP secret (>= 16 characters) from the first "
+                        "line of standard input")
+    secret.add_argument("--totp-secret-file", metavar="PATH",
+                        help="read the base32 TOTP secret from a file")
+    secret.add_argument("--totp-secret", action=_RemovedSecretOption, help=argparse.SUPPRESS)
     p.set_defaults(handler=_customers_add)
     cu.add_parser("list", help="list customer refs").set_defaults(handler=_customers_list)
 

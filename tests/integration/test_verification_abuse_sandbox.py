@@ -176,7 +176,8 @@ async def test_authenticator_code_is_refused_when_replayed_after_a_restart(
     mobile = fresh_number()
     secret = pyotp.random_base32()
     result = callsec.cli("customers", "add", "--name", "Replay Opfer", "--mobile", mobile,
-                         "--method", "totp", "--totp-secret", secret)
+                         "--method", "totp", "--totp-secret-stdin",
+                         stdin=secret + "\n")
     assert result.returncode == 0, result.stderr
     totp = pyotp.TOTP(secret)
     call = await carrier.call("1000", caller_id=mobile)

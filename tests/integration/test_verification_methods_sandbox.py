@@ -119,7 +119,8 @@ async def test_authenticator_app_code_verifies_without_sending_anything(
     mobile = fresh_mobile()
     secret = pyotp.random_base32()
     result = callsec.cli("customers", "add", "--name", "App User", "--mobile", mobile,
-                         "--method", "totp", "--totp-secret", secret)
+                         "--method", "totp", "--totp-secret-stdin",
+                         stdin=secret + "\n")
     assert result.returncode == 0, result.stderr
     before = len(callsec.outbox_messages())
     call = await carrier.call("1000", caller_id=mobile)

@@ -78,3 +78,48 @@ def test_keys_init_sets_up_a_new_database(tmp_path: Path) -> None:
     result = callsec(path, "keys", "init")
     assert result.returncode == 0, result.stderr
     assert revision(path) == head_revision()
+
+
+def _add(conf: Path, *extra: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    return callsec(conf, "customers", "add", "--name", "App User", "--mobile", "+49 151 22334455",
+                   "--method", "totp", *extra, stdin=stdin)
+
+
+def _stored_totp_secret(conf: Path, ref: str) -> str | None:
+    from callsec_ari.store.context import open_store
+
+    store = open_store(load_settings(conf, env={}), upgrade=False)
+    try:
+        return store.customers.get(ref).totp_secret
+    finally:
+        store.close()
+
+
+def test_totp_secret_on_the_command_line_is_refused_without_echoing_it(conf: Path) -> None:
+    result = _add(conf, "--totp-secret", "JBSWY3DPEHPK3PXPJBSWY3DP")
+    assert result.returncode == 2
+    assert "--totp-secret" in result.stderr and "JBSWY3DP" not in result.stderr
+    assert "--totp-secret-stdin" in result.stderr
+
+
+@pytest.mark.parametrize("bad", ["not base32 at all!!1", "JBSWY3DPEHPK3PX", "JBSWY3DP0HPK3PXP"])
+def test_totp_secret_that_is_not_base32_or_too_short_exits_2_naming_the_option(
+        conf: Path, bad: str) -> None:
+    result = _add(conf, "--totp-secret-stdin", stdin=bad + "\n")
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    assert "--totp-secret-stdin: not a base32" in result.stderr and bad not in result.stderr
+    assert callsec(conf, "customers", "list").stdout.strip() == ""
+
+
+def test_totp_secret_from_stdin_or_a_file_is_stored_normalised(conf: Path,
+                                                               tmp_path: Path) -> None:
+    result = _add(conf, "--totp-secret-stdin", stdin="jbsw y3dp ehpk 3pxp\n")
+    assert result.returncode == 0, result.stderr
+    assert _stored_totp_secret(conf, result.stdout.strip()) == "JBSWY3DPEHPK3PXP"
+    secret_file = tmp_path / "totp.txt"
+    secret_file.write_text("KRSXG5CTMVRXEZLU====\n")
+    result = _add(conf, "--totp-secret-file", str(secret_file))
+    assert result.returncode == 0, result.stderr
+    assert _stored_totp_secret(conf, result.stdout.strip()) == "KRSXG5CTMVRXEZLU"
+    result = _add(conf, "--totp-secret-file", str(tmp_path / "missing"))
+    assert result.returncode == 2 and "--totp-secret-file" in result.stderr
