@@ -34,6 +34,11 @@ _LABELLED = re.compile(
     r"(\s*[:=#]\s*[\"']?)(\+?\d[\d .\-]*\d)")
 #: Digits an IBAN must carry before it is blanked (base32 refs carry few).
 _IBAN_MIN_DIGITS = 8
+#: A card number anywhere, glued to a word or punctuation (``Karte:4111...``, ``Nr.4111...``,
+#: ``ref-4111...``, ``card_4111_1111_...``): 13-19 digits, single spaces, dashes or
+#: underscores between them, blanked when the Luhn check passes (ids rarely do; the other rules
+#: need a free-standing run).
+_GLUED_CARD = re.compile(r"(?<![\d+])\+?\d(?:[ _\-]?\d){12,18}(?!\d)")
 
 
 def mask_digits(value: str | None) -> str:
@@ -78,6 +83,20 @@ def _digit_count(text: str) -> int:
     return sum(c.isdigit() for c in text)
 
 
+def luhn_ok(digits: str) -> bool:
+    """Whether ``digits`` (digits only) pass the Luhn check card numbers carry."""
+    total = 0
+    for index, char in enumerate(reversed(digits)):
+        value = int(char) * (2 if index % 2 else 1)
+        total += value - 9 if value > 9 else value
+    return total % 10 == 0
+
+
+def _blank_card(match: re.Match[str]) -> str:
+    digits = re.sub(r"\D", "", match.group())
+    return "<redacted>" if digits.isascii() and luhn_ok(digits) else match.group()
+
+
 def _blank_labelled(match: re.Match[str]) -> str:
     if _digit_count(match.group(3)) < 4:
         return match.group()
@@ -86,9 +105,11 @@ def _blank_labelled(match: re.Match[str]) -> str:
 
 def redact_text(text: str) -> str:
     """Blank every free-standing run of 4+ digits (phone numbers, PANs, codes) in ``text``,
-    compact IBANs, dotted card numbers, and digits after a label such as ``PAN:`` or
-    ``code=``. Counts printed through :class:`Figure` (``1,018``) are kept."""
+    card numbers (Luhn) wherever they stand, compact IBANs, dotted card numbers, and digits
+    after a label such as ``PAN:`` or ``code=``. Counts printed through :class:`Figure`
+    (``1,018``) are kept."""
     text = _LABELLED.sub(_blank_labelled, text)
+    text = _GLUED_CARD.sub(_blank_card, text)
     text = _COMPACT_IBAN.sub(lambda m: "<redacted>" if _digit_count(m.group())
                              >= _IBAN_MIN_DIGITS else m.group(), text)
     text = _DOTTED_GROUPS.sub(lambda m: "<redacted>" if _digit_count(m.group()) >= 12
