@@ -24,6 +24,30 @@
 # every Python package installed (constraints.txt, pip -c).
 
 ARG BASE=debian:bookworm-20250520-slim@sha256:90522eeb7e5923ee2b871c639059537b30521272f10ca86fdbbbb2b75a8c40cd
+
+# Stage 1: the wheel, as `python -m build` makes it: setup.py's build hook converts the master
+# prompts with sox (and the G722 wheel) into callsec_ari/data/. Only the wheel leaves this stage.
+FROM ${BASE} AS wheel
+
+RUN apt-get update \
+    && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
+       python3=3.11.2-1+b1 \
+       python3-venv=3.11.2-1+b1 \
+       sox=14.4.2+git20190427-3.5 \
+    && rm -rf /var/lib/apt/lists/*
+
+WORKDIR /src
+COPY constraints.txt setup.py setup.cfg pyproject.toml MANIFEST.in README.md LICENSE ./
+COPY callsec_ari ./callsec_ari
+COPY sounds ./sounds
+COPY dialplan ./dialplan
+COPY config ./config
+# PIP_CONSTRAINT pins the isolated build environment too (setuptools, wheel, G722).
+RUN python3 -m venv /opt/build \
+    && PIP_CONSTRAINT=/src/constraints.txt \
+       /opt/build/bin/pip wheel --no-deps -c constraints.txt -w /wheels .
+
+# Stage 2: the image.
 FROM ${BASE}
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -53,13 +77,12 @@ RUN groupadd --system --gid 10001 callsec \
     && chown callsec:callsec /var/lib/callsec \
     && chmod 0700 /var/lib/callsec
 
-WORKDIR /opt/callsec/src
-COPY constraints.txt setup.cfg pyproject.toml README.md LICENSE ./
-COPY callsec_ari ./callsec_ari
+WORKDIR /opt/callsec
+COPY constraints.txt ./
+COPY --from=wheel /wheels /opt/callsec/wheels
 RUN python3 -m venv /opt/callsec/venv \
-    && PIP_CONSTRAINT=/opt/callsec/src/constraints.txt \
-       pip install -c constraints.txt . \
-    && rm -rf /opt/callsec/src/build
+    && pip install -c constraints.txt /opt/callsec/wheels/*.whl \
+    && rm -rf /opt/callsec/wheels
 
 COPY docker/callsec.conf /etc/callsec/callsec.conf
 COPY config/callsec.conf.sample /etc/callsec/callsec.conf.sample

@@ -98,3 +98,18 @@ def test_image_refuses_to_run_on_a_fresh_volume_before_keys_init(tmp_path: Path)
     assert result.returncode == 2, result.stderr[-2000:]
     assert "keys init" in result.stderr
     assert list(state.rglob("*")) == []
+
+
+def test_image_carries_the_assets_install_assets_copies() -> None:
+    """The image's wheel was built by setup.py's hook (sox in the build stage): prompts in every
+    native format and the dialplan are there for ``callsec install-assets``."""
+    script = ("d=$(mktemp -d) && mkdir $d/s $d/d && "
+              "callsec install-assets --sounds-dir $d/s --dialplan-dir $d/d >/dev/null && "
+              "ls $d/s/en/callsec $d/d")
+    result = subprocess.run(["podman", "exec", CONTAINER, "sh", "-c", script],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    names = result.stdout.split()
+    assert "extensions_callsec.conf" in names
+    for ext in ("ulaw", "alaw", "g722", "sln16"):
+        assert any(name.endswith(f".{ext}") for name in names), ext
