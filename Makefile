@@ -47,9 +47,11 @@ e2e: venv sandbox-up
 	tools/run-tier.sh e2e tests/e2e -q
 
 # The lowest versions setup.cfg allows (X==lower bound of every runtime dependency, the dev tools
-# as in constraints.txt) in a fresh venv outside the repo, and the unit tier run there.
+# as in constraints.txt) in a fresh venv outside the repo, and the unit tier run there, then the
+# store's database tests (SQLite and PostgreSQL: sqlalchemy, alembic, psycopg at their lowest).
 LOWEST_VENV ?= /tmp/callsec-lowest-venv
-lowest-check: venv
+LOWEST_DB_TESTS := $(addprefix tests/integration/store/test_store_,db.py customers_db.py vault_db.py audit_db.py)
+lowest-check: venv pg-up
 	rm -rf $(LOWEST_VENV)
 	$(PYTHON) -m venv $(LOWEST_VENV)
 	$(BIN)/python tools/requirements.py lowest > $(LOWEST_VENV)/lowest.txt
@@ -58,6 +60,7 @@ lowest-check: venv
 	$(LOWEST_VENV)/bin/pip install -q -c $(LOWEST_VENV)/lowest.txt -r $(LOWEST_VENV)/requires.txt
 	$(LOWEST_VENV)/bin/pip freeze | tr _ - | grep -i -f <(sed 's/==.*/==/' $(LOWEST_VENV)/lowest.txt)
 	TIER_PYTHON=$(LOWEST_VENV)/bin/python tools/run-tier.sh lowest tests/unit -q -p no:cacheprovider
+	TIER_PYTHON=$(LOWEST_VENV)/bin/python tools/run-tier.sh lowest-db $(LOWEST_DB_TESTS) -q -p no:cacheprovider
 
 # The built sdist and wheel, the wheel installed into a fresh venv outside the repo, and from
 # there: install-assets, check-config, db upgrade, keys init, and a verified sandbox call.
