@@ -64,6 +64,10 @@ class BlindIndex:
         """Index of an already normalised E.164 number (bulk paths)."""
         return self._mac("phone", e164)
 
+    def email(self, address: str) -> bytes:
+        """Index of an e-mail address (trimmed, case folded)."""
+        return self._mac("email", address.strip().casefold())
+
     def customer_number(self, digits: str) -> bytes:
         return self._mac("customer_number", normalise_digits(digits))
 

@@ -86,6 +86,8 @@ def _customers_import(args: argparse.Namespace, settings: Settings) -> int:
     with _store(settings) as st:
         report = import_vcards(st.customers, text, actor=actor(),
                                default_language=settings.verification.default_language)
+    for warning in report.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
     for failure in report.failed:
         print(f"skipped {failure}", file=sys.stderr)
     print(report.summary())

@@ -156,11 +156,30 @@ class CustomerStore:
         s.flush()
         self._index_rows(key, ref, data, rows)
 
+    def _match(self, s: Session, data: CustomerData) -> str | None:
+        """The customer a card without a UID belongs to: the one (not erased) whose phone
+        number or e-mail address has the same blind index; :class:`Conflict` if several."""
+        refs: set[str] = set()
+        bis = [self.blind.phone_e164(p.number) for p in data.phones]
+        if bis:
+            refs.update(s.scalars(select(PhoneRow.customer_ref).where(PhoneRow.bi.in_(bis))))
+        if data.email:
+            refs.update(s.scalars(select(CustomerRow.ref)
+                                  .where(CustomerRow.email_bi == self.blind.email(data.email))))
+        if refs:
+            refs = set(s.scalars(select(CustomerRow.ref).where(
+                CustomerRow.ref.in_(refs), CustomerRow.erased_at.is_(None))))
+        if len(refs) > 1:
+            raise Conflict("the card has no UID and its phone numbers or e-mail address "
+                           "belong to several customers (add a UID)")
+        return next(iter(refs), None)
+
     def _save_in(self, s: Session, data: CustomerData, rows: _Rows) -> SaveResult:
-        ref = None
         if data.uid:
             ref = s.scalar(select(CustomerRow.ref)
                            .where(CustomerRow.uid_bi == self.blind.uid(data.uid)))
+        else:
+            ref = self._match(s, data)
         if ref is None:
             return SaveResult(self._create_in(s, data, rows).ref, True)
         self._update_in(s, ref, data, rows)
@@ -228,9 +247,11 @@ class CustomerStore:
                                                 "family": n.family}, ensure_ascii=False)),
             "email_enc": enc("email", data.email),
             "totp_secret_enc": enc("totp_secret", data.totp_secret),
-            "uid_enc": enc("uid", data.uid),
-            "uid_bi": self.blind.uid(data.uid) if data.uid else None,
+            "email_bi": self.blind.email(data.email) if data.email else None,
             "language": data.language, "preferred_method": data.preferred_method}
+        if data.uid is not None:  # None on update of a card matched without UID: keep it
+            columns["uid_enc"] = enc("uid", data.uid)
+            columns["uid_bi"] = self.blind.uid(data.uid)
         if data.customer_number is not None:  # None on update: keep the number
             columns["customer_number_enc"] = enc("customer_number", data.customer_number)
         return columns

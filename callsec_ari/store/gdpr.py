@@ -113,7 +113,7 @@ class Gdpr:
             phones = rowcount(s.execute(delete(PhoneRow).where(PhoneRow.customer_ref == ref)))
             s.execute(delete(CustomerNumberRow).where(CustomerNumberRow.customer_ref == ref))
             row.name_enc = row.email_enc = row.totp_secret_enc = None
-            row.customer_number_enc = row.uid_enc = row.uid_bi = None
+            row.customer_number_enc = row.uid_enc = row.uid_bi = row.email_bi = None
             row.erased_at = row.updated_at = utcnow()
             s.execute(update(VerificationRow).where(VerificationRow.customer_ref == ref)
                       .values(caller_enc=None))

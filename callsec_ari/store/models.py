@@ -94,6 +94,8 @@ class CustomerRow(Base):
     customer_number_enc: Mapped[bytes | None]
     uid_enc: Mapped[bytes | None]
     uid_bi: Mapped[bytes | None] = mapped_column(LargeBinary(32), unique=True)
+    #: Blind index of the e-mail address (migration 0008): a card without a UID is matched by it.
+    email_bi: Mapped[bytes | None] = mapped_column(LargeBinary(32), index=True)
     language: Mapped[str] = mapped_column(String(2), default="en")
     preferred_method: Mapped[str] = mapped_column(String(8), default="sms")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -7,11 +7,16 @@ encrypted and as a blind index: re-importing a card updates its customer); exten
 ``X-CALLSEC-CUSTOMER-NUMBER`` and ``X-CALLSEC-METHOD`` (sms|email|totp).
 
 A file is split into cards before parsing, so one malformed card is reported (position, line,
-UID) and skipped while the others import. Failure reasons never contain a card's values.
+UID) and skipped while the others import. A phone number that is not a valid number (e.g. a
+UK drama-range mobile) is left out and reported as a warning when anything usable is left (an
+e-mail address or another valid number); a card with nothing usable is rejected. A card
+without a UID updates the customer whose phone number or e-mail address (blind indexes) it
+carries, so re-importing it never duplicates. Failure reasons never contain a card's values.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Iterator
@@ -20,6 +25,8 @@ from typing import Any
 
 import vobject
 
+from callsec_ari.core.errors import InvalidInput
+from callsec_ari.store.blind import normalise_phone
 from callsec_ari.store.customers import Customer, CustomerData, CustomerStore, Name, Phone
 
 log = logging.getLogger(__name__)
@@ -49,6 +56,8 @@ class ImportReport:
     created: int = 0
     updated: int = 0
     failed: list[CardFailure] = field(default_factory=list)
+    #: Cards imported without some of their values (an invalid phone number left out).
+    warnings: list[CardFailure] = field(default_factory=list)
     seconds: float = 0.0
     refs: list[str] = field(default_factory=list)
 
@@ -57,8 +66,9 @@ class ImportReport:
         return self.created + self.updated + len(self.failed)
 
     def summary(self) -> str:
+        warned = f", {len(self.warnings)} with warnings" if self.warnings else ""
         return (f"{self.total} cards: {self.created} created, {self.updated} updated, "
-                f"{len(self.failed)} failed ({self.seconds:.1f} s)")
+                f"{len(self.failed)} failed{warned} ({self.seconds:.1f} s)")
 
 
 def split_cards(text: str) -> Iterator[tuple[int, int, str | None]]:
@@ -180,6 +190,33 @@ def parse_vcards(text: str, default_language: str = "en"
             yield CardFailure(position, line, uid, f"malformed vCard ({type(exc).__name__})")
 
 
+def drop_invalid_phones(parsed: ParsedCard, region: str
+                        ) -> tuple[ParsedCard | CardFailure, list[CardFailure]]:
+    """The card without its invalid phone numbers (one warning each) when an e-mail address
+    or a valid number is left; else a failure. Reasons name the TEL's position only."""
+    kept: list[Phone] = []
+    warnings: list[CardFailure] = []
+    data = parsed.data
+    for index, phone in enumerate(data.phones, 1):
+        try:
+            normalise_phone(phone.number, region)
+        except InvalidInput:
+            warnings.append(CardFailure(parsed.position, parsed.line, data.uid,
+                                        f"TEL {index} is not a valid phone number: left out"))
+            continue
+        kept.append(phone)
+    if not warnings:
+        return parsed, []
+    if not kept and not data.email:
+        return CardFailure(parsed.position, parsed.line, data.uid,
+                           "no valid phone number and no e-mail address"), []
+    method = data.preferred_method
+    if method == "sms" and not any(p.kind == "mobile" for p in kept) and data.email:
+        method = "email"
+    return ParsedCard(parsed.position, parsed.line, dataclasses.replace(
+        data, phones=tuple(kept), preferred_method=method)), warnings
+
+
 def import_vcards(store: CustomerStore, text: str, *, default_language: str = "en",
                   actor: str = "system", batch: int = 200) -> ImportReport:
     """Create or update (same UID) a customer per card, ``batch`` cards per transaction;
@@ -203,7 +240,11 @@ def import_vcards(store: CustomerStore, text: str, *, default_language: str = "e
                 report.updated += 1
         pending.clear()
 
-    for item in parse_vcards(text, default_language):
+    for parsed in parse_vcards(text, default_language):
+        item = parsed
+        if isinstance(parsed, ParsedCard):
+            item, warnings = drop_invalid_phones(parsed, store.blind.default_region)
+            report.warnings.extend(warnings)
         if isinstance(item, CardFailure):
             report.failed.append(item)
             continue
@@ -212,11 +253,15 @@ def import_vcards(store: CustomerStore, text: str, *, default_language: str = "e
             flush()
     flush()
     report.failed.sort(key=lambda f: f.position)
+    failed = {f.position for f in report.failed}
+    report.warnings = [w for w in report.warnings if w.position not in failed]
     report.seconds = time.monotonic() - started
     if store.audit is not None:
-        store.audit.append(actor, "customers.import", "", {
-            "created": report.created, "updated": report.updated,
-            "failed": len(report.failed)})
+        details = {"created": report.created, "updated": report.updated,
+                   "failed": len(report.failed)}
+        if report.warnings:
+            details["warnings"] = len(report.warnings)
+        store.audit.append(actor, "customers.import", "", details)
     return report
 
 

@@ -123,3 +123,76 @@ def test_totp_secret_from_stdin_or_a_file_is_stored_normalised(conf: Path,
     assert _stored_totp_secret(conf, result.stdout.strip()) == "KRSXG5CTMVRXEZLU"
     result = _add(conf, "--totp-secret-file", str(tmp_path / "missing"))
     assert result.returncode == 2 and "--totp-secret-file" in result.stderr
+
+
+DRAMA = "+447700900123"  # UK drama range: looks like a mobile, is not a valid number
+
+
+def _card(*lines: str) -> str:
+    return "BEGIN:VCARD\r\nVERSION:4.0\r\n" + "".join(f"{line}\r\n" for line in lines) + \
+        "END:VCARD\r\n"
+
+
+def _import(conf: Path, tmp_path: Path, text: str) -> subprocess.CompletedProcess[str]:
+    path = tmp_path / "cards.vcf"
+    path.write_text(text, encoding="utf-8")
+    return callsec(conf, "customers", "import", str(path))
+
+
+def _refs(conf: Path) -> list[str]:
+    result = callsec(conf, "customers", "list")
+    assert result.returncode == 0, result.stderr
+    return result.stdout.split()
+
+
+def test_a_card_whose_only_phone_is_invalid_is_kept_with_its_email_and_a_warning(
+        conf: Path, tmp_path: Path) -> None:
+    text = _card("FN:Ada Drama", f"TEL;TYPE=cell:{DRAMA}", "EMAIL:ada@example.org")
+    result = _import(conf, tmp_path, text)
+    assert result.returncode == 0, (result.stdout, result.stderr)
+    assert "1 created" in result.stdout and "0 failed" in result.stdout
+    assert "warning: card 1 at line 1: TEL 1 is not a valid phone number" in result.stderr
+    assert DRAMA not in result.stderr + result.stdout and "ada@" not in result.stderr
+    (ref,) = _refs(conf)
+    exported = callsec(conf, "customers", "export", ref).stdout
+    assert "ada@example.org" in exported and "Ada Drama" in exported
+    assert "7700900123" not in exported and "X-CALLSEC-METHOD:email" in exported
+
+
+def test_an_invalid_phone_is_left_out_when_another_valid_number_is_there(
+        conf: Path, tmp_path: Path) -> None:
+    text = _card("FN:Bo Two", f"TEL;TYPE=cell:{DRAMA}", "TEL;TYPE=cell:+49 151 23456789")
+    result = _import(conf, tmp_path, text)
+    assert result.returncode == 0, result.stderr
+    assert "TEL 1 is not a valid phone number" in result.stderr
+    (ref,) = _refs(conf)
+    assert "+4915123456789" in callsec(conf, "customers", "export", ref).stdout
+
+
+def test_a_card_with_nothing_usable_is_still_rejected(conf: Path, tmp_path: Path) -> None:
+    result = _import(conf, tmp_path, _card("FN:Cy Nothing", f"TEL;TYPE=cell:{DRAMA}"))
+    assert result.returncode == 1
+    assert "skipped card 1 at line 1: no valid phone number and no e-mail address" \
+        in result.stderr
+    assert _refs(conf) == []
+
+
+def test_re_importing_cards_without_uid_matches_by_phone_or_email(
+        conf: Path, tmp_path: Path) -> None:
+    by_phone = _card("FN:Dee Phone", "TEL;TYPE=cell:+49 151 34567890")
+    by_email = _card("FN:Eve Mail", "EMAIL:eve@example.org")
+    assert _import(conf, tmp_path, by_phone + by_email).returncode == 0
+    assert len(_refs(conf)) == 2
+    renamed = _card("FN:Dee Phone-Renamed", "TEL;TYPE=cell:0151 34567890")
+    moved = _card("FN:Eve Mail", "EMAIL:Eve@Example.org", "TEL;TYPE=cell:+49 151 45678901")
+    result = _import(conf, tmp_path, renamed + moved)
+    assert result.returncode == 0, result.stderr
+    assert "0 created, 2 updated" in result.stdout
+    refs = _refs(conf)
+    assert len(refs) == 2
+    exported = "".join(callsec(conf, "customers", "export", ref).stdout for ref in refs)
+    assert "Dee Phone-Renamed" in exported and "+4915145678901" in exported
+    both = _card("FN:Mix Up", "TEL;TYPE=cell:+49 151 34567890", "EMAIL:eve@example.org")
+    result = _import(conf, tmp_path, both)
+    assert result.returncode == 1 and "several customers" in result.stderr
+    assert len(_refs(conf)) == 2
