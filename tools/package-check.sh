@@ -21,10 +21,12 @@ wheel=$(echo "$out"/dist/callsec_ari-*.whl)
 sdist=$(echo "$out"/dist/callsec_ari-*.tar.gz)
 ls -l "$wheel" "$sdist"
 
-step "installing the wheel into a fresh venv $out/venv"
+step "installing the wheel into a fresh venv $out/venv with the sdist's constraints.txt"
+tar -xzf "$sdist" -C "$out" --strip-components=1 --wildcards '*/constraints.txt'
+cmp "$out/constraints.txt" constraints.txt
 "$python" -m venv "$out/venv"
 "$out/venv/bin/pip" install -q --upgrade pip
-"$out/venv/bin/pip" install -q -c constraints.txt "$wheel"
+"$out/venv/bin/pip" install -q -c "$out/constraints.txt" "$wheel"
 "$out/venv/bin/pip" check
 
 step "running the installed callsec against the sandbox"
