@@ -123,7 +123,8 @@ def test_container_files_name_no_host(path: Path) -> None:
 
 def test_compose_has_callsec_postgres_and_asterisk_built_here() -> None:
     services = compose()["services"]
-    assert set(services) == {"callsec", "callsec-keys", "postgres", "asterisk"}
+    assert set(services) == {"callsec", "callsec-migrate", "callsec-keys", "postgres",
+                             "asterisk"}
     assert services["callsec"]["build"]["context"] == "."
     asterisk_build = services["asterisk"]["build"]
     assert (REPO / asterisk_build["context"] / asterisk_build["dockerfile"]).is_file()
@@ -131,6 +132,10 @@ def test_compose_has_callsec_postgres_and_asterisk_built_here() -> None:
     assert set(services["callsec"]["depends_on"]) == {"asterisk", "postgres", "callsec-keys"}
     # keys are created only on purpose: a one-shot `callsec keys init` before callsec starts
     assert services["callsec-keys"]["command"] == ["keys", "init"]
+    # only run and db upgrade migrate: the one-shot `db upgrade` runs before keys init
+    assert services["callsec-migrate"]["command"] == ["db", "upgrade"]
+    assert services["callsec-keys"]["depends_on"]["callsec-migrate"]["condition"] == \
+        "service_completed_successfully"
     assert services["callsec"]["depends_on"]["callsec-keys"]["condition"] == \
         "service_completed_successfully"
 
