@@ -152,19 +152,21 @@ def _mismatch(keyring: KeyRing, problems: list[str]) -> KeyRingMismatch:
 def check_key_ring(db: Database, keyring: KeyRing) -> None:
     """Refuse a key ring that is not the database's (every open of the store calls this).
 
-    KEK versions present in the key ring but not yet recorded (created by another node or an
-    older callsec) are recorded now: they are first used from here on."""
+    A KEK version present in the key ring but not recorded (an inline ``[crypto] kek``, a file
+    or token object nobody created with ``keys init`` or ``keys rotate``) is refused too, not
+    adopted: the newest KEK wraps every new data key, so adopting one would put new data under
+    a key that may be in no backed-up key ring. ``keys init`` records it on purpose."""
     rows = recorded(db)
     if not rows:
         raise KeysNotInitialised(f"the database at {db.where} records no keys yet: "
                                  f"{_INIT_HINT} (it also adopts an existing key ring)")
     problems = _compare(keyring, rows)
+    known = {(r.name, r.version) for r in rows}
+    problems += [f"{label(KEK, v)} is in the key ring but the database never recorded it "
+                 "(run `callsec keys init` to adopt a KEK you mean to use)"
+                 for v in keyring.versions() if (KEK, v) not in known]
     if problems:
         raise _mismatch(keyring, problems)
-    known = {(r.name, r.version) for r in rows}
-    for version in keyring.versions():
-        if (KEK, version) not in known:
-            record(db, keyring, KEK, version)
 
 
 def record(db: Database, keyring: KeyRing, name: str, version: int) -> None:
