@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -73,6 +74,18 @@ def check_login_settings(web: WebSettings) -> None:
                           key="login_delay_seconds")
 
 
+def address_group(remote: str) -> str:
+    """What the per-address limit counts: an IPv4 address, or an IPv6 address's /64 (one
+    subscriber's prefix: rotating addresses inside it must not escape the limit)."""
+    try:
+        address = ipaddress.ip_address(remote)
+    except ValueError:
+        return remote
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is None:
+        return str(ipaddress.IPv6Network((address, 64), strict=False))
+    return remote
+
+
 def _seconds(delta: timedelta) -> int:
     return max(1, math.ceil(delta.total_seconds()))
 
@@ -111,7 +124,7 @@ class LoginThrottle:
         return f"{kind}:" + self._hmac("login-user", username)[:32]
 
     def address_key(self, remote: str) -> str:
-        return f"{ADDRESS}:" + self._hmac("login-remote", remote)[:32]
+        return f"{ADDRESS}:" + self._hmac("login-remote", address_group(remote))[:32]
 
     def _pair(self, username: str, remote: str) -> str:
         return self._hmac("login-pair", f"{username}\n{remote}")[:32]
