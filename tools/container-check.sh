@@ -92,6 +92,8 @@ build_image() {
         -v "$VAR/pip-build.conf:/etc/pip.conf:ro" \
         -t "$IMAGE" . >"$VAR/build.log" 2>&1 \
         || { tail -40 "$VAR/build.log" >&2; die "podman build failed (log: $VAR/build.log)"; }
+    # earlier builds' leftovers (a day old: today's stay as the build cache)
+    podman image prune -f --filter until=24h >/dev/null 2>&1 || true
 }
 
 # The sandbox's Asterisk A (ARI, AMI) and callsec's ports, all on the host's loopback.
