@@ -52,6 +52,10 @@ from callsec_ari.verification.late import LateRecords
 from callsec_ari.verification.service import VerificationService
 from callsec_ari.web.app import WebServer, build_web_server
 from callsec_ari.web.deps import CaptureService, WebDeps
+from callsec_ari.webhooks import NullNotifier, WebhookNotifier
+from callsec_ari.webhooks.service import WebhookService
+from callsec_ari.webhooks.store import DeadLetters
+from callsec_ari.webhooks.tap import tapped
 
 log = logging.getLogger(__name__)
 #: How long a thread may keep the GIL while another waits for it (Python's default: 5 ms).
@@ -64,7 +68,16 @@ class Application:
         self.store = store or open_store(settings, upgrade=settings.database.auto_upgrade)
         self.bus = EventBus()
         self.executor = CallExecutor()
-        self.executor.register(Publish, self.bus.handle)
+        # --- signed webhooks (callsec_ari/webhooks): masked call events to [webhooks] urls;
+        # other slices raise theirs with self.webhooks.emit(type, call_id, masked_payload) ---
+        self.webhook_service: WebhookService | None = None
+        self.webhooks: WebhookNotifier = NullNotifier()
+        if settings.webhooks.urls:
+            self.webhook_service = WebhookService.from_settings(
+                settings, DeadLetters(self.store.db), self.store.audit)
+            self.webhooks = self.webhook_service
+        self.executor.register(Publish, tapped(self.bus.handle, self.webhooks))
+        # --- end signed webhooks ---
         self.finish_hooks: list[Callable[[CallHandle], None]] = []
         # --- metrics and status (prometheus-client registry of this application; no globals) ---
         self.registry = build_registry()
@@ -178,6 +191,9 @@ class Application:
                     export_head(self.store.audit, self.settings.logging.audit_head_minutes),
                     name="audit-head"))
                 runners.append(tg.create_task(media.run(), name="media-worker"))
+                if self.webhook_service is not None:  # one worker per URL, bounded queues
+                    runners.append(tg.create_task(self.webhook_service.run(session),
+                                                  name="webhooks"))
                 # --- AMI ---
                 if self.ami is not None:
                     runners.append(tg.create_task(self.ami.run(), name="ami"))

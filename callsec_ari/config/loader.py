@@ -123,6 +123,9 @@ def _check(settings: Settings) -> None:
     from callsec_ari.agi.trust import check_allowed_peers
 
     check_allowed_peers(settings.agi.allowed_peers)
+    from callsec_ari.webhooks.config import check_webhook_settings
+
+    check_webhook_settings(settings.webhooks)
     if settings.verification.default_policy not in settings.policies:
         raise ConfigError(
             "names no [policy:...] section", section="verification", key="default_policy"

@@ -290,6 +290,27 @@ class StatusSettings:
 
 
 @dataclass(frozen=True, kw_only=True)
+class WebhookSettings:
+    """Signed webhooks: masked call events POSTed to each URL (empty: none)."""
+
+    urls: tuple[str, ...] = ()
+    #: HMAC-SHA256 key shared by every URL (better: ``secret_file``), >= 16 characters.
+    secret: Secret = Secret("")
+    #: One key per URL instead, comma-separated in the order of ``urls`` (or ``secrets_file``,
+    #: one a line).
+    secrets: Secret = Secret("")
+    #: Per attempt; a slower receiver counts as failed and is tried again.
+    timeout_seconds: float = 5.0
+    #: Tries per event (first included) and the time they may take in all; then dead letter.
+    max_attempts: int = 8
+    max_seconds: float = 300.0
+    #: First pause between tries; doubles each time, jittered (half to all of it).
+    backoff_seconds: float = 1.0
+    #: Events waiting per URL; a full queue makes the event a dead letter at once.
+    queue_size: int = 1000
+
+
+@dataclass(frozen=True, kw_only=True)
 class Settings:
     ari: AriSettings = field(default_factory=AriSettings)
     ami: AmiSettings = field(default_factory=AmiSettings)
@@ -300,10 +321,12 @@ class Settings:
     email: EmailSettings = field(default_factory=EmailSettings)
     verification: VerificationSettings = field(default_factory=VerificationSettings)
     capture: CaptureSettings = field(default_factory=CaptureSettings)
+    approval: ApprovalSettings = field(default_factory=ApprovalSettings)
     web: WebSettings = field(default_factory=WebSettings)
     retention: RetentionSettings = field(default_factory=RetentionSettings)
     logging: LoggingSettings = field(default_factory=LoggingSettings)
     status: StatusSettings = field(default_factory=StatusSettings)
+    webhooks: WebhookSettings = field(default_factory=WebhookSettings)
     policies: Mapping[str, PolicySettings] = field(
         default_factory=lambda: types.MappingProxyType({"default": PolicySettings()})
     )

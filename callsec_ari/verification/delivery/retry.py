@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -38,6 +39,9 @@ class RetryPolicy:
     budget_seconds: float = 5.0
     #: First pause between attempts; doubles each time, never beyond the budget.
     backoff_seconds: float = 0.2
+    #: Share of each pause drawn at random (0: none; 0.5: between half and all of it), so
+    #: many senders retrying one receiver do not all come back at the same moment.
+    jitter: float = 0.0
 
 
 #: One attempt, given the seconds it may take; returns the gateway's message id.
@@ -82,6 +86,7 @@ async def send_with_retry(
                 break
             if index < policy.retries:
                 pause = policy.backoff_seconds * (2**index)
+                pause *= 1.0 - policy.jitter * random.random()  # jitter, not a secret
                 await asyncio.sleep(max(0.0, min(pause, deadline - time.monotonic())))
             continue
         elapsed = time.monotonic() - start
