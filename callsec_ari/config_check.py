@@ -95,7 +95,8 @@ def check_ari(settings: Settings) -> None:
 
 
 def check_capture(settings: Settings) -> None:
-    """The payment gateway (URL, authentication, TLS files) and the IBAN country."""
+    """The payment gateway (URL, authentication, TLS files), the sealed sink's key and the
+    IBAN country."""
     from callsec_ari.capture.fields import IBAN_DIGITS
 
     capture = settings.capture
@@ -107,6 +108,10 @@ def check_capture(settings: Settings) -> None:
 
         check_gateway_settings(capture)
         gateway_ssl_context(capture)
+    if capture.sink == "sealed":
+        from callsec_ari.capture.sealed import load_sealing_key
+
+        load_sealing_key(capture.sealed_public_key)
 
 
 def check_store(settings: Settings) -> None:

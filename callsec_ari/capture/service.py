@@ -92,6 +92,15 @@ def active_capture(call: CallHandle) -> CaptureSteering | None:
     return None
 
 
+def stored_as(row: CaptureRow, fields: Mapping[str, Mapping[str, Any]]) -> str | None:
+    """``sealed`` | ``token`` | ``vault`` (what the capture left), None when it stored nothing."""
+    if any("sealed" in per_field for per_field in fields.values()):
+        return "sealed"
+    if row.gateway_token:
+        return "token"
+    return "vault" if row.vault_refs else None
+
+
 class CaptureFeature:
     def __init__(self, store: Store, dispatcher: Dispatcher, sink: Sink, *,
                  ami: Callable[[], MixMonitorMuter | None] = lambda: None) -> None:
@@ -221,6 +230,8 @@ class CaptureFeature:
                 card["brand"] = result.brand
             if result.last4:
                 card["last4"] = result.last4
+        for kind, envelope in result.sealed.items():  # ciphertext to the merchant's key only
+            masked.setdefault(kind, {})["sealed"] = envelope
         self.store.records.save_capture(
             cmd.capture_id, call_id, fields=cmd.fields, customer_ref=cmd.customer_ref or None,
             result="captured", masked=masked, vault_refs=result.vault_refs,
@@ -228,7 +239,9 @@ class CaptureFeature:
         self.store.audit.append("system", "capture.finished", cmd.capture_id, {
             "call_id": call_id, "result": "captured", "fields": list(cmd.fields),
             "requested_by": cmd.requested_by, "sink": self.sink.name,
-            "vaulted": sorted(result.vault_refs), "gateway_token": bool(result.gateway_token)})
+            "vaulted": sorted(result.vault_refs), "gateway_token": bool(result.gateway_token),
+            **({"sealed": sorted({*result.sealed, *result.sealed_once})}
+               if result.sealed or result.sealed_once else {})})
 
     async def record_capture(self, call: CallHandle, cmd: cp.RecordCapture) -> Sequence[Event]:
         await asyncio.to_thread(self._save_recorded, call.call_id, cmd)
@@ -328,14 +341,28 @@ class CaptureFeature:
             endpoint = self._known.get(capture_id, (row.call_id, None))[1]
             if endpoint is None:
                 endpoint = self._requested_endpoint(s, capture_id)
-            masked: dict[str, Any] = {"result": row.result, "fields": dict(row.masked or {}),
+            fields = {k: dict(v) for k, v in dict(row.masked or {}).items()}
+            masked: dict[str, Any] = {"result": row.result, "fields": fields,
+                                      "stored_as": stored_as(row, fields),
                                       "vault_refs": dict(row.vault_refs or {}),
                                       "gateway_token": row.gateway_token,
                                       "finished_at": row.finished_at.isoformat()
                                       if row.finished_at else None,
                                       "media_evidence": row.media_evidence}
+            self._hand_over_once(capture_id, fields)
             return CaptureInfo(capture_id, row.call_id, endpoint,
                                row.result or "in_progress", masked)
+
+    def _hand_over_once(self, capture_id: str, fields: dict[str, dict[str, Any]]) -> None:
+        """``sink = sealed``: the sealed CVV, held in memory only, goes out with this answer
+        (``"once": true``) and is dropped."""
+        once = getattr(self.sink, "once", None)
+        taken = once.take(capture_id) if once is not None else {}
+        for kind, envelope in taken.items():
+            fields.setdefault(kind, {})["sealed"] = {**envelope, "once": True}
+        if taken:
+            log.info("capture %s: sealed %s handed over once and dropped", capture_id,
+                     ",".join(sorted(taken)))
 
     def _requested_endpoint(self, s: Session, capture_id: str) -> str | None:
         """After a restart: the endpoint of the user the call rang (``agent_user`` of the

@@ -1,4 +1,5 @@
-"""Where captured values go: the vault, or a payment gateway (cards) plus the vault (the rest).
+"""Where captured values go: the vault, or a payment gateway (cards) plus the vault (the rest),
+or sealed to the merchant's public key (``sink = sealed``: :mod:`callsec_ari.capture.sealed`).
 
 ``[capture] sink = vault``: every field is encrypted into the vault (:class:`VaultSink`), except
 the CVV, which is wiped and dropped (PCI DSS: a card security code is never stored).
@@ -74,12 +75,18 @@ class SinkResult:
     gateway_token: str | None = None
     brand: str | None = None
     last4: str | None = None
+    #: ``sink = sealed``: field kind -> envelope sealed to the merchant's key (stored).
+    sealed: dict[str, dict[str, object]] = field(default_factory=dict)
+    #: ``sink = sealed``: fields sealed but held in memory for one hand-over (the CVV).
+    sealed_once: list[str] = field(default_factory=list)
 
     @property
     def refs(self) -> tuple[tuple[str, str], ...]:
-        """For ``CaptureStored.refs``: the vault refs, and the token as ``("gateway", ...)``."""
+        """For ``CaptureStored.refs``: the vault refs, the token as ``("gateway", ...)``, each
+        sealed field as ``("sealed", kind)``."""
         refs = tuple(sorted(self.vault_refs.items()))
-        return refs + ((("gateway", self.gateway_token),) if self.gateway_token else ())
+        sealed = tuple(("sealed", kind) for kind in sorted({*self.sealed, *self.sealed_once}))
+        return refs + ((("gateway", self.gateway_token),) if self.gateway_token else ()) + sealed
 
 
 class Sink(Protocol):
@@ -263,4 +270,8 @@ def build_sink(settings: CaptureSettings, vault: Vault, *,
     vault_sink = VaultSink(vault, settings.iban_country)
     if settings.sink == "gateway":
         return GatewaySink(settings, vault_sink, session=session)
+    if settings.sink == "sealed":
+        from callsec_ari.capture.sealed import SealedSink, load_sealing_key
+
+        return SealedSink(load_sealing_key(settings.sealed_public_key), settings.iban_country)
     return vault_sink

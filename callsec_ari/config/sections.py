@@ -182,8 +182,11 @@ class PolicySettings:
 class CaptureSettings:
     #: ``bridge`` (caller alone in a capture bridge) | ``talk_through``
     mode: str = "bridge"
-    #: ``vault`` | ``gateway``
+    #: ``vault`` | ``gateway`` | ``sealed`` (each value encrypted to the merchant's public key)
     sink: str = "vault"
+    #: ``sink = sealed``: the merchant's X.509 certificate or public key (PEM or DER; X25519,
+    #: P-256 or RSA >= 2048 bits). callsec never holds the private key.
+    sealed_public_key: Path | None = None
     gateway_url: str = ""
     gateway_hmac_key: Secret = Secret("")
     #: Mutual TLS towards the gateway: client certificate and key (PEM); CA bundle to trust
@@ -361,7 +364,7 @@ CHOICES: dict[tuple[str, str], tuple[str, ...]] = {
     ("email", "backend"): ("outbox", "smtp"),
     ("email", "security"): ("none", "starttls", "tls"),
     ("capture", "mode"): ("bridge", "talk_through"),
-    ("capture", "sink"): ("vault", "gateway"),
+    ("capture", "sink"): ("vault", "gateway", "sealed"),
     ("capture", "on_agent_hangup"): ("hangup", "continue"),
     ("capture", "talk_through_fallback"): ("cancel", "bridge"),
     ("capture", "talk_through_replacement"): ("silence", "tone"),

@@ -20,7 +20,10 @@ from callsec_ari.store.keys import DataKeys
 from callsec_ari.store.models import CaptureRow, VerificationRow, as_utc, utcnow
 
 T = "verifications"
-_MASKED_KEYS = ("brand", "last4", "length", "lengths", "valid", "country", "attempts", "kind")
+#: ``sealed``: the envelope sealed to the merchant's public key (``sink = sealed``): ciphertext
+#: that nothing on callsec's side can open.
+_MASKED_KEYS = ("brand", "last4", "length", "lengths", "valid", "country", "attempts", "kind",
+                "sealed")
 
 
 def _iso(value: Any) -> str | None:
