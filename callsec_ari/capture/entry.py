@@ -5,7 +5,15 @@ Per field: play its prompt, collect digits (``#`` ends, ``*`` restarts, first-di
 inter-digit timeouts, fixed-length fields end by themselves, duplicate DTMF ENDs dropped),
 validate, and either go on, re-prompt ("invalid entry") or give up after ``max_attempts``.
 Optionally every number is entered twice to confirm. Progress goes out as masked ``Publish``
-commands (count as dots, brand once known, valid/invalid with a reason id, attempt number).
+commands (``field_started`` names the field being asked, ``field_requested`` a field asked
+again; count as dots, brand once known,
+valid/invalid with a reason id such as ``luhn``, ``expired``, ``too_short``; attempt number).
+
+Field-level control (:meth:`FieldEntry.control`, issue #18): ``rerequest`` asks one field again
+in any order (an entered value is discarded; the field being typed goes back into the queue
+after it), ``cancel`` drops a field from this capture, ``skip`` drops an optional one. On the
+keypad, ``*`` as the first key after a field's prompt re-asks the field before it (``*`` later
+in an entry still clears that entry). A capture whose every field was dropped ends ``cancelled``.
 """
 
 from __future__ import annotations
@@ -20,6 +28,7 @@ from callsec_ari.capture.masking import (
     mask_progress,
     mask_result,
 )
+from callsec_ari.capture.prompts import error_prompt
 from callsec_ari.core import commands as c
 from callsec_ari.core.digits import CollectorSpec, DigitCollector, Outcome, Result
 
@@ -43,12 +52,18 @@ class FieldEntry:
     ``invalid`` (a field failed ``max_attempts`` times) or ``timeout``."""
 
     def __init__(self, capture_id: str, fields: tuple[str, ...], context: ValidationContext,
-                 options: EntryOptions) -> None:
+                 options: EntryOptions, optional: tuple[str, ...] = ()) -> None:
         self.capture_id = capture_id
         self.fields = tuple(FieldKind(f) for f in fields)
         self.context = context
         self.o = options
-        self.index = 0
+        self.optional = frozenset(FieldKind(f) for f in optional)
+        #: The field being asked, and the ones still to ask after it (in order).
+        self.current = self.fields[0]
+        self.pending: list[FieldKind] = list(self.fields[1:])
+        #: Fields dropped from this capture: kind -> ``cancelled`` | ``skipped``.
+        self.dropped: dict[str, str] = {}
+        self._typed = False  # a key was pressed since the current field's prompt
         self.attempt = 1
         self.outcome = ""
         self.reason = ""
@@ -63,7 +78,7 @@ class FieldEntry:
 
     @property
     def kind(self) -> FieldKind:
-        return self.fields[self.index]
+        return self.current
 
     def _spec(self) -> CollectorSpec:
         spec = spec_for(self.kind, self.context)
@@ -81,15 +96,17 @@ class FieldEntry:
         return c.Play(playback_id=playback_id, media=tuple(f"sound:callsec/{n}" for n in names),
                       language=self.o.language)
 
-    def _publish(self, stage: str, **extra: str | int | bool | None) -> c.Publish:
+    def _publish(self, stage: str, kind: FieldKind | None = None,
+                 **extra: str | int | bool | None) -> c.Publish:
         payload: dict[str, str | int | bool] = {
-            "capture_id": self.capture_id, "stage": stage, "field": self.kind.value,
+            "capture_id": self.capture_id, "stage": stage, "field": (kind or self.kind).value,
             "attempt": self.attempt}
         payload.update({k: v for k, v in extra.items() if v is not None})
         return c.Publish(topic="capture", payload=tuple(payload.items()))
 
     def _prompt(self, *before: str) -> list[c.Command]:
         self.collector = DigitCollector(self._spec())
+        self._typed = False
         name = spec_for(self.kind, self.context).prompt.removeprefix("callsec/")
         if self._first_entry is not None:
             name = "enter-again-to-confirm"
@@ -97,7 +114,15 @@ class FieldEntry:
 
     # -- driving ---------------------------------------------------------------------------
     def start(self) -> list[c.Command]:
-        return [self._publish("field_started", count=0, dots=""), *self._prompt()]
+        return [*self._requested(), *self._prompt()]
+
+    def _requested(self, again: bool = False) -> list[c.Command]:
+        """``field_started`` names the field being asked (``field_requested`` before it when
+        the field is asked again on request)."""
+        started = self._publish("field_started", count=0, dots="",
+                                optional=self.current in self.optional or None)
+        return [self._publish("field_requested", count=0, dots=""), started] if again \
+            else [started]
 
     def digit(self, key: str, at: float) -> list[c.Command]:
         if self.outcome:
@@ -105,6 +130,11 @@ class FieldEntry:
         first = self.collector.count == 0
         if first and key == "#":
             return []  # a "#" after a fixed-length field that already ended by itself
+        if key == "*" and not self._typed:
+            previous = self._previous()
+            if previous is not None:
+                return self.control(previous.value, "rerequest")
+        self._typed = True
         result = self.collector.feed(key, at)
         commands: list[c.Command] = []
         if first and result.outcome is Outcome.PROGRESS:
@@ -166,13 +196,74 @@ class FieldEntry:
         return [c.CancelTimer(name=TIMER), done, *self._next_field()]
 
     def _next_field(self) -> list[c.Command]:
-        self.index += 1
         self.attempt = 1
-        if self.index >= len(self.fields):
-            self.index -= 1
-            self.outcome = "captured"
+        if not self.pending:
+            self.outcome = "captured" if self.masked else "cancelled"
+            self.reason = "" if self.masked else "fields_cancelled"
             return []
-        return [self._publish("field_started", count=0, dots=""), *self._prompt()]
+        self.current = self.pending.pop(0)
+        return [*self._requested(), *self._prompt()]
+
+    def _previous(self) -> FieldKind | None:
+        """The field asked before the current one (in request order) that has a value."""
+        done = [f for f in self.fields if f.value in self.masked and f is not self.current]
+        before = [f for f in done if self.fields.index(f) < self.fields.index(self.current)]
+        candidates = before or done
+        return candidates[-1] if candidates else None
+
+    # -- field-level control ---------------------------------------------------------------
+    def control(self, field: str, action: str) -> list[c.Command]:
+        """``rerequest`` | ``cancel`` | ``skip`` one field (see the module docstring). Returns
+        ``[]`` for a field not in this capture or an action that does not apply."""
+        kind = FieldKind(field) if field in {f.value for f in self.fields} else None
+        if self.outcome or kind is None or (action == "skip" and kind not in self.optional):
+            return []
+        if action == "rerequest":
+            return self._rerequest(kind)
+        if action in ("cancel", "skip") and kind.value not in self.dropped:
+            return self._drop(kind, "cancelled" if action == "cancel" else "skipped")
+        return []
+
+    def _discard(self, kind: FieldKind) -> None:
+        holder = self.values.pop(kind.value, None)
+        if holder is not None:
+            holder.wipe()
+        self.masked.pop(kind.value, None)
+        if kind is FieldKind.CARD_NUMBER:
+            self.context = self.context.with_card_brand(None)
+
+    def _stop_current(self) -> list[c.Command]:
+        self.collector.wipe()
+        if self._first_entry is not None:
+            self._first_entry.wipe()
+            self._first_entry = None
+        stops: list[c.Command] = [c.StopPlayback(playback_id=pid) for pid in self.prompts]
+        self.prompts.clear()
+        return [c.CancelTimer(name=TIMER), *stops]
+
+    def _rerequest(self, kind: FieldKind) -> list[c.Command]:
+        self._discard(kind)
+        self.dropped.pop(kind.value, None)
+        commands = self._stop_current()
+        if kind is not self.current:
+            if kind in self.pending:
+                self.pending.remove(kind)
+            if self.current.value not in self.masked and self.current.value not in self.dropped:
+                self.pending.insert(0, self.current)
+            self.current = kind
+        self.attempt = 1
+        return [*commands, *self._requested(again=True), *self._prompt()]
+
+    def _drop(self, kind: FieldKind, how: str) -> list[c.Command]:
+        self._discard(kind)
+        self.dropped[kind.value] = how
+        publish = self._publish("field_" + how, kind, valid=False, status=how)
+        if kind in self.pending:
+            self.pending.remove(kind)
+            return [publish]
+        if kind is not self.current:
+            return [publish]
+        return [*self._stop_current(), publish, *self._next_field()]
 
     def _failed_attempt(self, reason: str, length: int = 0) -> list[c.Command]:
         self.collector.wipe()
@@ -185,14 +276,21 @@ class FieldEntry:
             self.reason = reason
             return [c.CancelTimer(name=TIMER), publish]
         self.attempt += 1
-        again = "entry-too-short" if reason in ("too_short", "length") else "invalid-entry"
+        again = error_prompt(reason)
         if reason == "timeout":
             return [publish, *self._prompt()]
         return [publish, *self._prompt(again)]
 
     def masked_summary(self) -> tuple[tuple[str, tuple[tuple[str, object], ...]], ...]:
-        out = []
-        for kind, result in self.masked.items():
+        """Per field in request order: length, valid, brand, last 4, country; a dropped field
+        ``{"valid": False, "status": "cancelled" | "skipped"}``."""
+        out: list[tuple[str, tuple[tuple[str, object], ...]]] = []
+        for field in self.fields:
+            kind, result = field.value, self.masked.get(field.value)
+            if kind in self.dropped:
+                out.append((kind, (("valid", False), ("status", self.dropped[kind]))))
+            if result is None:
+                continue
             summary: dict[str, object] = {"length": result.length, "valid": result.valid}
             if result.brand:
                 summary["brand"] = result.brand

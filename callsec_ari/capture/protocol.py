@@ -14,6 +14,7 @@ FIELD_SETS: dict[str, tuple[str, ...]] = {
     "card": ("card_number", "expiry", "cvv"),
     "bank": ("iban",),
     "id": ("national_id",),
+    "bank_us": ("routing_number", "account_number"),
 }
 
 
@@ -26,11 +27,28 @@ class CaptureRequested(Event):
     requested_by: str = "agent"
     #: ``bridge`` | ``talk_through``; empty: the configured ``[capture] mode``.
     mode: str = ""
+    #: Fields the caller may skip (``FieldControl`` action ``skip``).
+    optional: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, kw_only=True)
 class CaptureCancelled(Event):
     capture_id: str
+    by: str = "agent"
+
+
+#: ``FieldControl.action`` values.
+FIELD_ACTIONS = ("rerequest", "cancel", "skip")
+
+
+@dataclass(frozen=True, kw_only=True)
+class FieldControl(Event):
+    """Re-request, cancel or skip one field of a running capture (desk, API)."""
+
+    capture_id: str
+    field: str
+    #: One of :data:`FIELD_ACTIONS`.
+    action: str
     by: str = "agent"
 
 

@@ -90,6 +90,16 @@ class CaptureSteering:
     def digit(self, key: str, at: float) -> list[c.Command]:
         return self._after_entry(self.entry.digit(key, at))
 
+    def control(self, event: cp.FieldControl) -> list[c.Command]:
+        """Re-request, cancel or skip one field while the caller is entering."""
+        if self.stage != "entering":
+            return []
+        commands = self.entry.control(event.field, event.action)
+        if not commands:
+            return [self._publish("field_control_refused", field=event.field,
+                                  action=event.action)]
+        return self._after_entry(commands)
+
     def timer(self, name: str) -> list[c.Command]:
         if name == OVERALL:
             self.entry.outcome, self.entry.reason = "timeout", "capture_timeout"
@@ -153,6 +163,9 @@ class CaptureSteering:
                                 requested_by=self.request.requested_by, reason=reason)
 
     def _masked_flat(self) -> dict[str, str | int | bool]:
+        """The masked summary, flat (SSE payloads carry scalars): brand, last 4, and the
+        fields by outcome (``fields_valid``, ``fields_cancelled``, ``fields_skipped``,
+        ``fields_missing``: comma lists in request order)."""
         flat: dict[str, str | int | bool] = {}
         card = self.entry.masked.get("card_number")
         if card is not None:
@@ -160,4 +173,10 @@ class CaptureSteering:
                 flat["brand"] = card.brand
             if card.last_digits:
                 flat["last4"] = card.last_digits
+        groups: dict[str, list[str]] = {"valid": [], "cancelled": [], "skipped": [],
+                                        "missing": []}
+        for kind in self.request.fields:
+            how = "valid" if kind in self.entry.masked else self.entry.dropped.get(kind)
+            groups[how or "missing"].append(kind)
+        flat.update({f"fields_{k}": ",".join(v) for k, v in groups.items() if v})
         return flat

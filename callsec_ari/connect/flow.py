@@ -97,7 +97,8 @@ class ConnectFlow(TableFlow[K]):
     FINAL_STATES = frozenset({K.DONE})
     IGNORED_EVERYWHERE = (PlaybackFinished, TimerExpired, DtmfReceived, Resynchronised, LegGone,
                           LegAnswered, cp.RecordingMuted, cp.CaptureStored, cp.CaptureCancelled,
-                          cp.MediaOpened, ExternalMediaReady, cp.MediaConnected, cp.MediaClosed)
+                          cp.MediaOpened, ExternalMediaReady, cp.MediaConnected, cp.MediaClosed,
+                          cp.FieldControl)
 
     def __init__(self, call_id: str, verification: VerificationFlow,
                  options: ConnectOptions) -> None:
@@ -289,7 +290,7 @@ class ConnectFlow(TableFlow[K]):
         ref = self.verification.verified_customer  # an unverified call files under no one
         language = self.verification.language
         entry = FieldEntry(event.capture_id, event.fields, captures.context,
-                           replace(captures.entry, language=language))
+                           replace(captures.entry, language=language), event.optional)
         options = SteeringOptions(
             agent_bridge=self.bridge_id, capture_bridge=f"callsec-capture-{self.call_id}",
             customer_ref=ref, capture_timeout=captures.capture_timeout, language=language)
@@ -358,6 +359,10 @@ class ConnectFlow(TableFlow[K]):
             return capture.abandon("cancelled", f"cancelled_by_{event.by}")
         return capture.give_back("cancelled", f"cancelled_by_{event.by}")
 
+    def _field_control(self, event: cp.FieldControl) -> list[c.Command]:
+        capture = self._active(event.capture_id)
+        return capture.control(event) if capture is not None else []
+
     def _capture_stored(self, event: cp.CaptureStored) -> list[c.Command]:
         capture = self._active(event.capture_id)
         return capture.stored() if capture is not None else []
@@ -405,6 +410,7 @@ class ConnectFlow(TableFlow[K]):
         (K.CONNECTED, LegGone): _agent_left,
         (K.CONNECTED, cp.CaptureRequested): _capture_requested,
         (K.CONNECTED, cp.CaptureCancelled): _capture_cancelled,
+        (K.CONNECTED, cp.FieldControl): _field_control,
         (K.CONNECTED, cp.RecordingMuted): _muted,
         (K.CONNECTED, cp.CaptureStored): _capture_stored,
         (K.CONNECTED, DtmfReceived): _connected_digit,
