@@ -59,7 +59,7 @@ def _registrars() -> list[Callable[[Any], None]]:
     import importlib
 
     for module in ("callsec_ari.store.cli", "callsec_ari.access.cli", "callsec_ari.doctor",
-                   "callsec_ari.status_cli"):
+                   "callsec_ari.status_cli", "callsec_ari.webhooks.cli"):
         try:
             mod = importlib.import_module(module)
         except ModuleNotFoundError as exc:
