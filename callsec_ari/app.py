@@ -42,6 +42,7 @@ from callsec_ari.runtime.dispatcher import CallHandle, Dispatcher
 from callsec_ari.runtime.executor import CallExecutor
 from callsec_ari.runtime.loopwatch import LoopWatch, settle_heap
 from callsec_ari.runtime.metrics import CallMetrics, LinkCollector, LinkState
+from callsec_ari.runtime.prompts import PromptBook
 from callsec_ari.runtime.sdnotify import Notifier, watchdog, watchdog_interval
 from callsec_ari.runtime.trace import BenchTrace
 from callsec_ari.status import ControlServer, ErrorRing
@@ -67,7 +68,8 @@ class Application:
         self.settings = settings
         self.store = store or open_store(settings, upgrade=settings.database.auto_upgrade)
         self.bus = EventBus()
-        self.executor = CallExecutor()
+        self.executor = CallExecutor(PromptBook.create(settings.prompt_overrides,
+                                                       settings.prompts.sounds_dir))
         # --- signed webhooks (callsec_ari/webhooks): masked call events to [webhooks] urls;
         # other slices raise theirs with self.webhooks.emit(type, call_id, masked_payload) ---
         self.webhook_service: WebhookService | None = None

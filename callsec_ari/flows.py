@@ -60,7 +60,10 @@ class FlowRegistry:
         return ValidationContext(year=today.year, month=today.month,
                                  allowed_brands=frozenset(capture.card_brands),
                                  iban_country=capture.iban_country,
-                                 national_id_kind=capture.national_id_kind)
+                                 national_id_kind=capture.national_id_kind,
+                                 postal_code_format=capture.postal_code_format,
+                                 account_min_digits=capture.account_number_min_digits,
+                                 account_max_digits=capture.account_number_max_digits)
 
     def entry_options(self, started: CallStarted) -> EntryOptions:
         capture = self.settings.capture
@@ -75,7 +78,7 @@ class FlowRegistry:
     def capture_options(self, started: CallStarted) -> CaptureOptions:
         capture = self.settings.capture
         codes = (("card", capture.feature_card), ("bank", capture.feature_bank),
-                 ("id", capture.feature_id))
+                 ("id", capture.feature_id), ("bank_us", capture.feature_bank_us))
         return CaptureOptions(context=self.validation_context(),
                               entry=self.entry_options(started),
                               capture_timeout=capture.capture_timeout_seconds,

@@ -88,7 +88,8 @@ PERMISSIONS: Mapping[Role, Mapping[Permission, Scope]] = MappingProxyType({
 })
 
 #: Every kind a vault may hold; the CVV is not among them (PCI DSS: never stored).
-VAULT_KINDS = ("card_number", "iban", "national_id", "postal_code", "expiry")
+VAULT_KINDS = ("card_number", "iban", "national_id", "postal_code", "expiry", "routing_number",
+               "account_number")
 NEVER_REVEALED = frozenset({"cvv"})
 
 

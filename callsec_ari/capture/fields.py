@@ -17,6 +17,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
+from callsec_ari.capture.formats import (
+    POSTAL_FORMATS,
+    ROUTING_DIGITS,
+    check_account_number,
+    check_routing_number,
+)
 from callsec_ari.core.errors import InvalidInput
 
 
@@ -29,6 +35,8 @@ class FieldKind(StrEnum):
     POSTAL_CODE = "postal_code"
     IBAN = "iban"
     NATIONAL_ID = "national_id"
+    ROUTING_NUMBER = "routing_number"
+    ACCOUNT_NUMBER = "account_number"
 
 
 class CardBrand(StrEnum):
@@ -88,7 +96,10 @@ class ValidationContext:
     card_brand: str | None = None
     iban_country: str = "DE"
     national_id_kind: str = "de_steuer_id"
-    postal_code_length: int = 5
+    #: ``[capture] postal_code_format`` (a key of ``formats.POSTAL_FORMATS``).
+    postal_code_format: str = "de"
+    account_min_digits: int = 4
+    account_max_digits: int = 17
 
     def __post_init__(self) -> None:
         if not 1 <= self.month <= 12:
@@ -244,9 +255,23 @@ def _check_cvv(digits: str, context: ValidationContext) -> Validation:
 
 
 def _check_postal_code(digits: str, context: ValidationContext) -> Validation:
-    if len(digits) != context.postal_code_length:
-        return Validation.failed(Reason.FORMAT)
-    return Validation.passed()
+    postal = POSTAL_FORMATS.get(context.postal_code_format)
+    if postal is None:
+        return Validation.failed(Reason.KIND_UNSUPPORTED)
+    return _verdict(postal.check(digits))
+
+
+def _check_routing_number(digits: str, context: ValidationContext) -> Validation:
+    return _verdict(check_routing_number(digits))
+
+
+def _check_account_number(digits: str, context: ValidationContext) -> Validation:
+    return _verdict(check_account_number(digits, context.account_min_digits,
+                                         context.account_max_digits))
+
+
+def _verdict(reason_id: str | None) -> Validation:
+    return Validation.passed() if reason_id is None else Validation.failed(Reason(reason_id))
 
 
 # --- IBAN -----------------------------------------------------------------------------------
@@ -375,11 +400,11 @@ _OPEN_MAX_DIGITS = 30
 
 
 def _spec(kind: FieldKind, low: int, high: int, check: FieldCheck, *,
-          terminator: bool | None = None) -> FieldSpec:
+          terminator: bool | None = None, prompt: str = "") -> FieldSpec:
     return FieldSpec(
         kind=kind, min_digits=low, max_digits=high,
         needs_terminator=low != high if terminator is None else terminator,
-        prompt="callsec/enter-" + kind.value.replace("_", "-"), check=check,
+        prompt="callsec/" + (prompt or "enter-" + kind.value.replace("_", "-")), check=check,
     )
 
 
@@ -391,10 +416,20 @@ def spec_for(kind: FieldKind | str, context: ValidationContext) -> FieldSpec:
     if kind is FieldKind.EXPIRY:
         return _spec(kind, 4, 4, _check_expiry)
     if kind is FieldKind.CVV:
-        return _spec(kind, *cvv_lengths(context.card_brand), _check_cvv)
+        amex = context.card_brand == CardBrand.AMEX
+        return _spec(kind, *cvv_lengths(context.card_brand), _check_cvv,
+                     prompt="enter-cvv-amex" if amex else "")
     if kind is FieldKind.POSTAL_CODE:
-        size = context.postal_code_length
-        return _spec(kind, size, size, _check_postal_code)
+        postal = POSTAL_FORMATS.get(context.postal_code_format)
+        if postal is None:
+            return _spec(kind, 1, _OPEN_MAX_DIGITS, _check_postal_code)
+        return _spec(kind, min(postal.lengths), max(postal.lengths), _check_postal_code,
+                     prompt=postal.prompt)
+    if kind is FieldKind.ROUTING_NUMBER:
+        return _spec(kind, ROUTING_DIGITS, ROUTING_DIGITS, _check_routing_number)
+    if kind is FieldKind.ACCOUNT_NUMBER:
+        return _spec(kind, context.account_min_digits, context.account_max_digits,
+                     _check_account_number)
     if kind is FieldKind.IBAN:
         size_or_none = IBAN_DIGITS.get(context.iban_country.upper())
         if size_or_none is None:

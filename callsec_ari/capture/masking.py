@@ -3,7 +3,9 @@
 - while digits arrive (:func:`mask_progress`): the count, as dots, and for a card the brand once
   :data:`~callsec_ari.capture.fields.IIN_DIGITS` digits are known;
 - at the end (:func:`mask_result`): length, valid flag and reason id; for a valid card the brand
-  and the last four digits, for a valid IBAN its country and the last two; nothing else.
+  and the last four digits, for a valid IBAN its country and the last two, for a valid US
+  routing number the last four, for a valid account number the last four when it has at least
+  eight digits (never more than half of it); for a postal code only its length; nothing else.
 
 :class:`SensitiveDigits` holds the keyed digits themselves until the sink takes them.
 """
@@ -19,6 +21,8 @@ MASK_CHAR = "•"
 #: Digits of a valid card number / IBAN a masked result shows.
 CARD_TAIL_DIGITS = 4
 IBAN_TAIL_DIGITS = 2
+#: An account number shows its last 4 digits only from this length on.
+ACCOUNT_TAIL_FROM = 8
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -174,6 +178,10 @@ def mask_result(kind: FieldKind | str, digits: str | SensitiveDigits, validation
         last = _tail(digits, CARD_TAIL_DIGITS)
     elif validation.ok and kind is FieldKind.IBAN and length > IBAN_TAIL_DIGITS:
         last = _tail(digits, IBAN_TAIL_DIGITS)
+    elif validation.ok and kind is FieldKind.ROUTING_NUMBER and length > CARD_TAIL_DIGITS:
+        last = _tail(digits, CARD_TAIL_DIGITS)
+    elif validation.ok and kind is FieldKind.ACCOUNT_NUMBER and length >= ACCOUNT_TAIL_FROM:
+        last = _tail(digits, CARD_TAIL_DIGITS)
     return MaskedResult(
         kind=kind, length=length, valid=validation.ok, reason_id=validation.reason_id,
         brand=validation.brand if kind is FieldKind.CARD_NUMBER else None,

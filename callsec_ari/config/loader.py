@@ -148,10 +148,25 @@ def _check(settings: Settings) -> None:
     if capture.media_realtime_priority and capture.media_worker != "process":
         raise ConfigError("needs media_worker = process (callsec's own loop never runs"
                           " realtime)", section="capture", key="media_realtime_priority")
+    _check_capture_fields(settings)
     for name, port in (("agi", settings.agi.port), ("ami", settings.ami.port),
                        ("web", settings.web.port)):
         if not 0 <= port <= 65535:
             raise ConfigError("not a TCP port", section=name, key="port")
+
+
+def _check_capture_fields(settings: Settings) -> None:
+    from callsec_ari.capture.formats import ACCOUNT_DIGITS_RANGE
+    from callsec_ari.runtime.prompts import check_overrides
+
+    capture, (low, high) = settings.capture, ACCOUNT_DIGITS_RANGE
+    for key in ("account_number_min_digits", "account_number_max_digits"):
+        if not low <= getattr(capture, key) <= high:
+            raise ConfigError(f"must be between {low} and {high}", section="capture", key=key)
+    if capture.account_number_min_digits > capture.account_number_max_digits:
+        raise ConfigError("must not exceed account_number_max_digits", section="capture",
+                          key="account_number_min_digits")
+    check_overrides(settings.prompt_overrides)
 
 
 def _check_crypto(settings: Settings) -> None:
@@ -262,9 +277,12 @@ def load_settings(path: Path | str | None = None, env: Mapping[str, str] | None 
             raise ConfigError(f"{cfg_path}: {exc.message}") from None
     kwargs: dict[str, Any] = {}
     policies: dict[str, PolicySettings] = {}
+    prompt_overrides: dict[str, Mapping[str, str]] = {}
     for section in parser.sections():
         values = dict(parser.items(section))
-        if section.startswith("policy:"):
+        if section.startswith("prompts:"):
+            prompt_overrides[section.split(":", 1)[1]] = types.MappingProxyType(values)
+        elif section.startswith("policy:"):
             policies[section.split(":", 1)[1]] = _build(PolicySettings, section, values, env,
                                                         base_dir)
         elif section in SECTIONS:
@@ -277,6 +295,7 @@ def load_settings(path: Path | str | None = None, env: Mapping[str, str] | None 
     policies.setdefault("default", PolicySettings())
     _check_env(env, policies)
     settings = resolve_paths(Settings(**kwargs, policies=types.MappingProxyType(policies),
+                                       prompt_overrides=types.MappingProxyType(prompt_overrides),
                                        base_dir=base_dir))
     _check(settings)
     return settings

@@ -200,6 +200,12 @@ class CaptureSettings:
     )
     iban_country: str = "DE"
     national_id_kind: str = "de_steuer_id"
+    #: Postal code format: ``de`` (PLZ, 5 digits) | ``us`` (ZIP, 5 digits, or ZIP+4 keyed as
+    #: 9) | ``at`` / ``ch`` (4) | ``fr`` / ``es`` / ``it`` (5).
+    postal_code_format: str = "de"
+    #: US bank account numbers: how many digits a caller may key.
+    account_number_min_digits: int = 4
+    account_number_max_digits: int = 17
     max_attempts: int = 3
     confirm_twice: bool = False
     first_digit_timeout_seconds: float = 15.0
@@ -209,6 +215,8 @@ class CaptureSettings:
     feature_card: str = "*1"
     feature_bank: str = "*2"
     feature_id: str = "*3"
+    #: US bank account (routing number, account number); empty: no feature code.
+    feature_bank_us: str = "*4"
     agent_hold_class: str = "default"
     #: ``hangup`` | ``continue`` (back to the dialplan) when the agent leaves mid-capture.
     on_agent_hangup: str = "continue"
@@ -314,6 +322,17 @@ class WebhookSettings:
 
 
 @dataclass(frozen=True, kw_only=True)
+class PromptsSettings:
+    """``[prompts]``; the replacements themselves are ``[prompts:<lang>]`` sections
+    (``Settings.prompt_overrides``)."""
+
+    #: The Asterisk sounds dir as callsec sees it (e.g. ``/usr/share/asterisk/sounds``).
+    #: Set: languages are found in ``<dir>/<lang>/callsec/`` and a prompt a language lacks plays
+    #: in English (logged). Empty: prompts are left to Asterisk's own lookup.
+    sounds_dir: Path | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
 class Settings:
     ari: AriSettings = field(default_factory=AriSettings)
     ami: AmiSettings = field(default_factory=AmiSettings)
@@ -330,6 +349,10 @@ class Settings:
     logging: LoggingSettings = field(default_factory=LoggingSettings)
     status: StatusSettings = field(default_factory=StatusSettings)
     webhooks: WebhookSettings = field(default_factory=WebhookSettings)
+    prompts: PromptsSettings = field(default_factory=PromptsSettings)
+    #: ``[prompts:<lang>]`` sections: ``{lang: {prompt name: sound}}``.
+    prompt_overrides: Mapping[str, Mapping[str, str]] = field(
+        default_factory=lambda: types.MappingProxyType({}))
     policies: Mapping[str, PolicySettings] = field(
         default_factory=lambda: types.MappingProxyType({"default": PolicySettings()})
     )
@@ -348,7 +371,7 @@ class Settings:
 SECTIONS: dict[str, type[Any]] = {
     f.name: typing.get_type_hints(Settings)[f.name]
     for f in dataclasses.fields(Settings)
-    if f.name not in ("policies", "base_dir")
+    if f.name not in ("policies", "base_dir", "prompt_overrides")
 }
 
 # Keys that were removed: (section, key) -> what to do instead (a clear error, not "unknown").
@@ -370,6 +393,7 @@ CHOICES: dict[tuple[str, str], tuple[str, ...]] = {
     ("capture", "talk_through_replacement"): ("silence", "tone"),
     ("capture", "media_worker"): ("inline", "process"),
     ("capture", "national_id_kind"): ("de_steuer_id", "nl_bsn", "us_ssn"),
+    ("capture", "postal_code_format"): ("us", "de", "at", "ch", "fr", "es", "it"),
     ("policy", "require_code"): ("always", "risk", "never"),
     ("verification", "default_language"): ("en", "de"),
     ("logging", "level"): ("DEBUG", "INFO", "WARNING", "ERROR"),

@@ -3,7 +3,8 @@
 Channel commands (answer, play, variables, bridges...) go to ``call.data["port"]``: the ARI
 adapter for Stasis calls, the AGI session for FastAGI calls. Service commands (look up a
 customer, send a code, store a capture...) go to the handler the feature slice registered, so
-the same flows run behind ARI and behind FastAGI.
+the same flows run behind ARI and behind FastAGI. A ``Play`` first passes the
+:class:`~callsec_ari.runtime.prompts.PromptBook` (per-language overrides, English fallback).
 """
 
 from __future__ import annotations
@@ -11,10 +12,11 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol
 
-from callsec_ari.core.commands import Command
+from callsec_ari.core.commands import Command, Play
 from callsec_ari.core.errors import CallsecError
 from callsec_ari.core.events import Event
 from callsec_ari.runtime.dispatcher import CallHandle
+from callsec_ari.runtime.prompts import PromptBook
 
 ServiceHandler = Callable[[CallHandle, Any], Awaitable[Sequence[Event]]]
 
@@ -24,8 +26,9 @@ class ChannelPort(Protocol):
 
 
 class CallExecutor:
-    def __init__(self) -> None:
+    def __init__(self, prompts: PromptBook | None = None) -> None:
         self._services: dict[type[Command], ServiceHandler] = {}
+        self.prompts = prompts or PromptBook()
 
     def register(self, command_type: type[Command], handler: ServiceHandler) -> None:
         if command_type in self._services:
@@ -37,4 +40,9 @@ class CallExecutor:
         if handler is not None:
             return await handler(call, command)
         port: ChannelPort = call.data["port"]
+        if isinstance(command, Play):
+            command, missing = self.prompts.resolve(command)
+            for name in missing:
+                call.log.warning("prompt %s is missing in language %s: English played", name,
+                                 command.language)
         return await port.execute(call, command)

@@ -26,7 +26,8 @@ from callsec_ari.store.models import Base, utcnow
 
 log = logging.getLogger(__name__)
 
-KINDS = ("card_number", "iban", "national_id", "postal_code", "expiry")
+KINDS = ("card_number", "iban", "national_id", "postal_code", "expiry", "routing_number",
+         "account_number")
 REFUSED = ("cvv", "cvc", "cvv2", "cvc2", "cid", "card_security_code")
 T = "vault_items"
 VAULT = Base.metadata.tables[T]
@@ -47,6 +48,8 @@ def mask(kind: str, value: str) -> str:
         return "••/••"
     if kind == "national_id":
         return mask_digits(compact)
+    if kind == "routing_number" or (kind == "account_number" and len(compact) >= 8):
+        return "•••• " + compact[-4:]
     return f"<{len(compact)} characters>"
 
 

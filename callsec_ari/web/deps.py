@@ -27,7 +27,8 @@ from callsec_ari.verification.delivery.base import LatencyStats
 STATIC_DIR = Path(__file__).with_name("static")
 
 #: Fields an agent may ask a caller to key in (CONTRACT: ``POST .../captures``).
-CAPTURE_FIELDS = ("card_number", "expiry", "cvv", "postal_code", "iban", "national_id")
+CAPTURE_FIELDS = ("card_number", "expiry", "cvv", "postal_code", "iban", "national_id",
+                  "routing_number", "account_number")
 #: Capture modes a request may name (optional ``mode``; absent: ``[capture] mode``).
 CAPTURE_MODES = ("bridge", "talk_through")
 
