@@ -29,7 +29,6 @@ from callsec_ari.capture.masking import (
     mask_result,
 )
 from callsec_ari.capture.prompts import error_prompt
-from callsec_ari.capture.prompts import error_prompt
 from callsec_ari.core import commands as c
 from callsec_ari.core.digits import CollectorSpec, DigitCollector, Outcome, Result
 
