@@ -196,10 +196,10 @@ def test_fixed_length_fields_complete_without_hash_and_open_ones_need_it() -> No
     assert spec_for("postal_code", CTX).prompt == "callsec/enter-postal-code"
 
 
-def test_postal_code_length_is_configurable() -> None:
+def test_postal_code_length_follows_the_configured_country_format() -> None:
     assert validate("postal_code", "10115", CTX).ok
-    assert validate("postal_code", "1011", CTX).reason_id == "format"
-    four = ValidationContext(year=2026, month=5, postal_code_length=4)
+    assert validate("postal_code", "1011", CTX).reason_id == "length"
+    four = ValidationContext(year=2026, month=5, postal_code_format="at")
     assert validate("postal_code", "1010", four).ok
     assert spec_for("postal_code", four).max_digits == 4
 

@@ -56,6 +56,11 @@ def allowed_runs(kind: FieldKind, digits: str, result: MaskedResult | None) -> s
         allowed.add(digits[-4:])
     if result is not None and result.valid and kind is FieldKind.IBAN:
         allowed.add(digits[-2:])
+    if result is not None and result.valid and kind is FieldKind.ROUTING_NUMBER:
+        allowed.add(digits[-4:])
+    if result is not None and result.valid and kind is FieldKind.ACCOUNT_NUMBER \
+            and len(digits) >= 8:
+        allowed.add(digits[-4:])  # never more than half of an account number
     return allowed
 
 
@@ -76,7 +81,8 @@ def test_at_most_four_digits_of_a_card_and_two_of_an_iban_are_ever_shown(
         value: tuple[FieldKind, str]) -> None:
     kind, digits = value
     result = mask_result(kind, digits, validate(kind, digits, CTX), country="DE")
-    limit = {FieldKind.CARD_NUMBER: 4, FieldKind.IBAN: 2}.get(kind, 0)
+    limit = {FieldKind.CARD_NUMBER: 4, FieldKind.IBAN: 2, FieldKind.ROUTING_NUMBER: 4,
+             FieldKind.ACCOUNT_NUMBER: 4 if len(digits) >= 8 else 0}.get(kind, 0)
     assert len(result.last_digits) <= limit
     assert result.last_digits == (digits[-limit:] if result.last_digits else "")
 

@@ -101,7 +101,7 @@ def test_invalid_luhn_reprompts_then_invalid_after_three_attempts() -> None:
     start_capture(flow)
     bad = PAN[:-1] + "2"
     out = keys(flow, bad + "#")
-    assert "sound:callsec/invalid-entry" in of(c.Play, out)[0].media
+    assert "sound:callsec/entry-check-failed" in of(c.Play, out)[0].media
     keys(flow, bad + "#", at=20.0)
     out = keys(flow, bad + "#", at=30.0)
     assert not of(cp.StoreCapture, out)
