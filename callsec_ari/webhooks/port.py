@@ -18,6 +18,8 @@ EVENT_TYPES: tuple[str, ...] = (
     "verification.denied",
     "capture.started",
     "capture.field_completed",
+    "capture.field_cancelled",
+    "capture.field_skipped",
     "capture.finished",
     "capture.cancelled",
     "approval.requested",

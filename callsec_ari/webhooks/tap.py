@@ -21,7 +21,12 @@ KEEP: Mapping[str, str] = {
     "brand": "brand", "last_digits": "last_digits", "last4": "last_digits",
     "result": "result", "reason": "reason", "reason_id": "reason", "method": "method",
     "mode": "mode", "fields": "fields", "attempt": "attempt", "requested_by": "requested_by",
+    "fields_valid": "fields_valid", "fields_cancelled": "fields_cancelled",
+    "fields_skipped": "fields_skipped", "fields_missing": "fields_missing",
 }
+#: the masked summary a finished capture carries
+SUMMARY = ("brand", "last4", "fields_valid", "fields_cancelled", "fields_skipped",
+           "fields_missing")
 
 Handler = Callable[[CallHandle, Publish], Awaitable[Sequence[Event]]]
 
@@ -46,8 +51,10 @@ def event_for(topic: str, payload: Mapping[str, object]) -> tuple[str, dict[str,
     if stage == "field_done":
         return "capture.field_completed", _kept(
             payload, "capture_id", "field", "valid", "count", "brand", "last_digits", "attempt")
+    if stage in ("field_cancelled", "field_skipped"):  # the agent's field-level control
+        return f"capture.{stage}", _kept(payload, "capture_id", "field")
     if stage == "finished":
-        body = _kept(payload, "capture_id", "result", "reason", "brand", "last4")
+        body = _kept(payload, "capture_id", "result", "reason", *SUMMARY)
         kind = "capture.cancelled" if payload.get("result") == "cancelled" else "capture.finished"
         return kind, body
     if stage == "failed":  # the capture never started (recording could not be muted)

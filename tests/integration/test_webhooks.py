@@ -249,3 +249,29 @@ def test_every_url_needs_a_secret(tmp_path: Path) -> None:
                        extra="secrets = only-one-secret-here-1234\n")
     with pytest.raises(ConfigError, match="one per URL"):
         load_settings(two, env={})
+
+
+def test_migration_0009_matches_the_model_and_downgrades(tmp_path: Path) -> None:
+    from alembic import command
+    from alembic.autogenerate import compare_metadata
+    from alembic.runtime.migration import MigrationContext
+    from sqlalchemy import inspect
+
+    from callsec_ari.store.db import alembic_config, current_revision, open_url
+    from callsec_ari.store.models import Base
+
+    db = open_url(f"sqlite:///{tmp_path / 'm.db'}")
+    try:
+        with db.engine.connect() as conn:
+            diffs = compare_metadata(MigrationContext.configure(conn), Base.metadata)
+            assert "webhook_dead_letters" in inspect(conn).get_table_names()
+        assert [d for d in diffs if "webhook_dead_letters" in repr(d)] == []
+        cfg = alembic_config()
+        with db.engine.begin() as conn:
+            cfg.attributes["connection"] = conn
+            command.downgrade(cfg, "0008")
+        assert current_revision(db) == "0008"
+        with db.engine.connect() as conn:
+            assert "webhook_dead_letters" not in inspect(conn).get_table_names()
+    finally:
+        db.dispose()
