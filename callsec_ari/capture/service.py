@@ -50,7 +50,7 @@ from callsec_ari.capture.fields import parse_fields
 from callsec_ari.capture.sinks import CaptureValues, Sink, SinkResult, wipe_all
 from callsec_ari.capture.steering import CaptureSteering
 from callsec_ari.connect.flow import ConnectFlow, K
-from callsec_ari.core.errors import CallsecError
+from callsec_ari.core.errors import CallsecError, InvalidInput
 from callsec_ari.core.events import Event
 from callsec_ari.flows import new_capture_id
 from callsec_ari.runtime.dispatcher import CallHandle, Dispatcher
@@ -157,6 +157,10 @@ class CaptureFeature:
                       "muted" if cmd.mute else "unmuted", count)
         return [cp.RecordingMuted(mute=cmd.mute, count=count,
                                   at=asyncio.get_running_loop().time())]
+
+    async def mute_leg(self, call: CallHandle, leg: str, mute: bool) -> int:
+        """(Un)mute a leg's MixMonitor recordings for another slice (payment approvals)."""
+        return await self._mute(call, cp.MuteRecording(leg=leg, mute=mute))
 
     async def _mute(self, call: CallHandle, cmd: cp.MuteRecording) -> int:
         channel = call.data.get("channel_name") if cmd.leg == "caller" else None
@@ -278,7 +282,7 @@ class CaptureFeature:
 
     # -- the web layer's CaptureService ----------------------------------------------------
     async def request(self, call: CallHandle, fields: Sequence[str], *, actor: str,
-                      mode: str = "") -> str:
+                      mode: str = "", optional: Sequence[str] = ()) -> str:
         """``mode``: ``bridge`` | ``talk_through``; empty: ``[capture] mode``."""
         kinds = tuple(kind.value for kind in parse_fields(",".join(fields)))
         flow = call.flow
@@ -296,6 +300,7 @@ class CaptureFeature:
             "agent": call.data.get("agent_endpoint"), **({"mode": mode} if mode else {})})
         self.dispatcher.post(call.call_id, cp.CaptureRequested(
             capture_id=capture_id, fields=kinds, requested_by=actor, mode=mode,
+            optional=tuple(f for f in optional if f in kinds),
             at=asyncio.get_running_loop().time()))
         call.log.info("capture %s requested by %s (fields %s)", capture_id, actor,
                       ",".join(kinds))
@@ -309,6 +314,26 @@ class CaptureFeature:
         self.dispatcher.post(call.call_id, cp.CaptureCancelled(
             capture_id=capture_id, by="api", at=asyncio.get_running_loop().time()))
         call.log.info("capture %s cancelled by %s", capture_id, actor)
+
+    async def control_field(self, call: CallHandle, capture_id: str, field: str, action: str,
+                            *, actor: str) -> None:
+        """Re-request, cancel or skip one field (``FieldControl``; the flow decides whether it
+        applies and publishes ``field_requested`` / ``field_cancelled`` / ``field_skipped`` or
+        ``field_control_refused``)."""
+        running = active_capture(call)
+        if running is None or running.capture_id != capture_id:
+            raise CaptureNotFound("no such capture running on this call", details={
+                "call_id": call.call_id, "capture_id": capture_id})
+        if field not in running.request.fields:
+            raise InvalidInput("field: not in this capture", details={
+                "field": "field", "allowed": list(running.request.fields)})
+        if action == "skip" and field not in running.request.optional:
+            raise InvalidInput("field: not optional in this capture", details={
+                "field": "field", "allowed": list(running.request.optional)})
+        self.dispatcher.post(call.call_id, cp.FieldControl(
+            capture_id=capture_id, field=field, action=action, by=actor,
+            at=asyncio.get_running_loop().time()))
+        call.log.info("capture %s: %s of %s by %s", capture_id, action, field, actor)
 
     def _running(self, capture_id: str) -> tuple[CallHandle, CaptureSteering] | None:
         for call in self.dispatcher:

@@ -22,6 +22,8 @@ from callsec_ari.web.guard import Guarded, deps_of, require_visible, visible_cal
 from callsec_ari.web.security import client_ip, read_json, text_field
 from callsec_ari.web.views import owner_of
 
+#: ``POST .../fields/{field}`` actions (``capture.protocol.FIELD_ACTIONS``).
+FIELD_ACTIONS = ("rerequest", "cancel", "skip")
 _ID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
 
 
@@ -85,17 +87,55 @@ def _mode(body: dict[str, Any]) -> str:
     return str(mode)
 
 
+def _optional(body: dict[str, Any], fields: list[str]) -> list[str]:
+    """Optional ``optional``: fields of the request the agent or caller may skip."""
+    optional = body.get("optional", [])
+    if not isinstance(optional, list) or not all(isinstance(f, str) and f in fields
+                                                 for f in optional):
+        raise InvalidInput("optional: a list of requested fields", details={
+            "field": "optional", "allowed": fields})
+    return [str(f) for f in optional]
+
+
 async def request_capture(request: web.Request, principal: Principal) -> web.StreamResponse:
     call = await _owned_call(request, principal, Permission.CAPTURES_REQUEST)
     service = _service(request)
     body = await read_json(request)
     fields, mode = _fields(body), _mode(body)
-    capture_id = await service.request(call, fields, actor=principal.user.actor, mode=mode)
+    optional = _optional(body, fields)
+    capture_id = await service.request(call, fields, actor=principal.user.actor, mode=mode,
+                                       optional=optional)
     await asyncio.to_thread(deps_of(request).audit.append, principal.user.actor,
                             "capture.request", capture_id,
                             {"call_id": call.call_id, "fields": fields,
-                             **({"mode": mode} if mode else {})})
+                             **({"mode": mode} if mode else {}),
+                             **({"optional": optional} if optional else {})})
     return web.json_response({"capture_id": capture_id}, status=201)
+
+
+async def control_field(request: web.Request, principal: Principal) -> web.StreamResponse:
+    """``{"action": "rerequest" | "cancel" | "skip"}`` for one field of a running capture;
+    cancelling a field needs ``captures.cancel``, the others ``captures.request``. 202: the
+    flow applies it (the desk sees ``field_requested``, ``field_cancelled``...)."""
+    body = await read_json(request)
+    action, field = body.get("action"), request.match_info["field"]
+    if action not in FIELD_ACTIONS:
+        raise InvalidInput("action: rerequest, cancel or skip", details={
+            "field": "action", "allowed": list(FIELD_ACTIONS)})
+    if field not in CAPTURE_FIELDS:
+        raise InvalidInput("field: unknown field", details={"field": "field",
+                                                            "allowed": CAPTURE_FIELDS})
+    permission = Permission.CAPTURES_CANCEL if action == "cancel" \
+        else Permission.CAPTURES_REQUEST
+    call = await _owned_call(request, principal, permission)
+    service, capture_id = _service(request), _id(request, "capture_id")
+    await service.control_field(call, capture_id, field, str(action),
+                                actor=principal.user.actor)
+    await asyncio.to_thread(deps_of(request).audit.append, principal.user.actor,
+                            "capture.field_" + str(action), capture_id,
+                            {"call_id": call.call_id, "field": field})
+    return web.json_response({"capture_id": capture_id, "field": field, "action": action},
+                             status=202)
 
 
 async def cancel_capture(request: web.Request, principal: Principal) -> web.StreamResponse:
@@ -134,6 +174,7 @@ async def reveal(request: web.Request, principal: Principal) -> web.StreamRespon
 GUARDED: dict[tuple[str, str], Guarded] = {
     ("POST", "/api/v1/calls/{call_id}/captures"): request_capture,
     ("DELETE", "/api/v1/calls/{call_id}/captures/{capture_id}"): cancel_capture,
+    ("POST", "/api/v1/calls/{call_id}/captures/{capture_id}/fields/{field}"): control_field,
     ("GET", "/api/v1/captures/{capture_id}"): get_capture,
     ("POST", "/api/v1/captures/{capture_id}/reveal"): reveal,
 }

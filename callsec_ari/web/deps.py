@@ -79,11 +79,17 @@ class CaptureService(Protocol):
     """Implemented by the capture feature; every method raises ``CallsecError`` subclasses."""
 
     async def request(self, call: CallHandle, fields: Sequence[str], *, actor: str,
-                      mode: str = "") -> str:
-        """Start a capture on ``call`` (``mode``: empty for the configured one); its id."""
+                      mode: str = "", optional: Sequence[str] = ()) -> str:
+        """Start a capture on ``call`` (``mode``: empty for the configured one; ``optional``:
+        fields the agent or caller may skip); its id."""
         ...
 
     async def cancel(self, call: CallHandle, capture_id: str, *, actor: str) -> None: ...
+
+    async def control_field(self, call: CallHandle, capture_id: str, field: str, action: str,
+                            *, actor: str) -> None:
+        """Re-request, cancel or skip one field of the running capture ``capture_id``."""
+        ...
 
     async def get(self, capture_id: str) -> CaptureInfo: ...
 

@@ -90,10 +90,11 @@ class FakeCaptures:
         self.requests: list[tuple[str, tuple[str, ...], str]] = []
         self.reveals: list[tuple[str, frozenset[str], str]] = []
         self.modes: list[str] = []
+        self.controls: list[tuple[str, str, str]] = []
         self._ids = itertools.count(1)
 
     async def request(self, call: CallHandle, fields: Sequence[str], *, actor: str,
-                      mode: str = "") -> str:
+                      mode: str = "", optional: Sequence[str] = ()) -> str:
         capture_id = f"CAP-{next(self._ids)}"
         self.requests.append((call.call_id, tuple(fields), actor))
         self.modes.append(mode)
@@ -107,6 +108,13 @@ class FakeCaptures:
             raise NotFound("no such capture on this call")
         self.infos[capture_id] = CaptureInfo(capture_id, info.call_id, info.agent_endpoint,
                                              "cancelled")
+
+    async def control_field(self, call: CallHandle, capture_id: str, field: str, action: str,
+                            *, actor: str) -> None:
+        info = self.infos.get(capture_id)
+        if info is None or info.call_id != call.call_id:
+            raise NotFound("no such capture on this call")
+        self.controls.append((capture_id, field, action))
 
     async def get(self, capture_id: str) -> CaptureInfo:
         if capture_id not in self.infos:
