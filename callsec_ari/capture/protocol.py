@@ -62,8 +62,17 @@ class RecordingMuted(Event):
 @dataclass(frozen=True, kw_only=True)
 class CaptureStored(Event):
     capture_id: str
-    #: The payment-gateway token or the vault references, by field.
+    #: The payment-gateway token or the vault references, by field; ``("sealed", kind)`` per
+    #: field sealed to the merchant's key.
     refs: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def stored_as(self) -> str:
+        """``sealed`` | ``token`` | ``vault`` (what the desk shows); empty: nothing stored."""
+        kinds = {kind for kind, _ in self.refs}
+        if "sealed" in kinds:
+            return "sealed"
+        return "token" if "gateway" in kinds else ("vault" if kinds else "")
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -40,6 +40,9 @@ class CaptureSteering:
         self.o = options
         self.stage = "muting"
         self.result = ""
+        #: ``sealed`` | ``token`` | ``vault`` (set by the flow from ``CaptureStored``): goes
+        #: out with ``finished``.
+        self.stored_as = ""
         self._loop_seq = 0
         self.loop_id = ""
 
@@ -140,6 +143,7 @@ class CaptureSteering:
                           "sound:beep")),
             c.Play(playback_id=f"{self.capture_id}-beep", media=("sound:beep",), leg="agent"),
             self._publish("finished", result=result, **({"reason": reason} if reason else {}),
+                          **({"stored_as": self.stored_as} if self.stored_as else {}),
                           **self._masked_flat()),
         ]
         if result != "captured":

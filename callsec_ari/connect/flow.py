@@ -365,7 +365,10 @@ class ConnectFlow(TableFlow[K]):
 
     def _capture_stored(self, event: cp.CaptureStored) -> list[c.Command]:
         capture = self._active(event.capture_id)
-        return capture.stored() if capture is not None else []
+        if capture is None:
+            return []
+        capture.stored_as = event.stored_as
+        return capture.stored()
 
     def _failed(self, event: CommandFailed) -> list[c.Command]:
         capture = self._active()

@@ -195,3 +195,28 @@ def test_check_config_accepts_a_merchant_certificate(tmp_path: Path) -> None:
     result = check_config(env={"CALLSEC_CAPTURE__SINK": "sealed",
                                "CALLSEC_CAPTURE__SEALED_PUBLIC_KEY": str(cert)})
     assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize(("refs", "stored_as"), [
+    ((("card_number", "V-1"), ("sealed", "card_number"), ("sealed", "cvv")), "sealed"),
+    ((("gateway", "tok_1"),), "token"),
+    ((("iban", "V-2"),), "vault"),
+    ((), None),
+])
+def test_the_desk_is_told_what_the_capture_was_stored_as(refs: tuple[tuple[str, str], ...],
+                                                         stored_as: str | None) -> None:
+    from callsec_ari.capture import protocol as cp
+    from callsec_ari.core import commands as c
+    from tests.unit.test_capture_steering import CVV as CODE
+    from tests.unit.test_capture_steering import EXPIRY, connected, keys, start_capture
+
+    flow = connected()
+    start_capture(flow)
+    keys(flow, PAN + "#")
+    keys(flow, EXPIRY, at=20.0)
+    keys(flow, CODE, at=30.0)
+    back = flow.handle(cp.CaptureStored(capture_id="CP-1", refs=refs))
+    finished = [dict(x.payload) for x in back
+                if isinstance(x, c.Publish) and dict(x.payload).get("stage") == "finished"]
+    assert finished and finished[0]["result"] == "captured"
+    assert finished[0].get("stored_as") == stored_as

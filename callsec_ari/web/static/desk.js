@@ -175,7 +175,7 @@
       entry.result = { field: data.field, valid: data.valid, brand: data.brand || "",
                        last: data.last_digits || "" };
     }
-    if (data.result) { entry.outcome = data.result; entry.progress = null; }
+    if (data.result) { entry.outcome = data.result; entry.storedAs = data.stored_as || ""; entry.progress = null; }
   }
   async function requestCapture(id, kind) {
     const entry = state.calls.get(id);
@@ -223,6 +223,9 @@
     result.textContent = r ? t("field." + r.field) + ": " + (r.brand ? r.brand.toUpperCase() + " " : "") +
       (r.last ? "•••• " + r.last + " " : "") + "(" + (r.valid ? t("valid") : t("invalid")) + ")" : "";
     if (entry.outcome === "cancelled") { result.textContent = t("cancelled"); }
+    if (entry.outcome === "captured" && entry.storedAs) {  // sealed | token | vault
+      result.textContent += (result.textContent ? " · " : "") + t("stored." + entry.storedAs);
+    }
     result.className = "result " + (r ? (r.valid ? "ok" : "bad") : "");
     const ev = entry.evidence;
     const evidence = li.querySelector(".evidence");
