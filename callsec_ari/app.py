@@ -26,6 +26,7 @@ from callsec_ari.agi.refusals import RefusalAudit
 from callsec_ari.agi.server import AgiServer
 from callsec_ari.agi.trust import PeerFilter
 from callsec_ari.ami.link import AmiLink  # --- AMI ---
+from callsec_ari.approval.service import ApprovalFeature
 from callsec_ari.ari.adapter import AriAdapter, FlowFactory
 from callsec_ari.ari.client import AriClient
 from callsec_ari.capture.media_service import MediaFeature
@@ -106,6 +107,7 @@ class Application:
         # --- end AMI ---
         # --- HTTP API (callsec_ari/web); the capture feature sets capture_service ---
         self.capture_service: CaptureService | None = None
+        self.approvals: ApprovalFeature | None = None
         self.web: WebServer | None = None
         self.web_deps: WebDeps | None = None
         # --- end HTTP API ---
@@ -161,6 +163,11 @@ class Application:
                 ami=lambda: self.ami)
             captures.register(self.executor)
             self.capture_service = captures
+            # payment approvals (callsec_ari/approval): a code bound to amount and payee
+            self.approvals = ApprovalFeature(self.settings, self.store, self.dispatcher,
+                                             deliveries, limits, captures,
+                                             notifier=getattr(self, "webhooks", None))
+            self.approvals.register(self.executor)
             # talk-through relays: closed with their call, and all of them when callsec stops
             media = MediaFeature.from_store(self.store, self.dispatcher, self.settings.capture)
             media.register(self.executor)
@@ -221,6 +228,7 @@ class Application:
                         self.settings, self.store, calls=self.dispatcher, bus=self.bus,
                         ari=self.adapters, latency=deliveries.latency,
                         captures=self.capture_service, registry=self.registry)
+                    self.web_deps.approvals = self.approvals
                     runners.append(tg.create_task(self.web.serve(), name="web"))
                     await self.web.started.wait()
                 # --- end HTTP API ---

@@ -8,6 +8,7 @@ import secrets
 from collections.abc import Callable
 from datetime import date
 
+from callsec_ari.approval.flow import approval_options
 from callsec_ari.capture.entry import EntryOptions, FieldEntry
 from callsec_ari.capture.fields import FieldKind, ValidationContext, parse_fields
 from callsec_ari.capture.selfservice import SelfServiceCaptureFlow
@@ -116,7 +117,8 @@ class FlowRegistry:
         return ConnectFlow(call_id, VerificationFlow(call_id, options), ConnectOptions(
             dial_string=dial, connect_unverified=policy.connect_unverified,
             on_agent_hangup=self.settings.capture.on_agent_hangup,
-            captures=self.capture_options(started)))
+            captures=self.capture_options(started),
+            approvals=approval_options(self.settings)))
 
     @staticmethod
     def probe(call_id: str, started: CallStarted) -> Flow:

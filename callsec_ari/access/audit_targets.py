@@ -30,7 +30,7 @@ SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/@{}+ -]{0,127}")
 #: A digit run this long is a card or account number, never an id ...
 _LONG_DIGITS = re.compile(r"\d{13,}")
 #: ... except inside the random hex ids callsec makes (capture, verification, data key, user).
-GENERATED_ID = re.compile(r"(?<![\w-])(?:CP|VF|dk|u)-[0-9a-f]{16}(?![\w-])")
+GENERATED_ID = re.compile(r"(?<![\w-])(?:CP|AP|VF|dk|u)-[0-9a-f]{16}(?![\w-])")
 MARKER_LABEL = b"callsec-audit-target/1\x00"
 
 #: action (exact, or a prefix ending in ".") -> the pattern its target has

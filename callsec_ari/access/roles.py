@@ -52,6 +52,8 @@ class Permission(StrEnum):
     CAPTURES_REQUEST = "captures.request"
     CAPTURES_CANCEL = "captures.cancel"
     CAPTURES_VIEW = "captures.view"
+    APPROVALS_REQUEST = "approvals.request"
+    APPROVALS_VIEW = "approvals.view"
     VAULT_REVEAL = "vault.reveal"
     USERS_MANAGE = "users.manage"
     KEYS_MANAGE = "keys.manage"
@@ -72,12 +74,13 @@ P, S = Permission, Scope
 PERMISSIONS: Mapping[Role, Mapping[Permission, Scope]] = MappingProxyType({
     Role.AGENT: MappingProxyType({
         P.CALLS_VIEW_OWN: S.OWN, P.CAPTURES_REQUEST: S.OWN, P.CAPTURES_CANCEL: S.OWN,
-        P.CAPTURES_VIEW: S.OWN,
+        P.CAPTURES_VIEW: S.OWN, P.APPROVALS_REQUEST: S.OWN, P.APPROVALS_VIEW: S.OWN,
     }),
     Role.SUPERVISOR: MappingProxyType({
         P.CALLS_VIEW_OWN: S.OWN, P.CALLS_VIEW_TEAM: S.TEAM, P.CAPTURES_REQUEST: S.OWN,
         P.CAPTURES_CANCEL: S.TEAM, P.CAPTURES_VIEW: S.TEAM, P.VAULT_REVEAL: S.TEAM,
         P.AUDIT_READ_TEAM: S.TEAM, P.METRICS_READ: S.ALL,
+        P.APPROVALS_REQUEST: S.OWN, P.APPROVALS_VIEW: S.TEAM,
     }),
     Role.ADMIN: MappingProxyType({
         P.USERS_MANAGE: S.ALL, P.KEYS_MANAGE: S.ALL, P.METRICS_READ: S.ALL,
@@ -182,6 +185,10 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     Endpoint("GET", "/api/v1/captures/{capture_id}", (P.CAPTURES_VIEW,), resource="capture"),
     Endpoint("POST", "/api/v1/captures/{capture_id}/reveal", (P.VAULT_REVEAL,),
              resource="capture"),
+    Endpoint("POST", "/api/v1/calls/{call_id}/approvals", (P.APPROVALS_REQUEST,),
+             resource="call"),
+    Endpoint("GET", "/api/v1/approvals/{approval_id}", (P.APPROVALS_VIEW,),
+             resource="approval"),
     Endpoint("GET", "/api/v1/audit", (P.AUDIT_READ,)),
     Endpoint("GET", "/api/v1/team/audit", (P.AUDIT_READ_TEAM,)),
     Endpoint("GET", "/api/v1/users", (P.USERS_MANAGE,)),

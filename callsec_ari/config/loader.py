@@ -112,6 +112,9 @@ def _check(settings: Settings) -> None:
     from callsec_ari.verification.limits import check_limit_settings
 
     check_limit_settings(v)
+    from callsec_ari.approval.messages import check_approval_settings
+
+    check_approval_settings(settings.approval)
     from callsec_ari.access.roles import revealable_kinds
 
     revealable_kinds(settings.web.reveal_kinds)

@@ -166,6 +166,28 @@ class VerificationSettings:
 
 
 @dataclass(frozen=True, kw_only=True)
+class ApprovalSettings:
+    """Payment approvals (``callsec_ari/approval``): a code bound to amount and payee."""
+
+    #: ISO 4217 codes an approval may name.
+    currencies: tuple[str, ...] = ("EUR", "USD", "GBP", "CHF")
+    code_digits: int = 6
+    #: Seconds a code is good for from its send; a later code is refused (``expired``).
+    code_ttl_seconds: int = 300
+    #: Codes the caller may type per approval before it fails.
+    max_attempts: int = 3
+    #: Seconds the caller has for the whole entry.
+    entry_timeout_seconds: float = 180.0
+    #: Optional overrides of the built-in texts; placeholders ``{company}``, ``{code}``,
+    #: ``{amount}``, ``{currency}``, ``{payee}``, ``{time}``, ``{zone}``, ``{ref}``,
+    #: ``{warning}`` (SMS templates must hold ``{code}``, ``{amount}`` and ``{payee}``).
+    sms_template_en: str = ""
+    sms_template_de: str = ""
+    email_subject_en: str = ""
+    email_subject_de: str = ""
+
+
+@dataclass(frozen=True, kw_only=True)
 class PolicySettings:
     #: ``always`` (a code every time) | ``risk`` (only when caller ID or attestation is weak)
     #: | ``never`` (skip; the result is ``skipped``)

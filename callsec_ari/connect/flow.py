@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from enum import Enum, auto
 
+from callsec_ari.approval import flow as af
 from callsec_ari.capture import protocol as cp
 from callsec_ari.capture.entry import EntryOptions, FieldEntry
 from callsec_ari.capture.fields import ValidationContext
@@ -55,6 +56,8 @@ class ConnectOptions:
     moh_class: str = ""
     #: Captures in this call; None: captures are not offered.
     captures: CaptureOptions | None = None
+    #: Payment approvals (``approval/flow.py``); they need ``captures`` too.
+    approvals: af.ApprovalOptions | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -98,6 +101,7 @@ class ConnectFlow(TableFlow[K]):
     IGNORED_EVERYWHERE = (PlaybackFinished, TimerExpired, DtmfReceived, Resynchronised, LegGone,
                           LegAnswered, cp.RecordingMuted, cp.CaptureStored, cp.CaptureCancelled,
                           cp.MediaOpened, ExternalMediaReady, cp.MediaConnected, cp.MediaClosed,
+                          af.ApprovalRequested, af.ApprovalChecked,
                           cp.FieldControl)
 
     def __init__(self, call_id: str, verification: VerificationFlow,
@@ -363,6 +367,24 @@ class ConnectFlow(TableFlow[K]):
         capture = self._active(event.capture_id)
         return capture.control(event) if capture is not None else []
 
+    def _approval_requested(self, event: af.ApprovalRequested) -> list[c.Command]:
+        """A payment approval (``approval/flow.py``) takes the capture slot."""
+        captures, approvals = self.o.captures, self.o.approvals
+        if captures is None or approvals is None or self._active() is not None:
+            return [af.FinishApproval(approval_id=event.approval_id, result="failed",
+                                      reason="busy")]
+        language = self.verification.language
+        options = SteeringOptions(
+            agent_bridge=self.bridge_id, capture_bridge=f"callsec-capture-{self.call_id}",
+            customer_ref=self.verification.verified_customer,
+            capture_timeout=approvals.entry_timeout, language=language)
+        self.capture = af.ApprovalSteering(event, captures.context, options, approvals)
+        return self.capture.start()
+
+    def _approval_checked(self, event: af.ApprovalChecked) -> list[c.Command]:
+        capture = self._active(event.approval_id)
+        return capture.handle(event) if isinstance(capture, af.ApprovalSteering) else []
+
     def _capture_stored(self, event: cp.CaptureStored) -> list[c.Command]:
         capture = self._active(event.capture_id)
         if capture is None:
@@ -372,6 +394,8 @@ class ConnectFlow(TableFlow[K]):
 
     def _failed(self, event: CommandFailed) -> list[c.Command]:
         capture = self._active()
+        if isinstance(capture, af.ApprovalSteering):
+            return capture.command_failed(event.command, event.error_id)
         if isinstance(capture, TalkThroughSteering) and capture.stage == "media":
             return self._media(event)
         if capture is not None:
@@ -413,6 +437,8 @@ class ConnectFlow(TableFlow[K]):
         (K.CONNECTED, LegGone): _agent_left,
         (K.CONNECTED, cp.CaptureRequested): _capture_requested,
         (K.CONNECTED, cp.CaptureCancelled): _capture_cancelled,
+        (K.CONNECTED, af.ApprovalRequested): _approval_requested,
+        (K.CONNECTED, af.ApprovalChecked): _approval_checked,
         (K.CONNECTED, cp.FieldControl): _field_control,
         (K.CONNECTED, cp.RecordingMuted): _muted,
         (K.CONNECTED, cp.CaptureStored): _capture_stored,

@@ -25,7 +25,7 @@ from callsec_ari.core.errors import CallsecError
 from callsec_ari.runtime.bus import EventBus
 from callsec_ari.store.context import Store
 from callsec_ari.verification.delivery.base import LatencyStats
-from callsec_ari.web import captures, metrics, routes, sse
+from callsec_ari.web import approvals, captures, metrics, routes, sse
 from callsec_ari.web.deps import AriLink, CallDirectory, CaptureService, WebDeps
 from callsec_ari.web.guard import DEPS, Handler, register
 from callsec_ari.web.security import security_headers
@@ -93,7 +93,8 @@ def build_web_app(deps: WebDeps) -> web.Application:
     app[sse.STREAMS] = set()
     app.on_response_prepare.append(security_headers(deps.web.secure_cookies))
     app.on_shutdown.append(sse.on_shutdown)
-    register(app, {**routes.GUARDED, **captures.GUARDED, **sse.GUARDED},
+    register(app, {**routes.GUARDED, **captures.GUARDED, **approvals.GUARDED,
+                   **sse.GUARDED},
              {**routes.OWN, **metrics.OWN})
     app.router.add_get("/", _desk)
     app.router.add_static("/static/", deps.static_dir, show_index=False,

@@ -11,7 +11,7 @@ import asyncio
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from prometheus_client import CollectorRegistry
 
@@ -23,6 +23,9 @@ from callsec_ari.runtime.bus import EventBus
 from callsec_ari.runtime.dispatcher import CallHandle
 from callsec_ari.store.db import Database
 from callsec_ari.verification.delivery.base import LatencyStats
+
+if TYPE_CHECKING:
+    from callsec_ari.approval.service import ApprovalFeature
 
 STATIC_DIR = Path(__file__).with_name("static")
 
@@ -112,6 +115,8 @@ class WebDeps:
     latency: LatencyStats | None = None
     #: Set by the capture feature (may be assigned after the web app is built).
     captures: CaptureService | None = None
+    #: Set by the approval feature (``callsec_ari/approval``), like ``captures``.
+    approvals: ApprovalFeature | None = None
     static_dir: Path = STATIC_DIR
     sse_heartbeat_seconds: float = 15.0
     #: What ``/metrics`` renders (the application's registry; None: a new one of its own).
