@@ -49,9 +49,11 @@ from callsec_ari.runtime.trace import BenchTrace
 from callsec_ari.status import ControlServer, ErrorRing
 from callsec_ari.store.abuse import DbAbuseStore
 from callsec_ari.store.context import Store, open_store
+from callsec_ari.verification.confirm import ConfirmationService
 from callsec_ari.verification.delivery.factory import build_deliveries
 from callsec_ari.verification.late import LateRecords
 from callsec_ari.verification.service import VerificationService
+from callsec_ari.web import confirm as confirm_web
 from callsec_ari.web.app import WebServer, build_web_server
 from callsec_ari.web.deps import CaptureService, WebDeps
 from callsec_ari.webhooks import NullNotifier, WebhookNotifier
@@ -154,8 +156,11 @@ class Application:
             v = self.settings.verification
             limits = DbAbuseStore(self.store.db, self.store.keyring.blind_index_key(),
                                   keep_seconds=v.lockout_window_seconds + v.lockout_seconds)
+            # one-time links and SMS replies answer the code message (verification/confirm.py)
+            confirmations = ConfirmationService(self.settings, self.store, self.dispatcher,
+                                                self.bus, self.webhooks)
             VerificationService(self.settings, self.store, deliveries,
-                                late_records, limits).register(self.executor)
+                                late_records, limits, confirmations).register(self.executor)
             # --- secure DTMF capture (callsec_ari/capture) ---
             captures = CaptureFeature(
                 self.store, self.dispatcher,
@@ -228,6 +233,8 @@ class Application:
                         self.settings, self.store, calls=self.dispatcher, bus=self.bus,
                         ari=self.adapters, latency=deliveries.latency,
                         captures=self.capture_service, registry=self.registry)
+                    confirm_web.install(self.web.app, confirmations, self.settings,
+                                        self.store.keyring.blind_index_key())
                     self.web_deps.approvals = self.approvals
                     runners.append(tg.create_task(self.web.serve(), name="web"))
                     await self.web.started.wait()

@@ -184,8 +184,9 @@ def _check_crypto(settings: Settings) -> None:
                           " in the token)", section="crypto", key="kek")
 
 
-#: Verification methods a policy may list.
-METHODS = ("sms", "email", "totp")
+#: Verification methods a policy may list (``link`` / ``sms_reply``: answer the sms or email
+#: code message without typing, so they need ``sms`` or ``email`` beside them).
+METHODS = ("sms", "email", "totp", "link", "sms_reply")
 
 
 def _check_methods_and_region(settings: Settings) -> None:
@@ -198,6 +199,13 @@ def _check_methods_and_region(settings: Settings) -> None:
             raise ConfigError(f"unknown method(s) {', '.join(unknown) or '(none given)'};"
                               f" known: {', '.join(METHODS)}", section=f"policy:{name}",
                               key="methods")
+        if {"link", "sms_reply"} & set(policy.methods) and \
+                not {"sms", "email"} & set(policy.methods):
+            raise ConfigError("link and sms_reply answer a code message: list sms or email"
+                              " too", section=f"policy:{name}", key="methods")
+    from callsec_ari.verification.confirm_links import check_public_url
+
+    check_public_url(settings)
     region = settings.verification.default_region
     if region.upper() not in phonenumbers.SUPPORTED_REGIONS:
         raise ConfigError("not a region phonenumbers knows (ISO 3166 alpha-2, e.g. DE, GB)",

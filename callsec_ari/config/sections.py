@@ -290,6 +290,10 @@ class WebSettings:
     reveal_kinds: tuple[str, ...] = ("iban", "national_id")
     #: Optional bearer token for Prometheus scrapers on ``/metrics`` (empty: staff only).
     metrics_token: Secret = Secret("")
+    #: The address customers and SMS providers reach callsec's web server at (``https://...``;
+    #: ``http://`` for a loopback host only): the base of one-time confirmation links and of
+    #: the inbound SMS webhook URL Twilio signs. Required when a policy lists ``link``.
+    public_url: str = ""
 
 
 @dataclass(frozen=True, kw_only=True)

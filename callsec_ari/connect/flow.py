@@ -40,7 +40,7 @@ from callsec_ari.core.events import (
 )
 from callsec_ari.core.flow import ANY, TableFlow
 from callsec_ari.verification.flow import V, VerificationFlow
-from callsec_ari.verification.protocol import CustomerView
+from callsec_ari.verification.protocol import ConfirmationAnswered, CustomerView
 
 DIAL_TIMER = "dial"
 AGENT = "agent"
@@ -135,6 +135,8 @@ class ConnectFlow(TableFlow[K]):
                 ("capture_id", event.capture_id), ("stage", "rejected"),
                 ("reason", "not_connected")))]
         if self.state is not K.VERIFYING:
+            if isinstance(event, ConfirmationAnswered):
+                return []  # the customer answered after the verification had ended
             return super().handle(event)
         commands = self.verification.handle(event)
         if self.verification.done:
@@ -146,7 +148,9 @@ class ConnectFlow(TableFlow[K]):
         if self.result == "hangup":
             self.state = K.DONE
             return [c.Finish(result="hangup")]
-        if self.result not in ("verified", "skipped") and not self.o.connect_unverified:
+        # "this is not me": the caller is never connected, whatever connect_unverified says
+        if self.result not in ("verified", "skipped") and (
+                not self.o.connect_unverified or self.result == "denied"):
             self.state = K.DONE
             return [c.ContinueDialplan(), c.Finish(result=self.result)]
         self.state = K.DIALLING

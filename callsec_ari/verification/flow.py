@@ -38,8 +38,10 @@ FINAL_PROMPTS = {
     "verified": ("verified",), "failed": ("verification-failed", "goodbye"),
     "locked": ("locked", "goodbye"), "unknown_caller": ("customer-not-found", "goodbye"),
     "no_contact": ("no-contact", "goodbye"), "delivery_failed": ("delivery-failed", "goodbye"),
-    "timeout": ("verification-failed", "goodbye"),
+    "timeout": ("verification-failed", "goodbye"), "denied": ("verification-failed", "goodbye"),
 }
+#: Policy methods that answer the code message without typing: a one-time link, an SMS reply.
+CONFIRM_METHODS = ("link", "sms_reply")
 #: Failed command -> the verification's result ("": the call goes on; a stopped prompt that
 #: had ended already, say, or a record the service could not write and logged).
 SERVICE_FAILURES = {"LookupCustomer": "failed", "DeliverCode": "delivery_failed",
@@ -81,7 +83,8 @@ class V(Enum):
 class VerificationFlow(TableFlow[V]):
     FINAL_STATES = frozenset({V.DONE})
     IGNORED_EVERYWHERE = (PlaybackFinished, TimerExpired, DtmfReceived, Resynchronised,
-                          p.CodeDelivered, p.CodeDeliveryFailed, p.CheckCounted)
+                          p.CodeDelivered, p.CodeDeliveryFailed, p.CheckCounted,
+                          p.ConfirmationAnswered)
 
     def __init__(self, call_id: str, options: VerificationOptions,
                  new_code: Callable[[int], str] = new_code) -> None:
@@ -216,7 +219,22 @@ class VerificationFlow(TableFlow[V]):
         return [c.CancelTimer(name=TIMER),
                 p.DeliverCode(method=self.method, customer_ref=self.customer.ref,
                               code=self.code.code, language=self.language, resend=resend,
-                              caller_number=self.caller_number)]
+                              caller_number=self.caller_number, confirm=self._confirm())]
+
+    def _confirm(self) -> tuple[str, ...]:
+        """The policy's ways to answer this message without typing (a reply needs an SMS)."""
+        return tuple(m for m in CONFIRM_METHODS
+                     if m in self.o.methods and (m != "sms_reply" or self.method == "sms"))
+
+    def _answered(self, event: p.ConfirmationAnswered) -> list[c.Command]:
+        """The customer answered the message: "Confirm" verifies the caller at once (the
+        caller is moved on from the code prompt); "This is not me" ends ``denied``."""
+        if self.code is None or event.method not in self._confirm():
+            return []  # not offered for this call (policy, or no message sent): ignored
+        if not event.confirmed:
+            return self._finish("denied", reason="customer_denied")
+        self.method = event.method
+        return self._finish("verified")
 
     def _delivered(self, event: p.CodeDelivered) -> list[c.Command]:
         self.state = V.COLLECT
@@ -426,6 +444,9 @@ class VerificationFlow(TableFlow[V]):
         (V.CHECK_TOTP, p.TotpChecked): _totp_checked,
         (V.CHECK_CODE, p.CheckCounted): _check_counted,
         (V.COLLECT, p.CheckCounted): _check_counted,
+        (V.SENDING, p.ConfirmationAnswered): _answered,
+        (V.COLLECT, p.ConfirmationAnswered): _answered,
+        (V.CHECK_CODE, p.ConfirmationAnswered): _answered,
         (V.FAREWELL, PlaybackFinished): _played,
         (V.COLLECT, Resynchronised): _resynchronised,
         (V.ASK_NUMBER, Resynchronised): _resynchronised,

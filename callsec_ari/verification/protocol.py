@@ -45,6 +45,9 @@ class DeliverCode(Command):
     resend: bool = False
     #: The presented caller ID, for the per-number send limit (hashed by the store).
     caller_number: str = field(default="", repr=False)
+    #: Ways the customer may answer the message without typing the code, as the policy
+    #: allows them: ``link`` (a one-time HTTPS link), ``sms_reply`` (YES / NO to the SMS).
+    confirm: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -108,3 +111,14 @@ class CheckCounted(Event):
     customer is now locked out (the verification ends ``locked``)."""
 
     locked: bool
+
+
+@dataclass(frozen=True, kw_only=True)
+class ConfirmationAnswered(Event):
+    """The customer answered the message without typing the code (delivered from outside the
+    call: the link page or an inbound SMS reply). ``confirmed``: "Confirm" / YES ends the
+    verification ``verified``; otherwise ("This is not me" / NO) it ends ``denied``."""
+
+    confirmed: bool
+    #: ``link`` | ``sms_reply`` (``CALLSEC_METHOD`` when confirmed)
+    method: str

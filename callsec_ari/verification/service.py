@@ -37,6 +37,7 @@ from callsec_ari.store.context import Store
 from callsec_ari.store.customers import Customer
 from callsec_ari.verification import protocol as p
 from callsec_ari.verification.codes import match_totp
+from callsec_ari.verification.confirm import ConfirmationService
 from callsec_ari.verification.delivery.base import DeliveryFailed, Kind, OutgoingMessage
 from callsec_ari.verification.delivery.factory import Deliveries
 from callsec_ari.verification.late import LateRecords
@@ -65,8 +66,11 @@ def customer_view(customer: Customer, locked: bool) -> p.CustomerView:
 
 class VerificationService:
     def __init__(self, settings: Settings, store: Store, deliveries: Deliveries,
-                 late: LateRecords, limits: AbuseStore) -> None:
+                 late: LateRecords, limits: AbuseStore,
+                 confirmations: ConfirmationService | None = None) -> None:
         v = settings.verification
+        #: one-time links and SMS replies offered with the code (``DeliverCode.confirm``)
+        self.confirmations = confirmations
         #: results the database could not take when their call finished (run by the app)
         self.late = late
         self.settings = settings
@@ -174,6 +178,7 @@ class VerificationService:
         ref = call_reference(call.call_id)
         subject, body = render_code_message(cmd.language, kind, cmd.code, ref,
                                             datetime.now(UTC), self.settings.verification)
+        body = await self._with_confirmation(call, cmd, kind, to, ref, body)
         try:
             message = OutgoingMessage(to=to, body=body, kind=kind, call_ref=ref, subject=subject)
             receipt = await self.deliveries.for_kind(kind).send(message)
@@ -185,6 +190,28 @@ class VerificationService:
                       "re-sent" if cmd.resend else "sent", receipt.backend, receipt.elapsed,
                       receipt.attempts)
         return [p.CodeDelivered(method=kind, at=asyncio.get_running_loop().time())]
+
+    async def _with_confirmation(self, call: CallHandle, cmd: p.DeliverCode, kind: Kind,
+                                 to: str, ref: str, body: str) -> str:
+        """The message with the link / reply lines the policy offers (none if the pending
+        confirmation cannot be stored: the code alone still works)."""
+        if not cmd.confirm or self.confirmations is None:
+            return body
+        issue = functools.partial(
+            self.confirmations.issue, call_id=call.call_id, call_ref=ref,
+            customer_ref=cmd.customer_ref, language=cmd.language,
+            methods=cmd.confirm if kind == "sms" else tuple(
+                m for m in cmd.confirm if m != "sms_reply"),
+            sms_to=to if kind == "sms" else None,
+            ttl_seconds=float(self.settings.verification.code_ttl_seconds))
+        try:
+            extra = await asyncio.to_thread(issue)
+        except CallsecError as exc:
+            call.log.error("confirmation link could not be stored: %s", exc.error_id)
+            return body
+        if not extra:
+            return body
+        return f"{body.rstrip()} {extra}" if kind == "sms" else f"{body.rstrip()}\n\n{extra}\n"
 
     def _before_send(self, cmd: p.DeliverCode) -> tuple[bool, Customer]:
         """Count the send (fails closed: no database, no send); the customer to send to."""

@@ -1,0 +1,168 @@
+"""Confirm without typing, and "this is not me": the customer's answer to the code message.
+
+:meth:`ConfirmationService.issue` (called while the code message is made) stores a pending
+confirmation for the call: a one-time link token (its hash only) and/or the blind index of the
+number the SMS went to. The customer answers by the link page (``web/confirm.py``) or an SMS
+reply (inbound webhook); :meth:`answer` closes the confirmation (single use, not after the
+code's expiry), audits the answer, posts :class:`ConfirmationAnswered` to the call's worker
+(the caller waiting at the code prompt is moved on at once) and, for "this is not me", shows
+the agent a fraud warning (bus topic ``verification``, ``fraud_warning``) and raises the
+webhook event ``verification.denied``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Protocol
+from zoneinfo import ZoneInfo
+
+from callsec_ari.config import Settings
+from callsec_ari.core.errors import InvalidInput
+from callsec_ari.core.events import Event
+from callsec_ari.runtime.bus import EventBus
+from callsec_ari.runtime.dispatcher import CallHandle
+from callsec_ari.store.confirmations import Confirmation, Confirmations
+from callsec_ari.store.context import Store
+from callsec_ari.verification import confirm_links as links
+from callsec_ari.verification.protocol import ConfirmationAnswered
+from callsec_ari.webhooks.port import WebhookNotifier
+
+log = logging.getLogger(__name__)
+#: Verification states in which the caller still waits for the code (flow ``V`` names).
+WAITING = frozenset({"SENDING", "COLLECT", "CHECK_CODE"})
+
+
+class Calls(Protocol):
+    def get(self, call_id: str) -> CallHandle | None: ...
+
+    def post(self, call_id: str, event: Event) -> bool: ...
+
+
+@dataclass(frozen=True, kw_only=True)
+class PageView:
+    """What the link page may show: no name, number or address of the customer."""
+
+    company: str
+    time: str
+    call_ref: str
+    language: str
+    open: bool
+    kind: str = "verification"
+
+
+def waiting(call: CallHandle | None) -> bool:
+    """Whether the call's caller still waits in verification (verify or connect flow)."""
+    if call is None:
+        return False
+    flow = getattr(call.flow, "verification", call.flow)
+    state = getattr(flow, "state", None)
+    return getattr(state, "name", "") in WAITING
+
+
+class ConfirmationService:
+    def __init__(self, settings: Settings, store: Store, calls: Calls, bus: EventBus,
+                 webhooks: WebhookNotifier) -> None:
+        self.settings = settings
+        self.store = store
+        self.rows = Confirmations(store.db)
+        self.calls = calls
+        self.bus = bus
+        self.webhooks = webhooks
+
+    # -- issuing (in a worker thread, while the message is made) ---------------------------
+    def issue(self, *, call_id: str, call_ref: str, customer_ref: str, language: str,
+              methods: tuple[str, ...], sms_to: str | None, ttl_seconds: float) -> str:
+        """Store a pending confirmation; the text to add to the message ("" if none)."""
+        token = links.new_token() if "link" in methods and self.settings.web.public_url \
+            else None
+        phone_bi = None
+        if "sms_reply" in methods and sms_to:
+            try:
+                phone_bi = self.store.blind.phone(sms_to)
+            except InvalidInput:
+                phone_bi = None
+        if token is None and phone_bi is None:
+            return ""
+        self.rows.add(id="CF-" + secrets.token_hex(8), call_id=call_id, call_ref=call_ref,
+                      customer_ref=customer_ref, language=language[:2] or "en",
+                      expires_at=datetime.now(UTC) + timedelta(seconds=ttl_seconds),
+                      token=token, phone_bi=phone_bi)
+        link = links.link_for(self.settings.web.public_url, token) if token else ""
+        return links.message_lines(language, link=link, reply=phone_bi is not None)
+
+    # -- the link page ---------------------------------------------------------------------
+    def _view(self, row: Confirmation, now: datetime) -> PageView:
+        v = self.settings.verification
+        local = row.created_at.astimezone(ZoneInfo(v.timezone))
+        open_ = row.open_at(now) and waiting(self.calls.get(row.call_id))
+        return PageView(company=v.company_name, time=f"{local:%H:%M}", call_ref=row.call_ref,
+                        language=row.language, open=open_, kind=row.kind)
+
+    async def page(self, token: str) -> PageView | None:
+        """The page for a link (no state change: link scanners fetch it too)."""
+        if not links.well_formed_token(token):
+            return None
+        row = await asyncio.to_thread(self.rows.by_token, token)
+        return None if row is None else self._view(row, datetime.now(UTC))
+
+    async def answer_link(self, token: str, confirmed: bool) -> str:
+        """``confirmed`` | ``denied`` | ``closed`` (used, expired, no longer waiting) |
+        ``unknown``."""
+        if not links.well_formed_token(token):
+            return "unknown"
+        row = await asyncio.to_thread(self.rows.by_token, token)
+        if row is None:
+            return "unknown"
+        return await self.answer(row, confirmed, "link")
+
+    async def answer_reply(self, sender: str, body: str, via: str) -> str:
+        """An inbound SMS reply: ``ignored`` (not YES/NO) | ``unknown`` (nothing pending for
+        this number) | as :meth:`answer_link`. ``via``: the backend, for the audit."""
+        confirmed = links.parse_reply(body)
+        if confirmed is None:
+            return "ignored"
+        now = datetime.now(UTC)
+        try:
+            phone_bi = self.store.blind.phone(sender)
+        except InvalidInput:
+            return "unknown"
+        row = await asyncio.to_thread(self.rows.latest_for_phone, phone_bi, now)
+        if row is None:
+            return "unknown"
+        return await self.answer(row, confirmed, "sms_reply", via=via)
+
+    # -- answering -------------------------------------------------------------------------
+    async def answer(self, row: Confirmation, confirmed: bool, method: str,
+                     via: str = "") -> str:
+        call = self.calls.get(row.call_id)
+        now = datetime.now(UTC)
+        if confirmed and not waiting(call):
+            # a confirmation counts only while the caller waits; "not me" always counts
+            await asyncio.to_thread(self.rows.answer, row.id, "closed", method, now)
+            return "closed"
+        outcome = "confirmed" if confirmed else "denied"
+        if not await asyncio.to_thread(self.rows.answer, row.id, outcome, method, now):
+            return "closed"  # used already, or expired
+        await asyncio.to_thread(self.store.audit.append, "customer", f"verification.{outcome}",
+                                row.call_id, {"customer_ref": row.customer_ref,
+                                              "method": method, "call_ref": row.call_ref,
+                                              **({"via": via} if via else {})})
+        if call is not None:
+            self.calls.post(row.call_id, ConfirmationAnswered(
+                confirmed=confirmed, method=method, at=asyncio.get_running_loop().time()))
+        if confirmed:
+            log.info("customer %s confirmed the call by %s", row.customer_ref, method,
+                     extra={"call_id": row.call_id})
+            return outcome
+        log.warning("customer %s says this is not them (%s): fraud warning raised",
+                    row.customer_ref, method, extra={"call_id": row.call_id})
+        self.bus.publish(row.call_id, "verification", {
+            "stage": "fraud_warning", "fraud_warning": True, "method": method})
+        self.webhooks.emit("verification.denied", row.call_id, {
+            "result": "denied", "method": method, "call_ref": row.call_ref,
+            "customer_ref": row.customer_ref})
+        return outcome
