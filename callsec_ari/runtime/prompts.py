@@ -13,14 +13,16 @@ reaches Asterisk (ARI or FastAGI), :meth:`PromptBook.resolve` rewrites each such
 
 A language is added by dropping ``<name>.<format>`` files into ``sounds/<lang>/callsec/`` of the
 Asterisk (or of the source tree, which the wheel and ``install-assets`` package); calls started
-with ``lang=<lang>`` then use them. A language code that is not ``xx``/``xx_YY`` plays English.
+with ``lang=<lang>`` then use them, without a restart (a language's listing is at most
+:data:`RELIST_SECONDS` old). A language code that is not ``xx``/``xx_YY`` plays English.
 """
 
 from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterable, Mapping
+import time
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from importlib.resources import files
 from pathlib import Path
@@ -36,6 +38,8 @@ LANGUAGE = re.compile(r"^[a-z]{2,3}(?:_[A-Za-z0-9]{2,8})?$")
 PROMPT_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
 #: A sound name as Asterisk takes it: relative to its sounds dir or absolute, no extension.
 SOUND = re.compile(r"^/?[A-Za-z0-9_][A-Za-z0-9_.+-]*(?:/[A-Za-z0-9_][A-Za-z0-9_.+-]*)*$")
+#: How old a language's listing may get before the next prompt in it lists the dir again.
+RELIST_SECONDS = 30.0
 _EXTENSIONS = (".wav", ".gsm", ".ulaw", ".alaw", ".g722", ".sln", ".sln16", ".mp3", ".ogg")
 _SOURCE_TEXTS = Path(__file__).resolve().parents[2] / "sounds" / "texts" / "en.txt"
 
@@ -83,8 +87,7 @@ def scan_sounds(sounds_dir: Path) -> dict[str, frozenset[str]]:
                     " plays English prompts", sounds_dir)
         return found
     for prompts in sorted(sounds_dir.glob("*/callsec")):
-        names = frozenset(p.name.split(".", 1)[0] for p in prompts.iterdir()
-                          if p.is_file() and not p.name.startswith("."))
+        names = _list(prompts)
         if names and LANGUAGE.match(prompts.parent.name):
             found[prompts.parent.name] = names
     return found
@@ -95,28 +98,38 @@ class PromptBook:
     """Resolves ``sound:callsec/<name>`` per language (see the module docstring)."""
 
     overrides: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
-    #: ``{lang: names}`` found in the sounds dir; ``None``: not scanned (no ``sounds_dir``).
-    available: Mapping[str, frozenset[str]] | None = None
+    #: The sounds dir to look into; ``None``: prompts are left to Asterisk.
+    sounds_dir: Path | None = None
+    clock: Callable[[], float] = time.monotonic
+    _listed: dict[str, tuple[float, frozenset[str]]] = field(default_factory=dict, repr=False)
 
     @classmethod
     def create(cls, overrides: Mapping[str, Mapping[str, str]],
                sounds_dir: Path | None) -> PromptBook:
+        book = cls(overrides=overrides, sounds_dir=sounds_dir)
         if sounds_dir is None:
-            return cls(overrides=overrides)
-        available = scan_sounds(sounds_dir)
-        if available:
-            langs = ", ".join(sorted(available)) or "none"
-            log.info("prompts: languages in %s: %s", sounds_dir, langs)
-            for lang, table in overrides.items():
-                for name, sound in table.items():
-                    if not _sound_exists(sounds_dir, lang, sound):
-                        log.warning("prompts: [prompts:%s] %s names %s, which is not in %s",
-                                    lang, name, sound, sounds_dir)
-        return cls(overrides=overrides, available=available)
+            return book
+        found = scan_sounds(sounds_dir)
+        now = book.clock()
+        book._listed.update({lang: (now, names) for lang, names in found.items()})
+        log.info("prompts: languages in %s: %s", sounds_dir, ", ".join(sorted(found)) or "none")
+        for lang, table in overrides.items():
+            for name, sound in table.items():
+                if not _sound_exists(sounds_dir, lang, sound):
+                    log.warning("prompts: [prompts:%s] %s names %s, which is not in %s",
+                                lang, name, sound, sounds_dir)
+        return book
 
-    def languages(self) -> frozenset[str]:
-        """Languages with prompts of their own (scanned or overridden)."""
-        return frozenset(self.available or ()) | frozenset(self.overrides)
+    def available(self, language: str) -> frozenset[str]:
+        """The prompts ``<sounds_dir>/<language>/callsec/`` holds, listed again when the last
+        listing is older than :data:`RELIST_SECONDS` (a language dropped in while running)."""
+        assert self.sounds_dir is not None
+        now = self.clock()
+        listed = self._listed.get(language)
+        if listed is None or now - listed[0] >= RELIST_SECONDS:
+            listed = (now, _list(self.sounds_dir / language / "callsec"))
+            self._listed[language] = listed
+        return listed[1]
 
     def resolve(self, play: c.Play) -> tuple[c.Play, tuple[str, ...]]:
         """``play`` with its prompts mapped; and the names that fell back to English."""
@@ -134,15 +147,22 @@ class PromptBook:
         own = self.overrides.get(language, {}).get(name)
         if own is not None:
             return "sound:" + own
-        if self.available is None or name in self.available.get(language, ()):
+        if self.sounds_dir is None or language == FALLBACK_LANGUAGE \
+                or name in self.available(language):
             return uri
         base = language.split("_", 1)[0]
-        if base != language and name in self.available.get(base, ()):
+        if base != language and name in self.available(base):
             return uri  # Asterisk tries pt before en for pt_BR
-        if language != FALLBACK_LANGUAGE:
-            missing.append(name)
+        missing.append(name)
         english = self.overrides.get(FALLBACK_LANGUAGE, {}).get(name)
         return "sound:" + (english or f"{FALLBACK_LANGUAGE}/callsec/{name}")
+
+
+def _list(directory: Path) -> frozenset[str]:
+    if not directory.is_dir():
+        return frozenset()
+    return frozenset(p.name.split(".", 1)[0] for p in directory.iterdir()
+                     if p.is_file() and not p.name.startswith("."))
 
 
 def _sound_exists(sounds_dir: Path, lang: str, sound: str) -> bool:

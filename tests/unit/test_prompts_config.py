@@ -120,3 +120,17 @@ def test_an_override_naming_a_missing_file_is_logged_at_start(
         PromptBook.create({"de": {"enter-cvv": "custom/da", "enter-expiry": "custom/weg"}},
                           tmp_path)
     assert "enter-expiry" in caplog.text and "enter-cvv" not in caplog.text
+
+
+def test_a_language_dropped_in_while_running_is_used_after_the_relisting(
+        tmp_path: Path) -> None:
+    now = [100.0]
+    make_sounds(tmp_path, "en", "enter-cvv")
+    book = PromptBook.create({}, tmp_path)
+    book.clock = lambda: now[0]
+    out, _ = book.resolve(play("enter-cvv", language="xx"))
+    assert out.media == ("sound:en/callsec/enter-cvv",)
+    make_sounds(tmp_path, "xx", "enter-cvv")
+    now[0] += 31.0
+    out, missing = book.resolve(play("enter-cvv", language="xx"))
+    assert out.media == ("sound:callsec/enter-cvv",) and missing == ()
