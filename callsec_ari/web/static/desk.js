@@ -133,7 +133,8 @@
       state.calls.set(call.call_id, Object.assign(known, { info: call }));
       if (!state.streams.has(call.call_id)) { openStream(call.call_id); }
     });
-    state.calls.forEach((_, id) => { if (!seen.has(id)) { forget(id); } });
+    // a fraud warning stays on the desk after its call ended (until the page is reloaded)
+    state.calls.forEach((entry, id) => { if (!seen.has(id) && !entry.fraud) { forget(id); } });
     renderCalls();
   }
   function forget(id) {
@@ -150,7 +151,10 @@
       if (!entry) { return; }
       const data = JSON.parse(ev.data);
       if (ev.type === "snapshot") { entry.info = Object.assign(entry.info || {}, data); }
-      else if (ev.type === "verification" && data.result) { entry.info.verification = data.result; }
+      else if (ev.type === "verification" && (data.result || data.fraud_warning)) {
+        if (data.result) { entry.info.verification = data.result; }
+        if (data.fraud_warning || data.result === "denied") { entry.fraud = true; }
+      }
       else if (ev.type === "call" && data.stage) { entry.info.state = data.stage; }
       else if (ev.type === "capture") { onCapture(entry, data); }
       else if (ev.type === "end") { entry.ended = true; es.close(); }
@@ -210,6 +214,10 @@
     badgeEl.textContent = b.text;
     badgeEl.className = "badge " + b.cls;
     li.querySelector(".state").textContent = entry.ended ? t("ended") : (info.state || "");
+    const fraud = li.querySelector(".fraud");
+    const warned = !!entry.fraud || info.verification === "denied";
+    fraud.textContent = warned ? t("fraudWarning") : "";
+    fraud.classList.toggle("hidden", !warned);
     li.querySelector(".agent").textContent = info.agent ? t("agent") + " " + (info.agent_user || info.agent) : "";
     const busy = !!entry.captureId && !entry.outcome;
     li.querySelectorAll("button.capture").forEach((btn) => { btn.disabled = busy || entry.ended; });
