@@ -3,7 +3,8 @@
 "use strict";
 (function () {
   const I18N = window.CALLSEC_I18N;
-  const FIELDS = { card: ["card_number", "expiry", "cvv"], bank: ["iban"], id: ["national_id"] };
+  const FIELDS = { card: ["card_number", "expiry", "cvv"], bank: ["iban"], id: ["national_id"],
+    bank_us: ["routing_number", "account_number"] };
   const POLL_MS = 2000;
   const state = { lang: "en", me: null, calls: new Map(), streams: new Map(), timers: [],
                   auditSince: null };
