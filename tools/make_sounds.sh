@@ -122,10 +122,12 @@ in_root() {
 install_into() {
     local dest=$1 lang target digits
     [[ -d $(in_root "$dest") ]] || { echo "make_sounds: $INSTALL_ROOT$dest is not a directory" >&2; exit 2; }
-    for lang in "${LANGS[@]}"; do
+    for dir in "$SOUNDS"/*/callsec; do   # en, de and any language dropped into sounds/
+        lang=$(basename "$(dirname "$dir")")
+        compgen -G "$dir/*.wav" >/dev/null || continue
         target=$(in_root "$dest/$lang")
         mkdir -p "$target/callsec"
-        cp -f "$SOUNDS/$lang/callsec/"*.wav "$target/callsec/"
+        cp -f "$dir/"*.wav "$target/callsec/"
         echo "installed $lang prompts into $target/callsec"
     done
     digits="$(in_root "$dest/de")/digits"
