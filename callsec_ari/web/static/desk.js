@@ -158,10 +158,11 @@
       }
       else if (ev.type === "call" && data.stage) { entry.info.state = data.stage; }
       else if (ev.type === "capture") { onCapture(entry, data); }
+      else if (ev.type === "approval") { onApproval(entry, data); }
       else if (ev.type === "end") { entry.ended = true; es.close(); }
       renderCalls();
     };
-    ["snapshot", "verification", "call", "capture", "end"].forEach((name) => es.addEventListener(name, onEvent));
+    ["snapshot", "verification", "call", "capture", "approval", "end"].forEach((name) => es.addEventListener(name, onEvent));
   }
   // Capture events carry masked progress ({field, count, dots, brand}), a masked result
   // ({field, valid, brand, last_digits}) or the outcome ({result: captured|cancelled|...}).
@@ -181,6 +182,21 @@
                        last: data.last_digits || "" };
     }
     if (data.result) { entry.outcome = data.result; entry.storedAs = data.stored_as || ""; entry.progress = null; }
+  }
+  // Approval events: {approval_id, stage, result: approved|declined|failed}; never a code.
+  function onApproval(entry, data) {
+    if (data.approval_id) { entry.approvalId = data.approval_id; }
+    entry.approval = data.stage === "finished" ? data.result : "pending";
+  }
+  async function requestApproval(id, form) {
+    const entry = state.calls.get(id);
+    entry.error = ""; entry.approval = "pending";
+    const body = { amount: form.amount.value.trim(), currency: form.currency.value,
+                   payee: form.payee.value.trim() };
+    const res = await api("POST", "/api/v1/calls/" + encodeURIComponent(id) + "/approvals", body);
+    if (res.ok) { entry.approvalId = res.data.approval_id; }
+    else { entry.approval = null; entry.error = errorText(res.data); }
+    renderCalls();
   }
   async function requestCapture(id, kind) {
     const entry = state.calls.get(id);
@@ -241,6 +257,11 @@
     evidence.textContent = ev ? t("tonesMasked") + ": " + ev.masked + ", " + t("tonesLeaked") + ": " + ev.leaked : "";
     evidence.className = "evidence " + (ev ? (ev.leaked === 0 ? "ok" : "bad") : "");
     li.querySelector(".call-error").textContent = entry.error || "";
+    const approval = li.querySelector(".approval-status");
+    approval.textContent = entry.approval ? t("approval." + entry.approval) : "";
+    approval.className = "approval-status " + (entry.approval === "approved" ? "ok" :
+      entry.approval && entry.approval !== "pending" ? "bad" : "");
+    li.querySelector("button.approve").disabled = entry.ended || entry.approval === "pending" || busy;
   }
   function renderCalls() {
     const list = $("calls");
@@ -254,6 +275,13 @@
         li.querySelectorAll("button.capture").forEach((btn) =>
           btn.addEventListener("click", () => requestCapture(id, btn.dataset.kind)));
         li.querySelector("button.cancel").addEventListener("click", () => cancelCapture(id));
+        li.querySelector("form.approval").addEventListener("submit", (ev) => {
+          ev.preventDefault(); requestApproval(id, ev.target);
+        });
+        li.querySelectorAll("[data-i18n-label]").forEach((el) => {
+          el.setAttribute("aria-label", t(el.dataset.i18nLabel));
+          if (!el.placeholder) { el.placeholder = t(el.dataset.i18nLabel); }
+        });
         list.appendChild(li);
       }
       li.querySelectorAll("[data-i18n]").forEach((el) => { el.textContent = t(el.dataset.i18n); });
