@@ -4,11 +4,9 @@ from callsec_ari.capture.fields import (
     BRAND_LENGTHS,
     IBAN_DIGITS,
     IIN_DIGITS,
-    NATIONAL_ID_VALIDATORS,
     CardBrand,
     FieldKind,
     FieldSpec,
-    NationalIdValidator,
     Reason,
     Validation,
     ValidationContext,
@@ -27,6 +25,7 @@ from callsec_ari.capture.masking import (
     mask_progress,
     mask_result,
 )
+from callsec_ari.capture.national_ids import NATIONAL_ID_VALIDATORS, NationalIdValidator
 
 __all__ = [
     "BRAND_LENGTHS",

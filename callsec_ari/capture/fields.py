@@ -6,13 +6,13 @@ national ids on their kind), collects digits until ``#`` or ``max_digits``, then
 :meth:`FieldSpec.validate`. A :class:`Validation` carries a ``reason_id`` (a stable token such as
 ``luhn`` that prompts and the desk map to text) and never any of the digits.
 
-The check-digit algorithms are small and written out here; the unit tests compare them with
-python-stdnum on generated inputs.
+The check-digit algorithms are small and written out here (national ids in
+:mod:`~callsec_ari.capture.national_ids`, US bank numbers and postal formats in
+:mod:`~callsec_ari.capture.formats`); the unit tests compare them with python-stdnum.
 """
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
@@ -23,6 +23,7 @@ from callsec_ari.capture.formats import (
     check_account_number,
     check_routing_number,
 )
+from callsec_ari.capture.national_ids import NATIONAL_ID_VALIDATORS
 from callsec_ari.core.errors import InvalidInput
 
 
@@ -315,82 +316,11 @@ def build_iban(country: str, digits: str) -> str:
     return country + digits
 
 
-# --- national ids ---------------------------------------------------------------------------
-
-@dataclass(frozen=True, slots=True)
-class NationalIdValidator:
-    """A fixed-length national id: ``check(digits)`` returns a reason id or None."""
-
-    length: int
-    check: Callable[[str], Reason | None]
-
-    def __call__(self, digits: str) -> Reason | None:
-        if len(digits) != self.length:
-            return Reason.LENGTH
-        if not _all_digits(digits):
-            return Reason.FORMAT
-        return self.check(digits)
-
-
-def iso7064_mod11_10(digits: str) -> int:
-    """ISO/IEC 7064 MOD 11,10 check digit for ``digits``."""
-    product = 10
-    for char in digits:
-        total = (int(char) + product) % 10 or 10
-        product = total * 2 % 11
-    return (11 - product) % 10
-
-
-def _de_steuer_id(digits: str) -> Reason | None:
-    """German tax id (IdNr): first digit not 0; in the first ten digits exactly one digit occurs
-    twice or three times, every other at most once, and a triple never stands three in a row."""
-    head = digits[:10]
-    if head[0] == "0":
-        return Reason.FORMAT
-    repeated = [count for count in Counter(head).values() if count > 1]
-    if len(repeated) != 1 or repeated[0] not in (2, 3):
-        return Reason.FORMAT
-    if any(head[i] == head[i + 1] == head[i + 2] for i in range(len(head) - 2)):
-        return Reason.FORMAT
-    if iso7064_mod11_10(head) != int(digits[10]):
-        return Reason.CHECKSUM
-    return None
-
-
-def _nl_bsn(digits: str) -> Reason | None:
-    """Dutch BSN: the "11-proof" with weights 9..2 and -1."""
-    if int(digits) == 0:
-        return Reason.FORMAT
-    total = sum(int(d) * w for d, w in zip(digits, (9, 8, 7, 6, 5, 4, 3, 2, -1), strict=True))
-    return None if total % 11 == 0 else Reason.CHECKSUM
-
-
-#: Numbers the SSA has declared void (advertising and misuse cases).
-_SSN_VOID = frozenset({"078051120", "219099999", "457555462"})
-
-
-def _us_ssn(digits: str) -> Reason | None:
-    """US SSN: area not 000, 666 or 900-999; group not 00; serial not 0000."""
-    area, group, serial = digits[:3], digits[3:5], digits[5:]
-    if area in {"000", "666"} or area[0] == "9" or group == "00" or serial == "0000":
-        return Reason.FORMAT
-    return Reason.FORMAT if digits in _SSN_VOID else None
-
-
-#: Pluggable national id kinds (``[capture] national_id_kind``).
-NATIONAL_ID_VALIDATORS: dict[str, NationalIdValidator] = {
-    "de_steuer_id": NationalIdValidator(11, _de_steuer_id),
-    "nl_bsn": NationalIdValidator(9, _nl_bsn),
-    "us_ssn": NationalIdValidator(9, _us_ssn),
-}
-
-
 def _check_national_id(digits: str, context: ValidationContext) -> Validation:
     validator = NATIONAL_ID_VALIDATORS.get(context.national_id_kind)
     if validator is None:
         return Validation.failed(Reason.KIND_UNSUPPORTED)
-    reason = validator(digits)
-    return Validation.passed() if reason is None else Validation.failed(reason)
+    return _verdict(validator(digits))
 
 
 # --- specs ----------------------------------------------------------------------------------
