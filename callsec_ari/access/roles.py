@@ -49,6 +49,8 @@ class Role(StrEnum):
 class Permission(StrEnum):
     CALLS_VIEW_OWN = "calls.view_own"
     CALLS_VIEW_TEAM = "calls.view_team"
+    #: The verified customer's display name and verification method (web/customer.py).
+    CALLS_CUSTOMER_NAME = "calls.customer_name"
     CAPTURES_REQUEST = "captures.request"
     CAPTURES_CANCEL = "captures.cancel"
     CAPTURES_VIEW = "captures.view"
@@ -75,9 +77,11 @@ PERMISSIONS: Mapping[Role, Mapping[Permission, Scope]] = MappingProxyType({
     Role.AGENT: MappingProxyType({
         P.CALLS_VIEW_OWN: S.OWN, P.CAPTURES_REQUEST: S.OWN, P.CAPTURES_CANCEL: S.OWN,
         P.CAPTURES_VIEW: S.OWN, P.APPROVALS_REQUEST: S.OWN, P.APPROVALS_VIEW: S.OWN,
+        P.CALLS_CUSTOMER_NAME: S.OWN,
     }),
     Role.SUPERVISOR: MappingProxyType({
         P.CALLS_VIEW_OWN: S.OWN, P.CALLS_VIEW_TEAM: S.TEAM, P.CAPTURES_REQUEST: S.OWN,
+        P.CALLS_CUSTOMER_NAME: S.OWN,
         P.CAPTURES_CANCEL: S.TEAM, P.CAPTURES_VIEW: S.TEAM, P.VAULT_REVEAL: S.TEAM,
         P.AUDIT_READ_TEAM: S.TEAM, P.METRICS_READ: S.ALL,
         P.APPROVALS_REQUEST: S.OWN, P.APPROVALS_VIEW: S.TEAM,

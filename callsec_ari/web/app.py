@@ -26,6 +26,7 @@ from callsec_ari.runtime.bus import EventBus
 from callsec_ari.store.context import Store
 from callsec_ari.verification.delivery.base import LatencyStats
 from callsec_ari.web import approvals, captures, metrics, routes, sse
+from callsec_ari.web.customer import NameCache
 from callsec_ari.web.deps import AriLink, CallDirectory, CaptureService, WebDeps
 from callsec_ari.web.guard import DEPS, Handler, register
 from callsec_ari.web.security import security_headers
@@ -151,5 +152,6 @@ def build_web_server(settings: Settings, store: Store, *, calls: CallDirectory,
                 remote_key=store.keyring.blind_index_key())
     deps = WebDeps(web=settings.web, auth=auth, users=users, audit=store.audit, db=store.db,
                    calls=calls, bus=bus, ari=ari, latency=latency, captures=captures,
-                   registry=registry)
+                   registry=registry,
+                   customer_names=NameCache(lambda ref: store.customers.get(ref).name.full))
     return WebServer(build_web_app(deps), settings.web.host, settings.web.port), deps

@@ -23,6 +23,7 @@ from callsec_ari.runtime.bus import EventBus
 from callsec_ari.runtime.dispatcher import CallHandle
 from callsec_ari.store.db import Database
 from callsec_ari.verification.delivery.base import LatencyStats
+from callsec_ari.web.customer import NameCache
 
 if TYPE_CHECKING:
     from callsec_ari.approval.service import ApprovalFeature
@@ -117,6 +118,8 @@ class WebDeps:
     captures: CaptureService | None = None
     #: Set by the approval feature (``callsec_ari/approval``), like ``captures``.
     approvals: ApprovalFeature | None = None
+    #: The verified customer's display name for the handling agent (``web/customer.py``).
+    customer_names: NameCache | None = None
     static_dir: Path = STATIC_DIR
     sse_heartbeat_seconds: float = 15.0
     #: What ``/metrics`` renders (the application's registry; None: a new one of its own).

@@ -12,6 +12,7 @@ from callsec_ari.access.auth import Principal
 from callsec_ari.access.roles import Permission, allowed_any, permissions_of, revealable_kinds
 from callsec_ari.core.errors import InvalidInput
 from callsec_ari.store.models import AuditHeadRow
+from callsec_ari.web.customer import verified_customer
 from callsec_ari.web.deps import WebDeps
 from callsec_ari.web.guard import Guarded, Handler, deps_of
 from callsec_ari.web.security import (
@@ -77,7 +78,10 @@ async def calls(request: web.Request, principal: Principal) -> web.StreamRespons
     for call in deps.calls:
         owner = call_owner(call, owners)
         if allowed_any(subject, VIEW_CALLS, owner):
-            out.append(call_view(call, owner, owners))
+            view = call_view(call, owner, owners)
+            view["customer"] = await verified_customer(deps.customer_names, principal, call,
+                                                       owner)
+            out.append(view)
     out.sort(key=lambda c: c["call_id"])
     return _json({"calls": out})
 

@@ -28,6 +28,7 @@ from callsec_ari.access.auth import Principal
 from callsec_ari.access.errors import SessionInvalid
 from callsec_ari.access.roles import Owner, Permission, allowed
 from callsec_ari.runtime.bus import BusEvent
+from callsec_ari.web.customer import verified_customer
 from callsec_ari.web.guard import SEE_CALL, Guarded, deps_of, visible_call
 from callsec_ari.web.views import call_view, safe_payload
 
@@ -123,7 +124,10 @@ async def events(request: web.Request, principal: Principal) -> web.StreamRespon
         request.app[STREAMS].add(queue)
         try:
             await response.prepare(request)
-            await response.write(_frame("snapshot", call_view(call, owner, owners)))
+            snapshot = call_view(call, owner, owners)
+            snapshot["customer"] = await verified_customer(deps.customer_names, principal, call,
+                                                           owner)
+            await response.write(_frame("snapshot", snapshot))
             await _relay(request, response, queue, principal, owner)
         except ConnectionResetError:
             pass  # the browser went away
