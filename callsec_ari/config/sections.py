@@ -343,6 +343,8 @@ class WebhookSettings:
     max_seconds: float = 300.0
     #: First pause between tries; doubles each time, jittered (half to all of it).
     backoff_seconds: float = 1.0
+    #: The longest pause between two tries (before jitter).
+    max_backoff_seconds: float = 60.0
     #: Events waiting per URL; a full queue makes the event a dead letter at once.
     queue_size: int = 1000
 

@@ -26,7 +26,7 @@ def targets_from(w: WebhookSettings) -> list[Target]:
 def policy_from(w: WebhookSettings) -> RetryPolicy:
     return RetryPolicy(timeout_seconds=w.timeout_seconds, retries=w.max_attempts - 1,
                        budget_seconds=w.max_seconds, backoff_seconds=w.backoff_seconds,
-                       jitter=0.5)
+                       max_backoff_seconds=w.max_backoff_seconds, jitter=0.5)
 
 
 def check_webhook_settings(w: WebhookSettings) -> None:
@@ -47,6 +47,9 @@ def check_webhook_settings(w: WebhookSettings) -> None:
     if w.max_attempts < 1 or w.queue_size < 1:
         raise ConfigError("max_attempts and queue_size must be at least 1",
                           section="webhooks", key="max_attempts")
+    if w.backoff_seconds < 0 or w.max_backoff_seconds < w.backoff_seconds:
+        raise ConfigError("backoff_seconds must be >= 0 and at most max_backoff_seconds",
+                          section="webhooks", key="max_backoff_seconds")
     if w.timeout_seconds <= 0 or w.max_seconds < w.timeout_seconds:
         raise ConfigError("timeout_seconds must be > 0 and at most max_seconds",
                           section="webhooks", key="timeout_seconds")

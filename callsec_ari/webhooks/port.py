@@ -3,7 +3,9 @@
 ``emit`` never blocks and never raises: the event is queued for the delivery task (a full
 queue writes it to the dead letters at once). The payload must be masked already: ids,
 results, methods, counts, brands, last digits; never a code, PAN, phone number or name.
-Values must be JSON scalars (str, int, float, bool, None) or lists/dicts of them.
+Values must be JSON scalars (str, int, float, bool, None) or lists/dicts of them. Call it on
+the event loop (from a worker thread: ``loop.call_soon_threadsafe(notifier.emit, ...)``).
+The application's notifier is ``Application.webhooks``.
 """
 
 from __future__ import annotations

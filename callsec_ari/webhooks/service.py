@@ -139,8 +139,12 @@ class WebhookService:
     def _dead_later(self, lane: _Lane, item: Outgoing, *, reason: str, attempts: int) -> None:
         """From ``emit`` (a call's worker): written by a thread, the call does not wait."""
         lane.mark_broken(item.call_id)
-        task = asyncio.get_running_loop().create_task(
-            asyncio.to_thread(self._record, lane, item, reason, attempts))
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # not on the event loop (a thread): write it here
+            self._record(lane, item, reason, attempts)
+            return
+        task = loop.create_task(asyncio.to_thread(self._record, lane, item, reason, attempts))
         self._writes.add(task)
         task.add_done_callback(self._writes.discard)
 

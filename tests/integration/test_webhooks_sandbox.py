@@ -3,7 +3,9 @@ caller types the SMS code (RFC 4733), the real ``callsec run`` connects agent100
 for the card over the HTTP API and the caller types it. A loopback receiver in the test gets
 ``verification.finished``, ``capture.started``, ``capture.field_completed`` and
 ``capture.finished`` in that order, each signed with the configured secret, and no body holds
-the card number, the CVV, the code or the caller's number.
+the card number, the CVV, the code or the caller's number. A second receiver (its own secret)
+is down during the call (connection refused) and gets the same events, in order, once it
+comes back.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from tests.integration.test_webhooks import Receiver, free_port, serving
 
 pytestmark = pytest.mark.sandbox
 SECRET = "sandbox-webhook-secret-0123456789"
+SECRET_DOWN = "second-receiver-secret-abcdefgh"
 
 
 @pytest.fixture(scope="module")
@@ -48,12 +51,21 @@ async def receiver(sandbox: Sandbox) -> AsyncIterator[Receiver]:
 
 
 @pytest.fixture(scope="module")
-async def product(receiver: Receiver) -> AsyncIterator[Product]:
+def down() -> Receiver:
+    """Not listening until a test serves it."""
+    return Receiver(free_port())
+
+
+@pytest.fixture(scope="module")
+async def product(receiver: Receiver, down: Receiver) -> AsyncIterator[Product]:
     async with running_product("webhooks", env={
             "CALLSEC_POLICY_DEFAULT__REQUIRE_CODE": "always",
-            "CALLSEC_WEBHOOKS__URLS": receiver.url,
-            "CALLSEC_WEBHOOKS__SECRET": SECRET,
-            "CALLSEC_WEBHOOKS__TIMEOUT_SECONDS": "2"}) as running:
+            "CALLSEC_WEBHOOKS__URLS": f"{receiver.url},{down.url}",
+            "CALLSEC_WEBHOOKS__SECRETS": f"{SECRET},{SECRET_DOWN}",
+            "CALLSEC_WEBHOOKS__TIMEOUT_SECONDS": "2",
+            "CALLSEC_WEBHOOKS__BACKOFF_SECONDS": "0.5",
+            "CALLSEC_WEBHOOKS__MAX_BACKOFF_SECONDS": "2",
+            "CALLSEC_WEBHOOKS__MAX_ATTEMPTS": "100"}) as running:
         yield running
 
 
@@ -68,7 +80,8 @@ async def wait_types(receiver: Receiver, call_id: str, last: str,
 
 
 async def test_a_verified_call_with_a_capture_sends_signed_events_in_order(
-        product: Product, receiver: Receiver, carrier: Carrier, agents: AgentPhones,
+        product: Product, receiver: Receiver, down: Receiver, carrier: Carrier,
+        agents: AgentPhones,
         ari_a: aiohttp.ClientSession, register_secret: Callable[[str], None]) -> None:
     card, exp, cvv = visa(), expiry(), rare_number(4)
     register_secret(card)
@@ -114,3 +127,12 @@ async def test_a_verified_call_with_a_capture_sends_signed_events_in_order(
     for _, raw in mine:
         for value in (card, cvv, code, mobile, mobile.lstrip("+")):
             assert value.encode() not in raw
+
+    # the second receiver was down (connection refused) all along: it comes back
+    assert down.seen == []
+    async with serving(down):
+        late = await wait_types(down, call_id, "capture.finished", timeout=30)
+    assert [b["type"] for b in late] == types
+    assert [b["id"] for b in late] == [json.loads(raw)["id"] for _, raw in mine]
+    assert all(verify(SECRET_DOWN.encode(), h["Callsec-Signature"], raw) for h, raw in down.seen)
+    assert not any(verify(SECRET.encode(), h["Callsec-Signature"], raw) for h, raw in down.seen)

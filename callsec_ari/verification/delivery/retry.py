@@ -42,6 +42,8 @@ class RetryPolicy:
     #: Share of each pause drawn at random (0: none; 0.5: between half and all of it), so
     #: many senders retrying one receiver do not all come back at the same moment.
     jitter: float = 0.0
+    #: No pause is longer than this (before jitter).
+    max_backoff_seconds: float = float("inf")
 
 
 #: One attempt, given the seconds it may take; returns the gateway's message id.
@@ -85,7 +87,7 @@ async def send_with_retry(
             if not last.retryable:
                 break
             if index < policy.retries:
-                pause = policy.backoff_seconds * (2**index)
+                pause = min(policy.backoff_seconds * (2**index), policy.max_backoff_seconds)
                 pause *= 1.0 - policy.jitter * random.random()  # jitter, not a secret
                 await asyncio.sleep(max(0.0, min(pause, deadline - time.monotonic())))
             continue
