@@ -171,7 +171,7 @@ class Application:
             # payment approvals (callsec_ari/approval): a code bound to amount and payee
             self.approvals = ApprovalFeature(self.settings, self.store, self.dispatcher,
                                              deliveries, limits, captures,
-                                             notifier=getattr(self, "webhooks", None))
+                                             notifier=self.webhooks)
             self.approvals.register(self.executor)
             # talk-through relays: closed with their call, and all of them when callsec stops
             media = MediaFeature.from_store(self.store, self.dispatcher, self.settings.capture)
