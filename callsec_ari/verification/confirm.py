@@ -94,6 +94,16 @@ class ConfirmationService:
         link = links.link_for(self.settings.web.public_url, token) if token else ""
         return links.message_lines(language, link=link, reply=phone_bi is not None)
 
+    @staticmethod
+    def show_to_agent(call: CallHandle) -> None:
+        """A connect call whose customer may now say "this is not me" belongs to the agent it
+        is meant for from now on (their desk lists it, and so shows the fraud warning even
+        though a denied caller never rings them)."""
+        options = getattr(call.flow, "o", None)
+        dial = getattr(options, "dial_string", "")
+        if isinstance(dial, str) and dial:
+            call.data.setdefault("agent_endpoint", dial)
+
     # -- the link page ---------------------------------------------------------------------
     def _view(self, row: Confirmation, now: datetime) -> PageView:
         v = self.settings.verification

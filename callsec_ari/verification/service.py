@@ -211,6 +211,7 @@ class VerificationService:
             return body
         if not extra:
             return body
+        self.confirmations.show_to_agent(call)
         return f"{body.rstrip()} {extra}" if kind == "sms" else f"{body.rstrip()}\n\n{extra}\n"
 
     def _before_send(self, cmd: p.DeliverCode) -> tuple[bool, Customer]:
