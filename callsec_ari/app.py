@@ -79,7 +79,7 @@ class Application:
         self.webhooks: WebhookNotifier = NullNotifier()
         if settings.webhooks.urls:
             self.webhook_service = WebhookService.from_settings(
-                settings, DeadLetters(self.store.db), self.store.audit)
+                settings, DeadLetters(self.store.db, self.store.keys), self.store.audit)
             self.webhooks = self.webhook_service
         self.executor.register(Publish, tapped(self.bus.handle, self.webhooks))
         # --- end signed webhooks ---

@@ -28,7 +28,8 @@ from callsec_ari.webhooks.store import DeadLetter, DeadLetters
 def _list(args: argparse.Namespace, settings: Settings) -> int:
     store = open_store(settings, upgrade=False)
     try:
-        letters = DeadLetters(store.db).list(pending_only=not args.all, limit=args.limit)
+        letters = DeadLetters(store.db, store.keys).list(pending_only=not args.all,
+                                                         limit=args.limit)
     finally:
         store.close()
     for letter in letters:
@@ -50,8 +51,9 @@ async def _resend(letters: list[DeadLetter], dead: DeadLetters,
         for letter in letters:
             target = targets.get(letter.url)
             key = (letter.url, letter.call_id)
-            if target is None or key in failed_calls:
+            if target is None or key in failed_calls or not letter.body:
                 why = "its URL is no longer in [webhooks] urls" if target is None else \
+                    "its call's data was erased" if not letter.body else \
                     "an earlier event of its call is still pending"
                 print(f"{letter.id}: not sent, {why}", file=sys.stderr)
                 failed_calls.add(key)
@@ -79,7 +81,7 @@ def _retry(args: argparse.Namespace, settings: Settings) -> int:
         return 2
     store = open_store(settings, upgrade=False)
     try:
-        dead = DeadLetters(store.db)
+        dead = DeadLetters(store.db, store.keys)
         letters = dead.list(ids=args.id or ())
         if args.id and {letter.id for letter in letters} != set(args.id):
             missing = sorted(set(args.id) - {letter.id for letter in letters})

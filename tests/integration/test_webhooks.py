@@ -129,7 +129,7 @@ async def running(service: WebhookService) -> AsyncIterator[WebhookService]:
 
 def service_for(store: Store, url: str, policy: RetryPolicy = FAST,
                 queue_size: int = 100) -> WebhookService:
-    return WebhookService([Target(url, SECRET.encode())], policy, DeadLetters(store.db),
+    return WebhookService([Target(url, SECRET.encode())], policy, DeadLetters(store.db, store.keys),
                           audit=store.audit, queue_size=queue_size)
 
 
@@ -167,7 +167,7 @@ async def test_a_receiver_that_is_down_gets_the_events_in_order_when_it_comes_ba
             await receiver.wait_count(5)
     bodies = receiver.bodies()
     assert [b["data"]["attempt"] for b in bodies if b["call_id"] == "1733.2"] == [0, 1, 2, 3]
-    assert DeadLetters(store.db).list() == []
+    assert DeadLetters(store.db, store.keys).list() == []
 
 
 async def test_a_slow_receiver_is_tried_again_with_the_same_event_id(store: Store) -> None:
@@ -181,7 +181,7 @@ async def test_a_slow_receiver_is_tried_again_with_the_same_event_id(store: Stor
     assert ids[0] == ids[1] != ids[2]  # the first attempt timed out: the same event again
     assert [b["type"] for b in receiver.bodies()][1:] == ["verification.finished",
                                                            "capture.started"]
-    assert DeadLetters(store.db).list() == []
+    assert DeadLetters(store.db, store.keys).list() == []
 
 
 async def test_500_is_retried_then_dead_lettered_and_webhooks_retry_delivers_it(
@@ -195,12 +195,15 @@ async def test_500_is_retried_then_dead_lettered_and_webhooks_retry_delivers_it(
                                                         "result": "captured"})
             await receiver.wait_count(3)
             async with asyncio.timeout(10):
-                while len(DeadLetters(store.db).list()) < 2:
+                while len(DeadLetters(store.db, store.keys).list()) < 2:
                     await asyncio.sleep(0.1)
         assert len(receiver.seen) == 3  # three tries of the first; the second waits behind it
-        first, second = DeadLetters(store.db).list()
+        first, second = DeadLetters(store.db, store.keys).list()
         assert (first.attempts, first.reason, first.http_status) == (3, "http_status", 500)
         assert (second.attempts, second.reason) == (0, "after_dead_letter")
+        assert json.loads(second.body)["data"] == {"capture_id": "CP-02", "result": "captured"}
+        on_disk = b"".join(p.read_bytes() for p in tmp_path.glob("callsec.db*"))
+        assert b"CP-02" not in on_disk  # the body is encrypted at rest
         with store.db.session() as s:
             actions = list(s.scalars(select(AuditRow.action)))
         assert actions.count("webhook.dead_letter") == 2
@@ -215,7 +218,7 @@ async def test_500_is_retried_then_dead_lettered_and_webhooks_retry_delivers_it(
         assert fixed.returncode == 0, fixed.stderr
     assert [b["id"] for b in receiver.bodies()] == [first.event_id, second.event_id]
     assert all(verify(SECRET.encode(), h["Callsec-Signature"], raw) for h, raw in receiver.seen)
-    assert DeadLetters(store.db).list() == []
+    assert DeadLetters(store.db, store.keys).list() == []
     with store.db.session() as s:
         assert "webhook.retry" in list(s.scalars(select(AuditRow.action)))
 
@@ -225,9 +228,9 @@ async def test_a_full_queue_makes_a_dead_letter_at_once_without_blocking(store: 
     service.emit("capture.started", "1733.6", {})
     service.emit("capture.finished", "1733.6", {})  # no worker runs: the queue is full
     async with asyncio.timeout(5):
-        while not DeadLetters(store.db).list():
+        while not DeadLetters(store.db, store.keys).list():
             await asyncio.sleep(0.05)
-    assert [d.reason for d in DeadLetters(store.db).list()] == ["queue_full"]
+    assert [d.reason for d in DeadLetters(store.db, store.keys).list()] == ["queue_full"]
 
 
 async def cli(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:

@@ -1,7 +1,8 @@
 """Webhooks: dead letters (events a URL did not take after the last try).
 
-The body is the masked event as sent (ids, results, brands, last digits; never a code, PAN,
-phone number or name), so it is stored as it is; the URL's secret is never stored.
+The body is the masked event as sent (never a code, PAN or phone number), encrypted under the
+call's data key (approval and "not me" events name a customer ref, amount and payee); the
+URL's secret is never stored.
 ``delivered_at`` is set when ``callsec webhooks retry`` re-sends the event.
 
 Revision ID: 0009
@@ -28,7 +29,8 @@ def upgrade() -> None:
         sa.Column("event_type", sa.String(64), nullable=False),
         sa.Column("call_id", sa.String(128), nullable=False),
         sa.Column("url", sa.String(2000), nullable=False),
-        sa.Column("body", sa.Text(), nullable=False),
+        sa.Column("key_id", sa.String(32), sa.ForeignKey("keys.key_id"), nullable=False),
+        sa.Column("body_enc", sa.LargeBinary(), nullable=False),
         sa.Column("attempts", sa.Integer(), nullable=False),
         sa.Column("reason", sa.String(32), nullable=False),
         sa.Column("http_status", sa.Integer(), nullable=True),
