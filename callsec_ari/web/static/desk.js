@@ -3,6 +3,7 @@
 "use strict";
 (function () {
   const I18N = window.CALLSEC_I18N;
+  const SUMMARY = window.CALLSEC_SUMMARY;  // desk-summary.js: the capture's masked summary card
   const FIELDS = { card: ["card_number", "expiry", "cvv"], bank: ["iban"], id: ["national_id"],
     bank_us: ["routing_number", "account_number"] };
   const POLL_MS = 2000;
@@ -173,14 +174,11 @@
     }
     entry.error = "";
     if (data.capture_id) { entry.captureId = data.capture_id; }
+    entry.summary = SUMMARY.onEvent(entry.summary, data);
     if (data.field !== undefined && data.count !== undefined) {
       entry.progress = { field: data.field, dots: data.dots || "•".repeat(data.count), brand: data.brand || "" };
     }
-    if (data.valid !== undefined) {
-      entry.progress = null;
-      entry.result = { field: data.field, valid: data.valid, brand: data.brand || "",
-                       last: data.last_digits || "" };
-    }
+    if (data.valid !== undefined) { entry.progress = null; }
     if (data.result) { entry.outcome = data.result; entry.storedAs = data.stored_as || ""; entry.progress = null; }
   }
   // Approval events: {approval_id, stage, result: approved|declined|failed}; never a code.
@@ -200,9 +198,28 @@
   }
   async function requestCapture(id, kind) {
     const entry = state.calls.get(id);
-    entry.error = ""; entry.result = null; entry.outcome = null; entry.evidence = null;
+    entry.error = ""; entry.outcome = null; entry.evidence = null;
+    entry.summary = SUMMARY.create(null, FIELDS[kind]);
     const res = await api("POST", "/api/v1/calls/" + encodeURIComponent(id) + "/captures", { fields: FIELDS[kind] });
-    if (res.ok) { entry.captureId = res.data.capture_id; } else { entry.error = errorText(res.data); }
+    if (res.ok) { entry.captureId = res.data.capture_id; entry.summary.captureId = res.data.capture_id; }
+    else { entry.error = errorText(res.data); entry.summary = null; }
+    renderCalls();
+  }
+  // Re-request, cancel or skip one field of the running capture (the flow answers on SSE).
+  async function controlField(id, field, action) {
+    const entry = state.calls.get(id);
+    if (!entry || !entry.captureId) { return; }
+    const res = await api("POST", "/api/v1/calls/" + encodeURIComponent(id) + "/captures/" +
+                          encodeURIComponent(entry.captureId) + "/fields/" + encodeURIComponent(field),
+                          { action });
+    entry.error = res.ok ? "" : errorText(res.data);
+    renderCalls();
+  }
+  // The summary card stays after the capture until the agent dismisses it.
+  function dismissSummary(id) {
+    const entry = state.calls.get(id);
+    if (!entry) { return; }
+    entry.summary = null; entry.evidence = null; entry.outcome = null; entry.error = "";
     renderCalls();
   }
   async function cancelCapture(id) {
@@ -240,18 +257,16 @@
     li.querySelectorAll("button.capture").forEach((btn) => { btn.disabled = busy || entry.ended; });
     li.querySelector("button.cancel").classList.toggle("hidden", !busy);
     const p = entry.progress;
-    li.querySelector(".field-name").textContent = p ? t("field." + p.field) : "";
+    const asking = p ? p.field : busy && entry.summary ? entry.summary.asking : null;
+    li.querySelector(".field-name").textContent = asking ? t("field." + asking) : "";
     li.querySelector(".dots").textContent = p ? p.dots : "";
     li.querySelector(".brand").textContent = p && p.brand ? p.brand.toUpperCase() : "";
-    const r = entry.result;
-    const result = li.querySelector(".result");
-    result.textContent = r ? t("field." + r.field) + ": " + (r.brand ? r.brand.toUpperCase() + " " : "") +
-      (r.last ? "•••• " + r.last + " " : "") + "(" + (r.valid ? t("valid") : t("invalid")) + ")" : "";
-    if (entry.outcome === "cancelled") { result.textContent = t("cancelled"); }
-    if (entry.outcome === "captured" && entry.storedAs) {  // sealed | token | vault
-      result.textContent += (result.textContent ? " · " : "") + t("stored." + entry.storedAs);
-    }
-    result.className = "result " + (r ? (r.valid ? "ok" : "bad") : "");
+    SUMMARY.render(li.querySelector(".result"), entry.summary, t, busy,
+                   (field, action) => controlField(id, field, action));
+    li.querySelector("button.dismiss").classList.toggle("hidden", !entry.summary || busy);
+    const customer = info.customer;  // the verified customer, for the agent handling the call
+    li.querySelector(".customer").textContent = customer && customer.name ? customer.name +
+      (customer.method ? " · " + t("method." + customer.method) : "") : "";
     const ev = entry.evidence;
     const evidence = li.querySelector(".evidence");
     evidence.textContent = ev ? t("tonesMasked") + ": " + ev.masked + ", " + t("tonesLeaked") + ": " + ev.leaked : "";
@@ -275,6 +290,7 @@
         li.querySelectorAll("button.capture").forEach((btn) =>
           btn.addEventListener("click", () => requestCapture(id, btn.dataset.kind)));
         li.querySelector("button.cancel").addEventListener("click", () => cancelCapture(id));
+        li.querySelector("button.dismiss").addEventListener("click", () => dismissSummary(id));
         li.querySelector("form.approval").addEventListener("submit", (ev) => {
           ev.preventDefault(); requestApproval(id, ev.target);
         });
