@@ -96,7 +96,8 @@ def snapshot(app: Application) -> dict[str, Any]:
     queues = {"dispatcher_events": calls.pop("queued_events"),
               "late_records": len(app.late_records) if app.late_records is not None else 0,
               "agi_refusal_audit": app.refusals.pending if app.refusals is not None else 0,
-              "sse_subscribers": app.bus.subscribers}
+              "sse_subscribers": app.bus.subscribers,
+              "webhook_events": app.webhook_service.pending if app.webhook_service else 0}
     return {"version": __version__, "pid": os.getpid(),
             "uptime_seconds": round(time.monotonic() - app.started_monotonic, 1),
             "connections": _connections(app), "calls": calls, "queues": queues,

@@ -70,6 +70,11 @@ class WebhookService:
         w = settings.webhooks
         return cls(targets_from(w), policy_from(w), dead, audit=audit, queue_size=w.queue_size)
 
+    @property
+    def pending(self) -> int:
+        """Events waiting in the queues (``callsec status``)."""
+        return sum(lane.queue.qsize() for lane in self.lanes)
+
     # -- the port ---------------------------------------------------------------------------
     def emit(self, event_type: str, call_id: str, payload: Mapping[str, object]) -> None:
         event_id = new_event_id()

@@ -23,6 +23,7 @@ def fake_app(ring: ErrorRing) -> Any:
     return SimpleNamespace(
         settings=SimpleNamespace(web=web), adapters=[], ami=None, agi_server=None, web=None,
         dispatcher=[], metrics=None, late_records=[], refusals=None, bus=EventBus(),
+        webhook_service=None,
         started_monotonic=0.0, error_ring=ring)
 
 
