@@ -141,7 +141,17 @@ async def test_approval_code_sent_with_amount_and_payee_typed_unheard_then_repla
         product: Product, carrier: Carrier, agents: AgentPhones,
         ari_a: aiohttp.ClientSession, register_secret: Any) -> None:
     async with verified_call(product, carrier, agents, ari_a) as live:
+        for bad in ({"amount": "1e3", "currency": "EUR", "payee": "ACME"},
+                    {"amount": "10.00", "currency": "XXX", "payee": "ACME"},
+                    {"amount": "10.00", "currency": "EUR", "payee": "ACME\nEvil"}):
+            status, data = await product.desk.call(
+                "POST", f"/api/v1/calls/{live.call_id}/approvals", bad)
+            assert (status, data["error_id"]) == (422, "approval_terms_invalid"), data
         first, message = await ask(product, live, "49.90")
+        status, data = await product.desk.call(  # one at a time
+            "POST", f"/api/v1/calls/{live.call_id}/approvals",
+            {"amount": "1.00", "currency": "EUR", "payee": "ACME"})
+        assert (status, data["error_id"]) == (409, "approval_not_possible"), data
         assert message["to"] == live.caller and message["kind"] == "sms"
         for part in ("49.90 EUR", "ACME Energy", "Musterbank", "ref "):
             assert part in message["body"]
@@ -149,6 +159,8 @@ async def test_approval_code_sent_with_amount_and_payee_typed_unheard_then_repla
         register_secret(code)
         await live.carrier.send_dtmf(code)
         assert (await outcome(product, first))["status"] == "approved"
+        status, _ = await product.desk.call("GET", "/api/v1/approvals/AP-0123456789abcdef")
+        assert status == 404
         row = stored(product, first)
         assert (row["amount"], row["currency"], row["payee"]) == ("49.90", "EUR", "ACME Energy")
         assert row["result"] == "approved" and record_verifies(product, row)
