@@ -22,8 +22,9 @@ from callsec_ari.store.models import CaptureRow, VerificationRow, as_utc, utcnow
 T = "verifications"
 #: ``sealed``: the envelope sealed to the merchant's public key (``sink = sealed``): ciphertext
 #: that nothing on callsec's side can open.
+#: ``status``: ``cancelled`` | ``skipped`` for a field dropped from the capture (#18).
 _MASKED_KEYS = ("brand", "last4", "length", "lengths", "valid", "country", "attempts", "kind",
-                "sealed")
+                "sealed", "status")
 
 
 def _iso(value: Any) -> str | None:
