@@ -185,6 +185,25 @@ def capture_over(driver: WebDriver) -> bool:
     return bool(button.is_enabled()) and text_of(driver, f"{CALL} .dots") == ""
 
 
+def summary_lines(driver: WebDriver) -> list[str]:
+    return [str(e.text) for e in driver.find_elements(
+        By.CSS_SELECTOR, f"{CALL} .summary-fields li .summary-field")]
+
+
+def summary_kept_until_dismissed(driver: WebDriver, card: str) -> None:
+    """The card keeps every field, how it was stored and the verified customer (name and
+    method) after the capture, until the agent dismisses it (#18)."""
+    expected = [f"Card number: VISA •••• {card[-4:]} (valid)", "Expiry: (valid)",
+                "Security code: (valid)"]
+    wait(driver, lambda d: summary_lines(d) == expected, timeout=15)
+    wait(driver, lambda d: text_of(d, f"{CALL} .summary-head").startswith("Captured"))
+    assert text_of(driver, f"{CALL} .customer") == "Erika Mustermann · SMS code"
+    time.sleep(2.5)  # the call list polls every 2 s: the card stays
+    assert summary_lines(driver) == expected
+    driver.find_element(By.CSS_SELECTOR, f"{CALL} button.dismiss").click()
+    wait(driver, lambda d: summary_lines(d) == [] and text_of(d, f"{CALL} .result") == "")
+
+
 async def verified_call(product: Running, carrier: Carrier, agents: AgentPhones,
                         mobile: str, register_secret: Callable[[str], None]) -> CarrierCall:
     """Carrier B calls 2000; the caller types the SMS code; agent100's phone answers."""
@@ -261,6 +280,7 @@ async def test_agent_desk_shows_a_real_sandbox_card_capture_as_dots_then_brand_a
     assert not [p.pattern for p in secrets if p.search(browser.page_source)]
     assert no_csp_violations(browser)
     assert browser.save_screenshot(str(ARTIFACTS / "desk-sandbox-done.png"))
+    await asyncio.to_thread(summary_kept_until_dismissed, browser, card)
 
     stored = await stored_capture(product, browser, call_id)
     assert stored["state"] == "captured", stored
