@@ -117,6 +117,10 @@ class ApprovalFeature:
         self._key = record_key(store.keyring.audit_key())
         self._pending: dict[str, Pending] = {}
 
+    @property
+    def currencies(self) -> tuple[str, ...]:
+        return self.a.currencies
+
     def register(self, executor: CallExecutor) -> None:
         executor.register(af.MuteForApproval, self.mute)
         executor.register(af.CheckApprovalCode, self.check)

@@ -11,23 +11,34 @@ not shown to the agent.
 from __future__ import annotations
 
 import asyncio
+from typing import Any, Protocol
 
 from aiohttp import web
 
 from callsec_ari.access.auth import Principal
 from callsec_ari.access.errors import CaptureUnavailable
 from callsec_ari.access.roles import Permission
-from callsec_ari.approval.errors import ApprovalNotFound
-from callsec_ari.approval.record import parse_terms
-from callsec_ari.approval.service import ApprovalFeature
+from callsec_ari.approval.record import Terms, parse_terms
 from callsec_ari.core.errors import NotFound
+from callsec_ari.runtime.dispatcher import CallHandle
 from callsec_ari.web.captures import _id
 from callsec_ari.web.guard import Guarded, deps_of, require_visible, visible_call
 from callsec_ari.web.security import read_json
 from callsec_ari.web.views import owner_of
 
 
-def _service(request: web.Request) -> ApprovalFeature:
+class ApprovalService(Protocol):
+    """What the routes need (``callsec_ari.approval.service.ApprovalFeature``)."""
+
+    @property
+    def currencies(self) -> tuple[str, ...]: ...
+
+    async def request(self, call: CallHandle, terms: Terms, *, actor: str) -> str: ...
+
+    async def get(self, approval_id: str) -> tuple[dict[str, Any], str | None]: ...
+
+
+def _service(request: web.Request) -> ApprovalService:
     service = deps_of(request).approvals
     if service is None:
         raise CaptureUnavailable()
@@ -39,7 +50,7 @@ async def request_approval(request: web.Request, principal: Principal) -> web.St
                                     _id(request, "call_id"))
     service = _service(request)
     body = await read_json(request)
-    terms = parse_terms(body, service.a.currencies)
+    terms = parse_terms(body, service.currencies)
     approval_id = await service.request(call, terms, actor=principal.user.actor)
     return web.json_response({"approval_id": approval_id, "status": "pending"}, status=201)
 
@@ -54,8 +65,7 @@ async def get_approval(request: web.Request, principal: Principal) -> web.Stream
         info, owner = {}, None
     await require_visible(request, principal, (Permission.APPROVALS_VIEW,), owner,
                           f"approval {approval_id}",
-                          ApprovalNotFound("no such approval",
-                                           details={"approval_id": approval_id}))
+                          NotFound("no such approval", details={"approval_id": approval_id}))
     return web.json_response(info)
 
 

@@ -26,7 +26,7 @@ from callsec_ari.verification.delivery.base import LatencyStats
 from callsec_ari.web.customer import NameCache
 
 if TYPE_CHECKING:
-    from callsec_ari.approval.service import ApprovalFeature
+    from callsec_ari.web.approvals import ApprovalService
 
 STATIC_DIR = Path(__file__).with_name("static")
 
@@ -117,7 +117,7 @@ class WebDeps:
     #: Set by the capture feature (may be assigned after the web app is built).
     captures: CaptureService | None = None
     #: Set by the approval feature (``callsec_ari/approval``), like ``captures``.
-    approvals: ApprovalFeature | None = None
+    approvals: ApprovalService | None = None
     #: The verified customer's display name for the handling agent (``web/customer.py``).
     customer_names: NameCache | None = None
     static_dir: Path = STATIC_DIR

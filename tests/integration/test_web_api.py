@@ -37,6 +37,8 @@ DOCUMENTED: dict[tuple[str, str], set[str]] = {
     ("POST", "/api/v1/calls/{call_id}/captures/{capture_id}/fields/{field}"):
         {"agent", "supervisor"},
     ("GET", "/api/v1/captures/{capture_id}"): {"agent", "supervisor"},
+    ("POST", "/api/v1/calls/{call_id}/approvals"): {"agent"},
+    ("GET", "/api/v1/approvals/{approval_id}"): {"agent", "supervisor"},
     ("POST", "/api/v1/captures/{capture_id}/reveal"): {"supervisor"},
     ("GET", "/api/v1/audit"): {"auditor"},
     ("GET", "/api/v1/team/audit"): {"supervisor"},
@@ -58,9 +60,12 @@ async def env(tmp_path: Path) -> AsyncIterator[WebEnv]:
 async def call_endpoint(env: WebEnv, ep: Endpoint, user: str,
                         headers: dict[str, str]) -> tuple[int, Any]:
     """One request to ``ep`` about anna's call C-100 / capture CAP-1."""
-    path = ep.path.format(call_id="C-100", capture_id="CAP-1", field="iban")
+    path = ep.path.format(call_id="C-100", capture_id="CAP-1", field="iban",
+                          approval_id="AP-1")
     body: dict[str, Any] | None = None
-    if ep.path.endswith("/captures") and ep.method == "POST":
+    if ep.path.endswith("/approvals") and ep.method == "POST":
+        body = {"amount": "49.90", "currency": "EUR", "payee": "ACME Energy"}
+    elif ep.path.endswith("/captures") and ep.method == "POST":
         body = {"fields": ["iban"]}
     elif ep.path.endswith("/fields/{field}"):
         body = {"action": "cancel"}

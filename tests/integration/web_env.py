@@ -131,6 +131,27 @@ class FakeCaptures:
                                              {"fields": {"iban": {"valid": True}}})
 
 
+class FakeApprovals:
+    """The approval service's stand-in: AP-1 is an approval on anna's call C-100."""
+
+    currencies = ("EUR", "USD")
+
+    def __init__(self) -> None:
+        self.requests: list[tuple[str, Any, str]] = []
+        self.infos: dict[str, tuple[dict[str, Any], str | None]] = {
+            "AP-1": ({"approval_id": "AP-1", "call_id": "C-100", "status": "approved"},
+                     "agent100")}
+
+    async def request(self, call: CallHandle, terms: Any, *, actor: str) -> str:
+        self.requests.append((call.call_id, terms, actor))
+        return f"AP-{len(self.infos) + 1}"
+
+    async def get(self, approval_id: str) -> tuple[dict[str, Any], str | None]:
+        if approval_id not in self.infos:
+            raise NotFound("no such approval", details={"approval_id": approval_id})
+        return self.infos[approval_id]
+
+
 @dataclass
 class FakeLink:
     server: str
@@ -211,6 +232,7 @@ async def web_env(tmp_path: Path, web: str = "", *,
     deps = WebDeps(web=settings.web, auth=auth, users=users, audit=store.audit, db=store.db,
                    calls=dispatcher, bus=bus, ari=links, latency=latency,
                    captures=captures if with_captures else None, sse_heartbeat_seconds=0.5)
+    deps.approvals = FakeApprovals() if with_captures else None
     client: TestClient[Any, Any] = TestClient(TestServer(build_web_app(deps), host="127.0.0.1"))
     await client.start_server()
     env = WebEnv(settings, config_path, store, users, auth, clock, dispatcher, bus, deps,
