@@ -23,7 +23,7 @@ import logging
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from sqlalchemy import select
@@ -63,6 +63,8 @@ from callsec_ari.verification.messages import call_reference
 
 log = logging.getLogger(__name__)
 _KEEP = 200
+#: Seconds beyond code TTL + entry timeout after which a pending approval is dead.
+STALE_SLACK = 60
 
 
 class Notifier(Protocol):
@@ -152,8 +154,10 @@ class ApprovalFeature:
         caller = caller_subject(flow.verification.caller_number,
                                 self.settings.verification.default_region)
         await self._send(call, ref, caller, flow.verification.language, code, terms)
-        await asyncio.to_thread(self._save_requested, approval_id, call, ref, terms, digest,
-                                actor)
+        closed = await asyncio.to_thread(self._save_requested, approval_id, call, ref, terms,
+                                         digest, actor)
+        for record in closed:
+            self._emit("approval.finished", str(record["call_id"]), record)
         self._pending[approval_id] = Pending(code, digest, call.call_id, ref, caller)
         while len(self._pending) > _KEEP:
             self._pending.pop(next(iter(self._pending))).code.discard()
@@ -196,7 +200,9 @@ class ApprovalFeature:
         return self.wrong_codes.is_locked(failures, now)
 
     def _save_requested(self, approval_id: str, call: CallHandle, ref: str, terms: Terms,
-                        digest: str, actor: str) -> None:
+                        digest: str, actor: str) -> list[dict[str, Any]]:
+        """Write the pending row (and close stale ones: their records are returned)."""
+        closed = self._close_stale(datetime.now(UTC))
         with self.store.db.session() as s:
             s.add(ApprovalRow(approval_id=approval_id, call_id=call.call_id, customer_ref=ref,
                               amount=terms.amount, currency=terms.currency, payee=terms.payee,
@@ -207,6 +213,7 @@ class ApprovalFeature:
             self.store.audit.append(actor, "approval.requested", approval_id, {
                 "call_id": call.call_id, "customer_ref": ref, "digest": digest,
                 **({"agent_user": user} if user else {})}, session=s)
+        return closed
 
     # -- flow commands -----------------------------------------------------------------------
     async def mute(self, call: CallHandle, cmd: af.MuteForApproval) -> Sequence[Event]:
@@ -278,6 +285,26 @@ class ApprovalFeature:
                 "result": cmd.result, "reason": cmd.reason, "digest": row.digest,
                 "signature": row.signature}, session=s)
             return {**record, "signature": row.signature}
+
+    def _close_stale(self, now: datetime) -> list[dict[str, Any]]:
+        """Approvals still pending long after their code and entry could have ended (their
+        process died; the code lived in its memory only) end as ``failed``, ``interrupted``:
+        signed, audited and emitted like any other. Safe with several nodes: no approval on
+        any node can still be running by then."""
+        horizon = now - timedelta(seconds=self.a.code_ttl_seconds + self.a.entry_timeout_seconds
+                                  + STALE_SLACK)
+        with self.store.db.session() as s:
+            stale = list(s.scalars(select(ApprovalRow.approval_id).where(
+                ApprovalRow.result.is_(None), ApprovalRow.created_at < horizon).limit(50)))
+        closed = []
+        for approval_id in stale:
+            record = self._finish_sync(af.FinishApproval(
+                approval_id=approval_id, result="failed", reason="interrupted"))
+            if record is not None:
+                log.warning("approval %s closed as failed (interrupted)", approval_id,
+                            extra={"call_id": record["call_id"]})
+                closed.append(record)
+        return closed
 
     def _emit(self, event_type: str, call_id: str, payload: Mapping[str, object]) -> None:
         if self.notifier is not None:

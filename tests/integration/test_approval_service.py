@@ -196,3 +196,20 @@ def test_candidate_holder_is_wiped_after_the_check() -> None:
     for d in "123456":
         holder.append(d)
     assert "123456" not in repr(af.CheckApprovalCode(approval_id="AP-x", candidate=holder))
+
+
+async def test_an_approval_left_pending_by_a_dead_process_ends_failed_and_signed(
+        world: World, settings: Settings) -> None:
+    call = world.call()
+    dead = await world.feature.request(call, TERMS, actor="anna")
+    world.feature._pending.clear()  # the process that sent its code is gone
+    path = str(settings.database.url).removeprefix("sqlite:///")
+    with sqlite3.connect(path) as db:
+        db.execute("UPDATE approvals SET created_at = '2026-01-01 00:00:00.000000' "
+                   "WHERE approval_id = ?", (dead,))
+    await world.feature.request(call, TERMS, actor="anna")
+    row = world.row(dead)
+    signature = row.pop("signature")
+    assert (row["result"], row["reason"]) == ("failed", "interrupted")
+    assert verify_record(row, signature, record_key(world.store.keyring.audit_key()))
+    assert ("approval.finished", "call-1") in [(k, c) for k, c, _ in world.hooks.events]
