@@ -11,6 +11,7 @@ A replayed code (the first approval's code typed for a second approval) and a la
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import sqlite3
 from collections.abc import AsyncIterator
@@ -36,9 +37,11 @@ from tests.integration.capture_env import (
     fresh_caller,
     running_product,
 )
+from tests.integration.test_webhooks import Receiver, free_port, serving
 
 pytestmark = pytest.mark.sandbox
 TTL = 8
+SECRET = "approval-webhook-secret-0123456789"
 ENV = {
     "CALLSEC_POLICY_DEFAULT__REQUIRE_CODE": "always",
     "CALLSEC_VERIFICATION__COMPANY_NAME": "Musterbank",
@@ -49,8 +52,15 @@ ENV = {
 
 
 @pytest.fixture(scope="module")
-async def product(sandbox: Sandbox) -> AsyncIterator[Product]:
-    async with running_product("approval", ENV) as running:
+async def receiver(sandbox: Sandbox) -> AsyncIterator[Receiver]:
+    async with serving(Receiver(free_port())) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+async def product(receiver: Receiver) -> AsyncIterator[Product]:
+    async with running_product("approval", {**ENV, "CALLSEC_WEBHOOKS__URLS": receiver.url,
+                                            "CALLSEC_WEBHOOKS__SECRET": SECRET}) as running:
         yield running
 
 
@@ -138,7 +148,7 @@ def record_verifies(product: Product, row: dict[str, Any]) -> bool:
 
 
 async def test_approval_code_sent_with_amount_and_payee_typed_unheard_then_replay_refused(
-        product: Product, carrier: Carrier, agents: AgentPhones,
+        receiver: Receiver, product: Product, carrier: Carrier, agents: AgentPhones,
         ari_a: aiohttp.ClientSession, register_secret: Any) -> None:
     async with verified_call(product, carrier, agents, ari_a) as live:
         for bad in ({"amount": "1e3", "currency": "EUR", "payee": "ACME"},
@@ -165,6 +175,15 @@ async def test_approval_code_sent_with_amount_and_payee_typed_unheard_then_repla
         assert (row["amount"], row["currency"], row["payee"]) == ("49.90", "EUR", "ACME Energy")
         assert row["result"] == "approved" and record_verifies(product, row)
         assert not live.agent.dtmf  # the agent's phone got no DTMF at all
+        async with asyncio.timeout(15):  # the signed record reached the webhook receiver
+            while not any(b["type"] == "approval.finished" and
+                          b["data"].get("approval_id") == first for b in receiver.bodies()):
+                await asyncio.sleep(0.2)
+        hook = next(b["data"] for b in receiver.bodies()
+                    if b["type"] == "approval.finished" and b["data"]["approval_id"] == first)
+        assert (hook["result"], hook["amount"], hook["payee"], hook["signature"]) == (
+            "approved", "49.90", "ACME Energy", row["signature"])
+        assert all(code not in json.dumps(b) for b in receiver.bodies())
 
         # a second approval typed with the first one's code: refused
         second, message2 = await ask(product, live, "49.90")
