@@ -113,8 +113,9 @@ class FieldEntry:
         return [self._play(*before, name), c.StartTimer(name=TIMER, seconds=self.collector.timeout)]
 
     # -- driving ---------------------------------------------------------------------------
-    def start(self) -> list[c.Command]:
-        return [*self._requested(), *self._prompt()]
+    def start(self, again: bool = False) -> list[c.Command]:
+        """``again``: the field is asked again (a re-opened capture)."""
+        return [*self._requested(again), *self._prompt()]
 
     def _requested(self, again: bool = False) -> list[c.Command]:
         """``field_started`` names the field being asked (``field_requested`` before it when

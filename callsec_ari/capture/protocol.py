@@ -29,6 +29,10 @@ class CaptureRequested(Event):
     mode: str = ""
     #: Fields the caller may skip (``FieldControl`` action ``skip``).
     optional: tuple[str, ...] = ()
+    #: Re-opening a just-finished capture for ``fields`` (a re-request, #18): the fields of the
+    #: capture as first requested, and its stored masked summary. Empty: a new capture.
+    reopen_fields: tuple[str, ...] = ()
+    reopens: tuple[tuple[str, tuple[tuple[str, object], ...]], ...] = ()
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -127,6 +131,8 @@ class StoreCapture(Command):
     masked: tuple[tuple[str, tuple[tuple[str, object], ...]], ...]
     fields: tuple[str, ...]
     requested_by: str = ""
+    #: A re-opened capture: these fields' stored values are replaced (the others stay).
+    replaces: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, kw_only=True)

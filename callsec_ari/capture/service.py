@@ -47,6 +47,7 @@ from callsec_ari.capture.errors import (
     RecordingMuteFailed,
 )
 from callsec_ari.capture.fields import parse_fields
+from callsec_ari.capture.reopen import check_reopenable, finished_capture, replace_fields
 from callsec_ari.capture.sinks import CaptureValues, Sink, SinkResult, wipe_all
 from callsec_ari.capture.steering import CaptureSteering
 from callsec_ari.connect.flow import ConnectFlow, K
@@ -150,8 +151,8 @@ class CaptureFeature:
                                   "call_id": call.call_id, "fields": list(capture.request.fields),
                                   "requested_by": capture.request.requested_by,
                                   "agent": endpoint})
-        if cmd.mute and capture is not None:
-            await self._save_started(call, capture)
+        if cmd.mute and capture is not None and not capture.request.reopen_fields:
+            await self._save_started(call, capture)  # (a re-opened capture's row stays)
         count = await self._mute(call, cmd)
         call.log.info("recordings of the %s %s: %d", cmd.leg,
                       "muted" if cmd.mute else "unmuted", count)
@@ -236,6 +237,9 @@ class CaptureFeature:
                 card["last4"] = result.last4
         for kind, envelope in result.sealed.items():  # ciphertext to the merchant's key only
             masked.setdefault(kind, {})["sealed"] = envelope
+        if cmd.replaces:  # a re-opened capture: its new fields replace the stored ones
+            replace_fields(self.store, call_id, cmd, result, masked)
+            return
         self.store.records.save_capture(
             cmd.capture_id, call_id, fields=cmd.fields, customer_ref=cmd.customer_ref or None,
             result="captured", masked=masked, vault_refs=result.vault_refs,
@@ -322,11 +326,15 @@ class CaptureFeature:
         ``field_control_refused``)."""
         running = active_capture(call)
         if running is None or running.capture_id != capture_id:
-            raise CaptureNotFound("no such capture running on this call", details={
-                "call_id": call.call_id, "capture_id": capture_id})
-        if field not in running.request.fields:
+            running = finished_capture(call, capture_id) if action == "rerequest" else None
+            if running is None:
+                raise CaptureNotFound("no such capture running on this call", details={
+                    "call_id": call.call_id, "capture_id": capture_id})
+            check_reopenable(self.sink.name, capture_id)  # re-opened for the field
+        fields = running.request.reopen_fields or running.request.fields
+        if field not in fields:
             raise InvalidInput("field: not in this capture", details={
-                "field": "field", "allowed": list(running.request.fields)})
+                "field": "field", "allowed": list(fields)})
         if action == "skip" and field not in running.request.optional:
             raise InvalidInput("field: not optional in this capture", details={
                 "field": "field", "allowed": list(running.request.optional)})

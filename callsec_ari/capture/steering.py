@@ -75,7 +75,7 @@ class CaptureSteering:
             self._agent_loop(),
             c.StartTimer(name=OVERALL, seconds=self.o.capture_timeout),
             self._publish("started"),
-            *self.entry.start(),
+            *self.entry.start(again=bool(self.request.reopen_fields)),
         ]
 
     def _agent_loop(self) -> c.Play:
@@ -116,19 +116,33 @@ class CaptureSteering:
             self.stage = "storing"
             values = tuple(self.entry.values.items())
             self.entry.values = {}  # the holders now belong to the StoreCapture command
+            reopened = bool(self.request.reopen_fields)
             return [*commands, c.CancelTimer(name=OVERALL), self._publish("storing"),
                     cp.StoreCapture(capture_id=self.capture_id, customer_ref=self.o.customer_ref,
-                                    values=values, masked=self.entry.masked_summary(),
-                                    fields=self.request.fields,
-                                    requested_by=self.request.requested_by)]
+                                    values=values, masked=self.summary(),
+                                    fields=self.request.reopen_fields or self.request.fields,
+                                    requested_by=self.request.requested_by,
+                                    replaces=self.request.fields if reopened else ())]
         return [*commands, *self.give_back(self.entry.outcome, self.entry.reason)]
 
     def stored(self) -> list[c.Command]:
         return self.give_back("captured")
 
+    def summary(self) -> tuple[tuple[str, tuple[tuple[str, object], ...]], ...]:
+        """The capture's masked summary; a re-opened capture's is the stored one with the
+        re-entered fields replaced."""
+        if not self.request.reopen_fields:
+            return self.entry.masked_summary()
+        merged = {**dict(self.request.reopens), **dict(self.entry.masked_summary())}
+        return tuple((f, merged[f]) for f in self.request.reopen_fields if f in merged)
+
     def give_back(self, result: str, reason: str = "") -> list[c.Command]:
-        """End the capture and return the caller to the agent's bridge."""
+        """End the capture and return the caller to the agent's bridge. A re-opened capture
+        that ends without new values keeps what was stored: still ``captured``."""
         self.entry.wipe()
+        if self.request.reopen_fields and result != "captured":
+            result, reason = "captured", f"rerequest_{result}"
+            self.entry.masked.clear()
         self.stage, self.result = "done", result
         commands: list[c.Command] = [
             c.CancelTimer(name=OVERALL), c.CancelTimer(name="capture-entry"),
@@ -150,15 +164,27 @@ class CaptureSteering:
             commands.append(self._record(result, reason))
         return commands
 
+    def reopen(self, event: cp.FieldControl) -> cp.CaptureRequested | None:
+        """A re-request of a field of this just-finished, stored capture: the request that
+        re-opens it for that field (None when it cannot be re-opened)."""
+        fields = self.request.reopen_fields or self.request.fields
+        if self.stage != "done" or self.result != "captured" or event.action != "rerequest" \
+                or event.field not in fields:
+            return None
+        return cp.CaptureRequested(capture_id=self.capture_id, fields=(event.field,),
+                                   requested_by=event.by, mode="bridge", reopen_fields=fields,
+                                   reopens=self.summary(), at=event.at)
+
     def abandon(self, result: str, reason: str) -> list[c.Command]:
-        """A leg left mid-capture: digits discarded, capture recorded, bridge torn down."""
+        """A leg left mid-capture: digits discarded, capture recorded, bridge torn down (a
+        re-opened capture keeps its stored record)."""
         self.entry.wipe()
         self.stage, self.result = "done", result
+        record = [] if self.request.reopen_fields else [self._record(result, reason)]
         return [c.CancelTimer(name=OVERALL), c.CancelTimer(name="capture-entry"),
                 c.DestroyBridge(bridge_id=self.o.capture_bridge),
                 cp.MuteRecording(leg="caller", mute=False),
-                self._publish("finished", result=result, reason=reason),
-                self._record(result, reason)]
+                self._publish("finished", result=result, reason=reason), *record]
 
     def _record(self, result: str, reason: str) -> cp.RecordCapture:
         return cp.RecordCapture(capture_id=self.capture_id, customer_ref=self.o.customer_ref,
@@ -171,16 +197,16 @@ class CaptureSteering:
         fields by outcome (``fields_valid``, ``fields_cancelled``, ``fields_skipped``,
         ``fields_missing``: comma lists in request order)."""
         flat: dict[str, str | int | bool] = {}
-        card = self.entry.masked.get("card_number")
-        if card is not None:
-            if card.brand:
-                flat["brand"] = card.brand
-            if card.last_digits:
-                flat["last4"] = card.last_digits
+        summary = {kind: dict(pairs) for kind, pairs in self.summary()}
+        card = summary.get("card_number", {})
+        for key in ("brand", "last4"):
+            if isinstance(card.get(key), str) and card[key]:
+                flat[key] = str(card[key])
         groups: dict[str, list[str]] = {"valid": [], "cancelled": [], "skipped": [],
                                         "missing": []}
-        for kind in self.request.fields:
-            how = "valid" if kind in self.entry.masked else self.entry.dropped.get(kind)
-            groups[how or "missing"].append(kind)
+        for kind in self.request.reopen_fields or self.request.fields:
+            field = summary.get(kind, {})
+            how = "valid" if field.get("valid") is True else field.get("status")
+            groups[str(how or "missing")].append(kind)
         flat.update({f"fields_{k}": ",".join(v) for k, v in groups.items() if v})
         return flat

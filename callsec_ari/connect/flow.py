@@ -369,7 +369,12 @@ class ConnectFlow(TableFlow[K]):
 
     def _field_control(self, event: cp.FieldControl) -> list[c.Command]:
         capture = self._active(event.capture_id)
-        return capture.control(event) if capture is not None else []
+        if capture is not None:
+            return capture.control(event)
+        done = self.capture  # a re-request re-opens the just-finished capture for the field
+        reopen = done.reopen(event) if done is not None and done.capture_id == \
+            event.capture_id and self._active() is None else None
+        return self._capture_requested(reopen) if reopen is not None else []
 
     def _approval_requested(self, event: af.ApprovalRequested) -> list[c.Command]:
         """A payment approval (``approval/flow.py``) takes the capture slot."""

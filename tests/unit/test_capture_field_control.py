@@ -122,3 +122,53 @@ def test_control_of_an_unknown_capture_or_field_changes_nothing() -> None:
     assert flow.handle(cp.FieldControl(
         capture_id="CP-other", field="expiry", action="rerequest")) == []
     assert ("field_control_refused", "iban") in stages(control(flow, "iban", "rerequest"))
+
+
+def finished_capture() -> ConnectFlow:
+    flow, _ = running()
+    keys(flow, PAN + "#")
+    keys(flow, WRONG_EXPIRY, at=20.0)
+    assert of(cp.StoreCapture, keys(flow, CVV, at=30.0))
+    flow.handle(cp.CaptureStored(capture_id="CP-1"))
+    assert flow.capture is not None and flow.capture.stage == "done"
+    return flow
+
+
+def test_rerequest_after_the_capture_finished_reopens_it_for_that_field() -> None:
+    flow = finished_capture()
+    out = control(flow, "expiry", "rerequest")
+    assert of(cp.MuteRecording, out) == [cp.MuteRecording(leg="caller", mute=True)]
+    out = flow.handle(cp.RecordingMuted(mute=True))  # the caller is steered in again
+    assert c.AddToBridge(bridge_id="callsec-capture-k1", leg="caller", absorb_dtmf=True) in out
+    assert ("field_requested", "expiry") in stages(out)
+    store = of(cp.StoreCapture, keys(flow, EXPIRY, at=40.0))[0]
+    assert store.capture_id == "CP-1" and store.replaces == ("expiry",)
+    assert store.fields == ("card_number", "expiry", "cvv")
+    assert [k for k, _ in store.values] == ["expiry"]  # the others stay stored as they are
+    masked = dict(store.masked)
+    assert dict(masked["card_number"])["last4"] == PAN[-4:] and "cvv" in masked
+    finished = [dict(p.payload) for p in of(c.Publish, flow.handle(
+        cp.CaptureStored(capture_id="CP-1"))) if dict(p.payload)["stage"] == "finished"][0]
+    assert finished["result"] == "captured" and finished["fields_valid"] == \
+        "card_number,expiry,cvv"
+
+
+def test_a_reopened_capture_cancelled_keeps_the_stored_capture() -> None:
+    flow = finished_capture()
+    control(flow, "expiry", "rerequest")
+    flow.handle(cp.RecordingMuted(mute=True))
+    out = flow.handle(cp.CaptureCancelled(capture_id="CP-1", by="api"))
+    assert not of(cp.RecordCapture, out) and not of(cp.StoreCapture, out)
+    finished = [dict(p.payload) for p in of(c.Publish, out)
+                if dict(p.payload)["stage"] == "finished"][0]
+    assert finished["result"] == "captured" and finished["reason"] == "rerequest_cancelled"
+    assert finished["fields_valid"] == "card_number,expiry,cvv"
+
+
+def test_only_a_rerequest_of_a_captured_capture_reopens_it() -> None:
+    flow = finished_capture()
+    assert control(flow, "expiry", "cancel") == []
+    assert control(flow, "iban", "rerequest") == []
+    flow2, _ = running(fields=("iban",))
+    control(flow2, "iban", "cancel")  # ended cancelled: nothing to re-open
+    assert control(flow2, "iban", "rerequest") == []
