@@ -118,7 +118,7 @@ def recorded(db: Database) -> list[Recorded]:
                          None if r.retired_at is None else as_utc(r.retired_at)) for r in rows]
 
 
-def _problem(keyring: KeyRing, row: Recorded) -> str | None:
+def problem(keyring: KeyRing, row: Recorded) -> str | None:
     """Why the key ring's key differs from ``row`` (None: it matches)."""
     what = f"{label(row.name, row.version)} (expected fingerprint {row.fingerprint})"
     try:
@@ -139,10 +139,10 @@ def _where(keyring: KeyRing) -> str:
 
 def _compare(keyring: KeyRing, rows: Iterable[Recorded]) -> list[str]:
     return [p for row in rows if row.retired_at is None
-            for p in [_problem(keyring, row)] if p is not None]
+            for p in [problem(keyring, row)] if p is not None]
 
 
-def _mismatch(keyring: KeyRing, problems: list[str]) -> KeyRingMismatch:
+def mismatch(keyring: KeyRing, problems: list[str]) -> KeyRingMismatch:
     return KeyRingMismatch(
         f"the key ring{_where(keyring)} does not match the database: " + "; ".join(problems)
         + ". Check [crypto] keyring_dir and the configuration file used (relative paths are "
@@ -166,7 +166,7 @@ def check_key_ring(db: Database, keyring: KeyRing) -> None:
                  "(run `callsec keys init` to adopt a KEK you mean to use)"
                  for v in keyring.versions() if (KEK, v) not in known]
     if problems:
-        raise _mismatch(keyring, problems)
+        raise mismatch(keyring, problems)
 
 
 def record(db: Database, keyring: KeyRing, name: str, version: int) -> None:
@@ -182,7 +182,7 @@ def record(db: Database, keyring: KeyRing, name: str, version: int) -> None:
         with db.session() as s:
             row = s.get(KeyFingerprintRow, (name, version))
         if row is None or not hmac.compare_digest(row.fingerprint, value):
-            raise _mismatch(keyring, [f"{label(name, version)} was recorded with another "
+            raise mismatch(keyring, [f"{label(name, version)} was recorded with another "
                                       "fingerprint"]) from None
 
 
@@ -235,7 +235,7 @@ def init_keys(db: Database, keyring: _Creator, files: _NamedKeys) -> InitReport:
     rows = recorded(db)
     problems = _compare(keyring, rows)
     if problems:
-        raise _mismatch(keyring, problems)
+        raise mismatch(keyring, problems)
     created = list(files.create_named_keys())
     if not keyring.versions():
         created.append(label(KEK, keyring.add_version()))

@@ -47,6 +47,8 @@ OWNER_KINDS = ("customer", "call", "item", "user")
 #: row, so shredding and KEK retirement take effect at once for reads; a write racing an
 #: erasure in another process ends up as ciphertext nobody can read.
 ENCRYPTION_KEY_TTL = 60.0
+#: Seconds a KEK found matching the database's record is trusted for new data keys.
+KEK_CHECK_SECONDS = 5.0
 _ENCRYPTION_KEYS_MAX = 4096  # user: staff TOTP secrets (access)
 
 
@@ -62,12 +64,34 @@ class DataKeys:
         self.db = db
         self.envelope = envelope
         self._writing: dict[tuple[str, str], tuple[float, DataKey]] = {}
+        #: KEK version -> when it was last found recorded with the key ring's fingerprint
+        self._checked: dict[int, float] = {}
+
+    def _check_kek(self, version: int) -> None:
+        """Refuse to wrap a new data key with a KEK the database does not record (one that
+        appeared in the key ring while callsec runs) or whose key differs from its
+        fingerprint: ``check_key_ring`` at start cannot see it. Checked again every
+        ``KEK_CHECK_SECONDS``."""
+        now = time.monotonic()
+        if now - self._checked.get(version, -KEK_CHECK_SECONDS) < KEK_CHECK_SECONDS:
+            return
+        rows = [r for r in custody.recorded(self.db) if r.name == custody.KEK
+                and r.version == version and r.retired_at is None]
+        keyring = self.envelope.keyring
+        problem = custody.problem(keyring, rows[0]) if rows else (
+            f"{custody.label(custody.KEK, version)} is in the key ring but the database never "
+            "recorded it (run `callsec keys init` to adopt a KEK you mean to use)")
+        if problem is not None:
+            log.error("refusing to wrap a new data key: %s", problem)
+            raise custody.mismatch(keyring, [problem])
+        self._checked[version] = now
 
     def new(self, *, owner_kind: str, owner_id: str) -> tuple[DataKey, dict[str, Any]]:
         """A fresh data key and its ``keys`` row (for bulk inserts)."""
         if owner_kind not in OWNER_KINDS:
             raise ValueError(f"unknown key owner kind {owner_kind!r}")
         key, wrapped = self.envelope.new_data_key()
+        self._check_kek(wrapped.kek_version)
         return key, {"key_id": key.key_id, "owner_kind": owner_kind, "owner_id": owner_id,
                      "kek_version": wrapped.kek_version, "wrapped": wrapped.wrapped,
                      "shredded": False, "created_at": utcnow(), "shredded_at": None}
