@@ -51,6 +51,8 @@ class PageView:
     call_ref: str
     language: str
     open: bool
+    #: the caller still waits in verification ("This is not me" counts until the expiry)
+    can_confirm: bool = False
     kind: str = "verification"
 
 
@@ -108,9 +110,10 @@ class ConfirmationService:
     def _view(self, row: Confirmation, now: datetime) -> PageView:
         v = self.settings.verification
         local = row.created_at.astimezone(ZoneInfo(v.timezone))
-        open_ = row.open_at(now) and waiting(self.calls.get(row.call_id))
+        open_ = row.open_at(now)
         return PageView(company=v.company_name, time=f"{local:%H:%M}", call_ref=row.call_ref,
-                        language=row.language, open=open_, kind=row.kind)
+                        language=row.language, open=open_, kind=row.kind,
+                        can_confirm=open_ and waiting(self.calls.get(row.call_id)))
 
     async def page(self, token: str) -> PageView | None:
         """The page for a link (no state change: link scanners fetch it too)."""

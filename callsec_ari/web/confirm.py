@@ -94,7 +94,7 @@ def _page(view: PageView, token: str, key: bytes) -> web.Response:
         f'<form method="post" action="{links.LINK_PATH}{escape(token)}">{hidden}'
         f'<input type="hidden" name="action" value="{action}">'
         f'<button type="submit" id="{action}" class="{action}">{escape(t[action])}</button>'
-        "</form>" for action in ("confirm", "deny"))
+        "</form>" for action in ("confirm", "deny") if view.can_confirm or action == "deny")
     body = (f"<h1>{escape(t['title'])}</h1><p>{escape(t['lead'].format(company=view.company))}"
             f"</p><dl>{facts}</dl><div class=\"actions\">{forms}</div>")
     return _html(view.language, t["title"], body)
