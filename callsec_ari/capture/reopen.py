@@ -13,10 +13,11 @@ from __future__ import annotations
 from sqlalchemy import delete
 
 from callsec_ari.capture import protocol as cp
+from callsec_ari.capture.errors import CaptureNotFound
 from callsec_ari.capture.sinks import SinkResult
 from callsec_ari.capture.steering import CaptureSteering
 from callsec_ari.connect.flow import ConnectFlow, K
-from callsec_ari.core.errors import Conflict
+from callsec_ari.core.errors import Conflict, InvalidInput
 from callsec_ari.runtime.dispatcher import CallHandle
 from callsec_ari.store.context import Store
 from callsec_ari.store.models import CaptureRow, VaultItemRow, utcnow
@@ -42,6 +43,26 @@ def finished_capture(call: CallHandle, capture_id: str) -> CaptureSteering | Non
             or capture.result != "captured":
         return None
     return capture
+
+
+def check_control(call: CallHandle, running: CaptureSteering | None, capture_id: str,
+                  field: str, action: str, sink_name: str) -> None:
+    """Refuse a field control the call's capture cannot take: no such capture running (nor
+    just finished, for a re-request: it is re-opened), a field not in it, a skip of a field
+    that is not optional, a re-open of a capture its sink stores whole."""
+    if running is None or running.capture_id != capture_id:
+        running = finished_capture(call, capture_id) if action == "rerequest" else None
+        if running is None:
+            raise CaptureNotFound("no such capture running on this call", details={
+                "call_id": call.call_id, "capture_id": capture_id})
+        check_reopenable(sink_name, capture_id)
+    fields = running.request.reopen_fields or running.request.fields
+    if field not in fields:
+        raise InvalidInput("field: not in this capture", details={
+            "field": "field", "allowed": list(fields)})
+    if action == "skip" and field not in running.request.optional:
+        raise InvalidInput("field: not optional in this capture", details={
+            "field": "field", "allowed": list(running.request.optional)})
 
 
 def check_reopenable(sink_name: str, capture_id: str) -> None:

@@ -47,11 +47,11 @@ from callsec_ari.capture.errors import (
     RecordingMuteFailed,
 )
 from callsec_ari.capture.fields import parse_fields
-from callsec_ari.capture.reopen import check_reopenable, finished_capture, replace_fields
+from callsec_ari.capture.reopen import check_control, replace_fields
 from callsec_ari.capture.sinks import CaptureValues, Sink, SinkResult, wipe_all
 from callsec_ari.capture.steering import CaptureSteering
 from callsec_ari.connect.flow import ConnectFlow, K
-from callsec_ari.core.errors import CallsecError, InvalidInput
+from callsec_ari.core.errors import CallsecError
 from callsec_ari.core.events import Event
 from callsec_ari.flows import new_capture_id
 from callsec_ari.runtime.dispatcher import CallHandle, Dispatcher
@@ -324,20 +324,7 @@ class CaptureFeature:
         """Re-request, cancel or skip one field (``FieldControl``; the flow decides whether it
         applies and publishes ``field_requested`` / ``field_cancelled`` / ``field_skipped`` or
         ``field_control_refused``)."""
-        running = active_capture(call)
-        if running is None or running.capture_id != capture_id:
-            running = finished_capture(call, capture_id) if action == "rerequest" else None
-            if running is None:
-                raise CaptureNotFound("no such capture running on this call", details={
-                    "call_id": call.call_id, "capture_id": capture_id})
-            check_reopenable(self.sink.name, capture_id)  # re-opened for the field
-        fields = running.request.reopen_fields or running.request.fields
-        if field not in fields:
-            raise InvalidInput("field: not in this capture", details={
-                "field": "field", "allowed": list(fields)})
-        if action == "skip" and field not in running.request.optional:
-            raise InvalidInput("field: not optional in this capture", details={
-                "field": "field", "allowed": list(running.request.optional)})
+        check_control(call, active_capture(call), capture_id, field, action, self.sink.name)
         self.dispatcher.post(call.call_id, cp.FieldControl(
             capture_id=capture_id, field=field, action=action, by=actor,
             at=asyncio.get_running_loop().time()))

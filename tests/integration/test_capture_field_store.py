@@ -65,3 +65,29 @@ async def test_a_reopened_capture_replaces_the_fields_vault_item_and_keeps_one_r
     assert clear == {"expiry": EXPIRY}
     actions = [e.action for e in store.audit.tail()]
     assert "capture.field_replaced" in actions
+
+
+def test_only_a_vault_capture_that_finished_stored_is_reopened_for_a_rerequest() -> None:
+    import pytest
+
+    from callsec_ari.capture.errors import CaptureNotFound
+    from callsec_ari.capture.reopen import CaptureNotReopenable, check_control
+    from callsec_ari.core.errors import InvalidInput
+    from tests.unit.test_capture_steering import CVV
+
+    flow = connected()
+    flow.handle(cp.CaptureRequested(capture_id="CP-1", fields=("card_number", "expiry", "cvv")))
+    flow.handle(cp.RecordingMuted(mute=True))
+    keys(flow, PAN + "#")
+    keys(flow, EXPIRY, at=20.0)
+    keys(flow, CVV, at=30.0)
+    flow.handle(cp.CaptureStored(capture_id="CP-1"))
+    call = handle(flow)
+    check_control(call, None, "CP-1", "expiry", "rerequest", "vault")  # re-opened
+    with pytest.raises(CaptureNotReopenable) as refused:
+        check_control(call, None, "CP-1", "expiry", "rerequest", "gateway")
+    assert refused.value.status == 409
+    with pytest.raises(CaptureNotFound):
+        check_control(call, None, "CP-1", "expiry", "cancel", "vault")
+    with pytest.raises(InvalidInput):
+        check_control(call, None, "CP-1", "iban", "rerequest", "vault")
