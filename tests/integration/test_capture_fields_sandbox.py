@@ -116,3 +116,39 @@ async def test_caller_presses_star_at_the_cvv_prompt_to_reenter_the_expiry(
         await asyncio.sleep(0.4)
         await live.carrier.send_dtmf(cvv, between_ms=120, duration_ms=120)
         await check_one_stored_capture(product, live, capture_id, card, good)
+
+
+async def test_agent_reasks_the_expiry_after_the_capture_finished_and_it_is_replaced(
+        product: Product, carrier: Carrier, agents: AgentPhones, ari_a: aiohttp.ClientSession,
+        register_secret: Callable[[str], None]) -> None:
+    card, wrong, good, cvv = visa(), expiry(5), expiry(2), rare_number(3)
+    register_secret(card)
+    desk = product.desk
+    async with connected_call(desk, carrier, agents, ari_a, product.sse_dir) as live:
+        capture_id = await desk.request_capture(live.call_id, CARD)
+        await type_fields(live, capture_id, [("card_number", card + "#"), ("expiry", wrong),
+                                             ("cvv", cvv)])
+        await live.sse.wait_stage(capture_id, "finished")
+        first = (await desk.wait_capture(capture_id, "captured"))["vault_refs"]
+        await asyncio.sleep(4.0)  # "capture complete" + beep: the caller is back with the agent
+        status, body = await desk.call(
+            "POST", f"/api/v1/calls/{live.call_id}/captures/{capture_id}/fields/expiry",
+            {"action": "rerequest"})
+        assert status == 202, body
+        await nth_stage(live, capture_id, "field_requested", "expiry", 1)
+        await nth_stage(live, capture_id, "field_started", "expiry", 2)
+        await asyncio.sleep(0.4)
+        await live.carrier.send_dtmf(good, between_ms=120, duration_ms=120)
+        finished = [e for e in live.sse.capture_events(capture_id)
+                    if e.get("stage") == "finished"]
+        async with asyncio.timeout(15):
+            while len(finished) < 2:
+                await asyncio.sleep(0.2)
+                finished = [e for e in live.sse.capture_events(capture_id)
+                            if e.get("stage") == "finished"]
+        assert finished[-1]["result"] == "captured"
+        assert finished[-1]["fields_valid"] == "card_number,expiry,cvv"
+        stored = await desk.wait_capture(capture_id, "captured")
+        assert stored["vault_refs"]["card_number"] == first["card_number"]
+        assert stored["vault_refs"]["expiry"] != first["expiry"]
+        await check_one_stored_capture(product, live, capture_id, card, good)
