@@ -36,7 +36,7 @@ class ConfirmationRow(Base):
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     answered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True),
                                                          nullable=True)
-    #: ``confirmed`` | ``denied`` | ``closed`` (the verification ended otherwise)
+    #: ``confirmed`` | ``denied`` | ``closed`` (confirmed after the caller stopped waiting)
     outcome: Mapped[str | None] = mapped_column(String(16), nullable=True)
     #: ``link`` | ``sms_reply``
     answered_by: Mapped[str | None] = mapped_column(String(16), nullable=True)
@@ -105,11 +105,3 @@ class Confirmations:
                 ConfirmationRow.expires_at > now,
             ).values(outcome=outcome, answered_by=by, answered_at=now))
             return rowcount(result) == 1
-
-    def close_call(self, call_id: str, now: datetime) -> int:
-        """The call's verification ended otherwise: its open rows can no longer be used."""
-        with self.db.session() as s:
-            result = s.execute(update(ConfirmationRow).where(
-                ConfirmationRow.call_id == call_id, ConfirmationRow.outcome.is_(None),
-            ).values(outcome="closed", answered_at=now))
-            return rowcount(result)

@@ -8,8 +8,9 @@ waits at the code prompt without typing; the "phone" reads the SMS from the outb
   the call verified and connected; the link cannot be used again.
 * This is not me: a second caller; Chromium taps "This is not me": the call is stopped
   (``denied``, agent100 never rings) and agent anna's desk shows the fraud warning.
-* SMS reply: unsigned inbound webhooks get 403; a signed "NO" reply (Twilio's webhook) stops
-  the call as ``denied`` with the fraud warning on the desk.
+* SMS reply: a signed "YES" through the HTTP gateway's inbound webhook connects a waiting
+  caller (a stale or wrongly keyed signature: 403); unsigned inbound webhooks get 403; a signed
+  "NO" reply (Twilio's webhook) stops the call as ``denied`` with the fraud warning on the desk.
 
 Run under ``flock /tmp/callsec-sandbox.lock`` (the sandbox and port 8080 are shared).
 """
@@ -31,6 +32,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 
 from callsec_ari.verification.confirm_links import twilio_signature
+from callsec_ari.verification.delivery.http import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
 from tests.e2e.test_desk import ARTIFACTS, no_csp_violations, sign_in, text_of, wait
 from tests.e2e.test_desk_sandbox import callsec_bridges
 from tests.harness.agent import AgentPhones
@@ -164,6 +166,33 @@ async def test_a_waiting_caller_is_connected_after_confirm_and_stopped_after_not
     await log_says(product, "call finished: denied")
     assert len(agents.calls) == rang  # agent100 never rang for the denied caller
     assert no_csp_violations(browser)
+    await call.hangup()
+
+
+async def gateway_reply(base: str, sender: str, text: str, *, key: str = HMAC_KEY,
+                        age: int = 0) -> tuple[int, dict[str, object]]:
+    """The signed HTTP gateway's inbound SMS, signed as callsec signs its outbound ones."""
+    raw = json.dumps({"from": sender, "body": text}).encode()
+    stamp = str(int(time.time()) - age)
+    headers = {"Content-Type": "application/json", TIMESTAMP_HEADER: stamp,
+               SIGNATURE_HEADER: sign(key.encode(), stamp, raw)}
+    async with aiohttp.ClientSession() as session, session.post(
+            f"{base}/inbound/sms/http", data=raw, headers=headers) as resp:
+        return resp.status, dict(await resp.json())
+
+
+async def test_a_signed_yes_reply_connects_a_waiting_caller(
+        product: Running, carrier: Carrier, agents: AgentPhones) -> None:
+    mobile, base = fresh_caller(), product.url.rstrip("/")
+    call, _ = await waiting_caller(product, carrier, mobile, 1)
+    assert (await gateway_reply(base, mobile, "maybe"))[1] == {"result": "ignored"}
+    assert (await gateway_reply(base, mobile, "YES", age=900))[0] == 403  # stale
+    assert (await gateway_reply(base, mobile, "YES", key="wrong"))[0] == 403
+    known = agents.seen(AGENT)
+    assert await gateway_reply(base, mobile, "yes") == (200, {"result": "confirmed"})
+    await agents.wait_ringing(AGENT, timeout=20, known=known)
+    await log_says(product, "confirmed the call by sms_reply")
+    assert (await gateway_reply(base, mobile, "NO"))[1] == {"result": "unknown"}  # used
     await call.hangup()
 
 
