@@ -2,10 +2,11 @@
 example), SMS replies, link tokens and the ``[web] public_url`` check."""
 
 import dataclasses
+from pathlib import Path
 
 import pytest
 
-from callsec_ari.config import PolicySettings, Settings, WebSettings
+from callsec_ari.config import PolicySettings, Settings, WebSettings, load_settings
 from callsec_ari.core.errors import ConfigError
 from callsec_ari.verification import confirm_links as links
 
@@ -83,3 +84,26 @@ def test_public_url_refuses_what_a_customer_must_not_be_sent_to(url: str) -> Non
 
 def test_public_url_may_stay_empty_without_the_link_method() -> None:
     links.check_public_url(settings("", ("sms", "sms_reply")))
+
+
+CONF = Path(__file__).resolve().parents[2] / "config" / "callsec.conf"
+
+
+@pytest.mark.parametrize("env, key", [
+    ({"CALLSEC_POLICY_DEFAULT__METHODS": "sms,link"}, "public_url"),
+    ({"CALLSEC_POLICY_DEFAULT__METHODS": "totp,link",
+      "CALLSEC_WEB__PUBLIC_URL": "https://pay.example.com"}, "methods"),
+    ({"CALLSEC_POLICY_DEFAULT__METHODS": "sms,fax"}, "methods"),
+    ({"CALLSEC_WEB__PUBLIC_URL": "http://pay.example.com"}, "public_url"),
+])
+def test_the_config_refuses_link_methods_it_cannot_serve(env: dict[str, str], key: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings(CONF, env=env)
+    assert key in str(caught.value) or caught.value.details.get("key") == key
+
+
+def test_the_config_takes_link_and_sms_reply_with_a_public_url() -> None:
+    settings = load_settings(CONF, env={
+        "CALLSEC_POLICY_DEFAULT__METHODS": "sms,email,link,sms_reply",
+        "CALLSEC_WEB__PUBLIC_URL": "https://pay.example.com"})
+    assert settings.policy(None).methods == ("sms", "email", "link", "sms_reply")
