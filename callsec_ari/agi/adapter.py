@@ -44,7 +44,7 @@ from callsec_ari.agi.protocol import (
     media_command,
 )
 from callsec_ari.agi.server import AgiSession
-from callsec_ari.agi.trust import SessionCheck, safe_call_id
+from callsec_ari.agi.trust import DUPLICATE_SESSION, SessionCheck, safe_call_id
 from callsec_ari.core import commands as c
 from callsec_ari.core import events as e
 from callsec_ari.core.errors import CallsecError
@@ -105,7 +105,10 @@ class AgiPort:
     # -- sessions in (the AgiServer handler) ------------------------------------------------
     async def handle(self, session: AgiSession) -> None:
         request = session.request
-        reason = await self.check.confirm(request)
+        reason = DUPLICATE_SESSION if f"agi-{request.uniqueid}" in self.calls \
+            else await self.check.confirm(request)
+        if reason is None and f"agi-{request.uniqueid}" in self.calls:
+            reason = DUPLICATE_SESSION  # the real session started while this one was checked
         if reason is not None:  # nothing is sent: the session closes when this returns
             flow = request.script if request.script in self.flows else "other"
             if self.refused is not None:

@@ -36,8 +36,10 @@ CHANNEL_MISMATCH = "channel_mismatch"
 CALLER_ID_MISMATCH = "caller_id_mismatch"
 NOT_IN_AGI = "not_in_agi"
 ASTERISK_UNREACHABLE = "asterisk_unreachable"
+#: callsec already runs an AGI session for this channel (a second one is never Asterisk's)
+DUPLICATE_SESSION = "duplicate_session"
 REASONS = (NO_UNIQUEID, NO_SUCH_CHANNEL, CHANNEL_MISMATCH, CALLER_ID_MISMATCH, NOT_IN_AGI,
-           ASTERISK_UNREACHABLE)
+           ASTERISK_UNREACHABLE, DUPLICATE_SESSION)
 
 #: Dialplan applications that run an AGI script on the channel.
 AGI_APPLICATIONS = frozenset({"agi", "eagi", "deadagi"})
