@@ -2,7 +2,7 @@
 // The card lists every field of the capture (brand, last 4, valid / invalid with the reason,
 // cancelled / skipped) and how the capture was stored; it stays after the capture ends until
 // the agent dismisses it. While the capture runs, each field has "Ask again" and "Cancel"
-// (and "Skip" when the field is optional). Values are set with textContent, never as markup.
+// (and "Skip" when the field is optional); after a stored capture, "Ask again" re-opens it. Values are set with textContent, never as markup.
 "use strict";
 (function () {
   function create(captureId, fields) {
@@ -20,7 +20,8 @@
     if (data.capture_id) { summary.captureId = data.capture_id; }
     const field = data.field;
     switch (data.stage) {
-      case "requested":
+      case "requested":  // a new capture, or this one re-opened for a field
+        summary.outcome = null;
         if (data.fields) { String(data.fields).split(",").forEach((f) => touch(summary, f)); }
         break;
       case "field_started":
@@ -101,6 +102,9 @@
       text.textContent = fieldText(t, field, r) + (running && summary.asking === field
         ? " · " + t("summary.asking") : "");
       li.appendChild(text);
+      if (!running && summary.outcome === "captured" && r && !r.status) {  // re-opens it
+        li.appendChild(button("rerequest", t("summary.askAgain"), () => control(field, "rerequest")));
+      }
       if (running && !(r && r.status)) {
         li.appendChild(button("rerequest", t("summary.askAgain"), () => control(field, "rerequest")));
         li.appendChild(button("cancel-field", t("summary.cancelField"), () => control(field, "cancel")));

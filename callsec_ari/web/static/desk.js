@@ -175,6 +175,7 @@
     entry.error = "";
     if (data.capture_id) { entry.captureId = data.capture_id; }
     entry.summary = SUMMARY.onEvent(entry.summary, data);
+    if (data.stage === "requested") { entry.outcome = null; }  // also a re-opened capture
     if (data.field !== undefined && data.count !== undefined) {
       entry.progress = { field: data.field, dots: data.dots || "•".repeat(data.count), brand: data.brand || "" };
     }
