@@ -115,3 +115,46 @@ def test_each_error_kind_has_its_prompt() -> None:
 def test_an_amex_cvv_has_its_own_prompt() -> None:
     assert spec_for("cvv", CTX.with_card_brand("amex")).prompt == "callsec/enter-cvv-amex"
     assert spec_for("cvv", CTX.with_card_brand("visa")).prompt == "callsec/enter-cvv"
+
+
+# --- the agent's keypad code *4 ([capture] feature_bank_us), wired from the settings ----------
+
+def test_agent_keypad_star_four_asks_routing_then_account_number_and_re_asks_a_bad_aba() -> None:
+    from callsec_ari.capture import protocol as cp
+    from callsec_ari.config import Settings
+    from callsec_ari.connect.flow import ConnectFlow, ConnectOptions
+    from callsec_ari.core import commands as c
+    from callsec_ari.core.events import CallStarted, DtmfReceived, LegAnswered
+    from callsec_ari.flows import FlowRegistry
+    from callsec_ari.verification.flow import VerificationFlow, VerificationOptions
+
+    started = CallStarted(flow="connect", caller_number="+4915112345678")
+    captures = FlowRegistry(Settings()).capture_options(started)
+    verification = VerificationFlow("k1", VerificationOptions(require_code="never",
+                                                              continue_after=False))
+    flow = ConnectFlow("k1", verification, ConnectOptions(dial_string="PJSIP/agent100",
+                                                          captures=captures))
+    flow.handle(started)
+    flow.handle(LegAnswered(leg="agent"))
+
+    def keys(digits: str, leg: str = "caller") -> list[c.Command]:
+        out: list[c.Command] = []
+        for i, key in enumerate(digits):
+            out += flow.handle(DtmfReceived(digit=key, leg=leg, at=10.0 + i * 0.2))
+        return out
+
+    keys("*4", leg="agent")
+    assert flow.capture is not None
+    assert flow.capture.request.fields == ("routing_number", "account_number")
+    out = flow.handle(cp.RecordingMuted(mute=True))
+    media = [m for x in out if isinstance(x, c.Play) for m in x.media]
+    assert "sound:callsec/enter-routing-number" in media
+    out = keys("111000026")  # check digit off by one
+    media = [m for x in out if isinstance(x, c.Play) for m in x.media]
+    assert media[:2] == ["sound:callsec/entry-check-failed", "sound:callsec/enter-routing-number"]
+    out = keys("111000025")
+    media = [m for x in out if isinstance(x, c.Play) for m in x.media]
+    assert "sound:callsec/enter-account-number" in media
+    published = [dict(x.payload) for x in out if isinstance(x, c.Publish)]
+    done = next(p for p in published if p.get("stage") == "field_done")
+    assert done["last_digits"] == "0025" and "111000025" not in repr(published)
