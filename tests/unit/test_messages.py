@@ -60,7 +60,8 @@ def test_subject_never_contains_the_code(code: str, lang: str, channel: str) -> 
     assert subject is None or not re.search(r"\d{4,}", subject)
 
 
-@given(code=codes, lang=langs)
+# A code may by chance hold the caller's digits; the check is about what else the text holds.
+@given(code=codes.filter(lambda c: CALLER[-8:] not in c), lang=langs)
 def test_message_holds_no_phone_number(code: str, lang: str) -> None:
     for channel in ("sms", "email"):
         subject, body = render_code_message(lang, channel, code, REF, WHEN, SETTINGS)
