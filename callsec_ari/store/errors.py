@@ -68,6 +68,11 @@ class SchemaOutdated(ConfigError):
     error_id = "schema_outdated"
 
     def __init__(self, current: str | None, head: str | None) -> None:
-        super().__init__(f"database is at revision {current or 'none (empty)'}, callsec needs "
-                         f"{head}: run `callsec db upgrade`")
+        if current is None:  # a new database: set it up as the README says
+            message = (f"database is empty (no schema), callsec needs revision {head}: run "
+                       "`callsec db upgrade`, then `callsec keys init`")
+        else:
+            message = (f"database is at revision {current}, callsec needs {head}: run "
+                       "`callsec db upgrade`")
+        super().__init__(message)
         self.current, self.head = current, head
