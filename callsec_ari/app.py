@@ -173,6 +173,7 @@ class Application:
                                              deliveries, limits, captures,
                                              notifier=self.webhooks)
             self.approvals.register(self.executor)
+            self.approvals.confirmations = confirmations  # approve by link / reply (#18.7)
             # talk-through relays: closed with their call, and all of them when callsec stops
             media = MediaFeature.from_store(self.store, self.dispatcher, self.settings.capture)
             media.register(self.executor)

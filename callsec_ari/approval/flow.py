@@ -59,7 +59,7 @@ class ApprovalRequested(Event):
 @dataclass(frozen=True, kw_only=True)
 class ApprovalChecked(Event):
     """``ok`` | ``wrong`` | ``expired`` | ``used`` | ``exhausted`` | ``locked`` |
-    ``terms_changed``."""
+    ``terms_changed`` | ``denied`` (the customer said "this is not me")."""
 
     approval_id: str
     result: str
@@ -179,6 +179,8 @@ class ApprovalSteering(CaptureSteering):
             return []
         if event.result == "ok":
             return self.give_back("approved")
+        if event.result == "denied":  # "this is not me" on the link page or by SMS (#18.7)
+            return self.give_back("declined", "customer_denied")
         if event.result == "wrong":
             return self._wrong("wrong_code")
         return self.give_back("failed", FAILED_CHECKS.get(event.result, "check_failed"))
@@ -189,6 +191,8 @@ class ApprovalSteering(CaptureSteering):
         ("entering", TimerExpired): _on_timer,
         ("checking", TimerExpired): _on_timer,
         ("checking", ApprovalChecked): _on_checked,
+        # the customer answered the message without typing (verification/confirm.py)
+        ("entering", ApprovalChecked): _on_checked,
     }
 
     # -- the connect flow's capture API ------------------------------------------------------

@@ -51,6 +51,7 @@ from callsec_ari.store.abuse import Bucket
 from callsec_ari.store.approvals import ApprovalRow
 from callsec_ari.store.context import Store
 from callsec_ari.verification.codes import CheckResult, OneTimeCode
+from callsec_ari.verification.confirm import ConfirmationService
 from callsec_ari.verification.delivery.base import DeliveryFailed, Kind, OutgoingMessage
 from callsec_ari.verification.delivery.factory import Deliveries
 from callsec_ari.verification.limits import (
@@ -118,6 +119,8 @@ class ApprovalFeature:
                                          window=v.lockout_window_seconds, lockout=v.lockout_seconds)
         self._key = record_key(store.keyring.audit_key())
         self._pending: dict[str, Pending] = {}
+        #: one-time link / SMS reply to approve without typing (set by the app; #18.7)
+        self.confirmations: ConfirmationService | None = None
 
     @property
     def currencies(self) -> tuple[str, ...]:
@@ -153,7 +156,8 @@ class ApprovalFeature:
         digest = terms_digest(terms, call.call_id)
         caller = caller_subject(flow.verification.caller_number,
                                 self.settings.verification.default_region)
-        await self._send(call, ref, caller, flow.verification.language, code, terms)
+        await self._send(call, ref, caller, flow.verification.language, code, terms,
+                         approval_id=approval_id)
         closed = await asyncio.to_thread(self._save_requested, approval_id, call, ref, terms,
                                          digest, actor)
         for record in closed:
@@ -169,7 +173,7 @@ class ApprovalFeature:
         return approval_id
 
     async def _send(self, call: CallHandle, ref: str, caller: str, language: str,
-                    code: OneTimeCode, terms: Terms) -> None:
+                    code: OneTimeCode, terms: Terms, *, approval_id: str = "") -> None:
         v = self.settings.verification
         over = await asyncio.to_thread(lambda: self.limits.take([
             Bucket("send", customer_subject(ref), v.customer_code_sends_per_hour),
@@ -185,6 +189,10 @@ class ApprovalFeature:
         call_ref = call_reference(call.call_id)
         subject, body = render_approval_message(
             language, kind, code.code, terms, call_ref, datetime.now(UTC), v, self.a)
+        if self.confirmations is not None and approval_id:
+            body = await self.confirmations.add_to_approval(
+                call, approval_id=approval_id, customer_ref=ref, language=language, kind=kind,
+                to=to, body=body, terms=f"{terms.amount} {terms.currency}\n{terms.payee}")
         try:
             await self.deliveries.for_kind(kind).send(OutgoingMessage(
                 to=to, body=body, kind=kind, call_ref=call_ref, subject=subject))

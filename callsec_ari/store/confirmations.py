@@ -31,6 +31,9 @@ class ConfirmationRow(Base):
     call_ref: Mapped[str] = mapped_column(String(16))
     customer_ref: Mapped[str] = mapped_column(String(64))
     kind: Mapped[str] = mapped_column(String(16), default="verification")
+    #: ``approval``: the approval's id and its terms as shown ("49.90 EUR to ACME Energy")
+    approval_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    terms: Mapped[str | None] = mapped_column(String(300), nullable=True)
     language: Mapped[str] = mapped_column(String(8), default="en")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
@@ -57,13 +60,15 @@ class Confirmation:
     created_at: datetime
     expires_at: datetime
     outcome: str | None
+    approval_id: str | None = None
+    terms: str | None = None
 
     @classmethod
     def of(cls, row: ConfirmationRow) -> Confirmation:
         return cls(id=row.id, call_id=row.call_id, call_ref=row.call_ref,
                    customer_ref=row.customer_ref, kind=row.kind, language=row.language,
                    created_at=as_utc(row.created_at), expires_at=as_utc(row.expires_at),
-                   outcome=row.outcome)
+                   outcome=row.outcome, approval_id=row.approval_id, terms=row.terms)
 
     def open_at(self, now: datetime) -> bool:
         return self.outcome is None and now < self.expires_at
@@ -75,12 +80,14 @@ class Confirmations:
 
     def add(self, *, id: str, call_id: str, call_ref: str, customer_ref: str, language: str,
             expires_at: datetime, token: str | None, phone_bi: bytes | None,
-            kind: str = "verification") -> None:
+            kind: str = "verification", approval_id: str | None = None,
+            terms: str | None = None) -> None:
         with self.db.session() as s:
             s.add(ConfirmationRow(
                 id=id, token_hash=token_hash(token) if token else None, phone_bi=phone_bi,
                 call_id=call_id, call_ref=call_ref, customer_ref=customer_ref, kind=kind,
-                language=language, created_at=utcnow(), expires_at=expires_at))
+                language=language, created_at=utcnow(), expires_at=expires_at,
+                approval_id=approval_id, terms=terms))
 
     def by_token(self, token: str) -> Confirmation | None:
         with self.db.session() as s:

@@ -13,6 +13,7 @@ webhook event ``verification.denied``.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import secrets
 from dataclasses import dataclass
@@ -21,19 +22,22 @@ from typing import Protocol
 from zoneinfo import ZoneInfo
 
 from callsec_ari.config import Settings
-from callsec_ari.core.errors import InvalidInput
+from callsec_ari.core.errors import CallsecError, InvalidInput
 from callsec_ari.core.events import Event
 from callsec_ari.runtime.bus import EventBus
 from callsec_ari.runtime.dispatcher import CallHandle
 from callsec_ari.store.confirmations import Confirmation, Confirmations
 from callsec_ari.store.context import Store
 from callsec_ari.verification import confirm_links as links
+from callsec_ari.verification.messages import call_reference
 from callsec_ari.verification.protocol import ConfirmationAnswered
 from callsec_ari.webhooks.port import WebhookNotifier
 
 log = logging.getLogger(__name__)
 #: Verification states in which the caller still waits for the code (flow ``V`` names).
 WAITING = frozenset({"SENDING", "COLLECT", "CHECK_CODE"})
+#: Approval entry stages (``approval/flow.py``) in which an answer is taken.
+APPROVAL_WAITING = frozenset({"entering", "checking"})
 
 
 class Calls(Protocol):
@@ -54,12 +58,20 @@ class PageView:
     #: the caller still waits in verification ("This is not me" counts until the expiry)
     can_confirm: bool = False
     kind: str = "verification"
+    #: approvals: what the customer approves (amount and currency, payee)
+    amount: str = ""
+    payee: str = ""
 
 
-def waiting(call: CallHandle | None) -> bool:
-    """Whether the call's caller still waits in verification (verify or connect flow)."""
+def waiting(call: CallHandle | None, approval_id: str | None = None) -> bool:
+    """Whether the call's caller still waits in verification (verify or connect flow), or,
+    for ``approval_id``, at that approval's code entry."""
     if call is None:
         return False
+    if approval_id is not None:
+        entry = getattr(call.flow, "capture", None)
+        return getattr(entry, "approval_id", None) == approval_id and \
+            getattr(entry, "stage", "") in APPROVAL_WAITING
     flow = getattr(call.flow, "verification", call.flow)
     state = getattr(flow, "state", None)
     return getattr(state, "name", "") in WAITING
@@ -77,7 +89,8 @@ class ConfirmationService:
 
     # -- issuing (in a worker thread, while the message is made) ---------------------------
     def issue(self, *, call_id: str, call_ref: str, customer_ref: str, language: str,
-              methods: tuple[str, ...], sms_to: str | None, ttl_seconds: float) -> str:
+              methods: tuple[str, ...], sms_to: str | None, ttl_seconds: float,
+              approval_id: str | None = None, terms: str | None = None) -> str:
         """Store a pending confirmation; the text to add to the message ("" if none)."""
         token = links.new_token() if "link" in methods and self.settings.web.public_url \
             else None
@@ -92,7 +105,9 @@ class ConfirmationService:
         self.rows.add(id="CF-" + secrets.token_hex(8), call_id=call_id, call_ref=call_ref,
                       customer_ref=customer_ref, language=language[:2] or "en",
                       expires_at=datetime.now(UTC) + timedelta(seconds=ttl_seconds),
-                      token=token, phone_bi=phone_bi)
+                      token=token, phone_bi=phone_bi,
+                      kind="approval" if approval_id else "verification",
+                      approval_id=approval_id, terms=terms)
         link = links.link_for(self.settings.web.public_url, token) if token else ""
         return links.message_lines(language, link=link, reply=phone_bi is not None)
 
@@ -111,9 +126,11 @@ class ConfirmationService:
         v = self.settings.verification
         local = row.created_at.astimezone(ZoneInfo(v.timezone))
         open_ = row.open_at(now)
+        amount, _, payee = (row.terms or "").partition("\n")
         return PageView(company=v.company_name, time=f"{local:%H:%M}", call_ref=row.call_ref,
-                        language=row.language, open=open_, kind=row.kind,
-                        can_confirm=open_ and waiting(self.calls.get(row.call_id)))
+                        language=row.language, open=open_, kind=row.kind, amount=amount,
+                        payee=payee, can_confirm=open_ and waiting(
+                            self.calls.get(row.call_id), row.approval_id))
 
     async def page(self, token: str) -> PageView | None:
         """The page for a link (no state change: link scanners fetch it too)."""
@@ -153,7 +170,7 @@ class ConfirmationService:
                      via: str = "") -> str:
         call = self.calls.get(row.call_id)
         now = datetime.now(UTC)
-        if confirmed and not waiting(call):
+        if confirmed and not waiting(call, row.approval_id):
             # a confirmation counts only while the caller waits; "not me" always counts
             await asyncio.to_thread(self.rows.answer, row.id, "closed", method, now)
             return "closed"
@@ -165,8 +182,7 @@ class ConfirmationService:
                                               "method": method, "call_ref": row.call_ref,
                                               **({"via": via} if via else {})})
         if call is not None:
-            self.calls.post(row.call_id, ConfirmationAnswered(
-                confirmed=confirmed, method=method, at=asyncio.get_running_loop().time()))
+            self.calls.post(row.call_id, self._event(row, confirmed, method))
         if confirmed:
             log.info("customer %s confirmed the call by %s", row.customer_ref, method,
                      extra={"call_id": row.call_id})
@@ -177,5 +193,41 @@ class ConfirmationService:
             "stage": "fraud_warning", "fraud_warning": True, "method": method})
         self.webhooks.emit("verification.denied", row.call_id, {
             "result": "denied", "method": method, "call_ref": row.call_ref,
-            "customer_ref": row.customer_ref})
+            "customer_ref": row.customer_ref,
+            **({"approval_id": row.approval_id} if row.approval_id else {})})
         return outcome
+
+    @staticmethod
+    def _event(row: Confirmation, confirmed: bool, method: str) -> Event:
+        """What the call's worker is told: the verification's event, or an approval's check
+        result (``ok`` / ``denied``) for its entry in the capture bridge."""
+        at = asyncio.get_running_loop().time()
+        if row.approval_id:
+            from callsec_ari.approval.flow import ApprovalChecked
+
+            return ApprovalChecked(approval_id=row.approval_id,
+                                   result="ok" if confirmed else "denied", at=at)
+        return ConfirmationAnswered(confirmed=confirmed, method=method, at=at)
+
+    async def add_to_approval(self, call: CallHandle, *, approval_id: str, customer_ref: str,
+                              language: str, kind: str, to: str, body: str,
+                              terms: str) -> str:
+        """The approval message with the link / reply lines the default policy offers."""
+        methods = tuple(m for m in self.settings.policy(None).methods
+                        if m == "link" or (m == "sms_reply" and kind == "sms"))
+        if not methods:
+            return body
+        issue = functools.partial(
+            self.issue, call_id=call.call_id, call_ref=call_reference(call.call_id),
+            customer_ref=customer_ref, language=language, methods=methods,
+            sms_to=to if kind == "sms" else None, approval_id=approval_id, terms=terms,
+            ttl_seconds=float(self.settings.approval.code_ttl_seconds))
+        try:
+            extra = await asyncio.to_thread(issue)
+        except CallsecError as exc:
+            call.log.error("approval confirmation could not be stored: %s", exc.error_id)
+            return body
+        if not extra:
+            return body
+        self.show_to_agent(call)
+        return f"{body.rstrip()} {extra}" if kind == "sms" else f"{body.rstrip()}\n\n{extra}\n"

@@ -43,6 +43,9 @@ TWIML_EMPTY = '<?xml version="1.0" encoding="UTF-8"?><Response></Response>'
 TEXTS = {
     "en": {"title": "Are you on the phone with us?", "company": "Company", "time": "Time",
            "ref": "Call reference", "confirm": "Confirm", "deny": "This is not me",
+           "amount": "Amount", "payee": "Payee",
+           "approval_title": "Do you approve this payment?",
+           "approval_lead": "{company} asks you to approve this payment during your call.",
            "lead": "Someone is calling {company} in your name. Is it you?",
            "confirmed": "Thank you. Your call is confirmed.",
            "denied": "Thank you. We have ended the call and warned our staff. "
@@ -50,6 +53,10 @@ TEXTS = {
            "closed": "This link can no longer be used.", "unknown": "This link is not valid."},
     "de": {"title": "Telefonieren Sie gerade mit uns?", "company": "Unternehmen",
            "time": "Uhrzeit", "ref": "Anrufreferenz", "confirm": "Bestätigen",
+           "amount": "Betrag", "payee": "Empfänger",
+           "approval_title": "Geben Sie diese Zahlung frei?",
+           "approval_lead": "{company} bittet Sie während Ihres Anrufs, diese Zahlung "
+                            "freizugeben.",
            "deny": "Das bin ich nicht",
            "lead": "Jemand ruft in Ihrem Namen bei {company} an. Sind Sie das?",
            "confirmed": "Danke. Ihr Anruf ist bestätigt.",
@@ -87,17 +94,21 @@ def _page(view: PageView, token: str, key: bytes) -> web.Response:
     t = TEXTS.get(view.language, TEXTS["en"])
     if not view.open:
         return _message(view.language, "closed", view.company)
-    facts = "".join(f"<dt>{escape(t[k])}</dt><dd id=\"{k}\">{escape(v)}</dd>" for k, v in (
-        ("company", view.company), ("time", view.time), ("ref", view.call_ref)))
+    shown = [("company", view.company), ("time", view.time), ("ref", view.call_ref)]
+    if view.kind == "approval":
+        shown += [("amount", view.amount), ("payee", view.payee)]
+    facts = "".join(f"<dt>{escape(t[k])}</dt><dd id=\"{k}\">{escape(v)}</dd>" for k, v in shown)
     hidden = f'<input type="hidden" name="form_token" value="{form_token(key, token)}">'
     forms = "".join(
         f'<form method="post" action="{links.LINK_PATH}{escape(token)}">{hidden}'
         f'<input type="hidden" name="action" value="{action}">'
         f'<button type="submit" id="{action}" class="{action}">{escape(t[action])}</button>'
         "</form>" for action in ("confirm", "deny") if view.can_confirm or action == "deny")
-    body = (f"<h1>{escape(t['title'])}</h1><p>{escape(t['lead'].format(company=view.company))}"
+    title, lead = ("approval_title", "approval_lead") if view.kind == "approval" \
+        else ("title", "lead")
+    body = (f"<h1>{escape(t[title])}</h1><p>{escape(t[lead].format(company=view.company))}"
             f"</p><dl>{facts}</dl><div class=\"actions\">{forms}</div>")
-    return _html(view.language, t["title"], body)
+    return _html(view.language, t[title], body)
 
 
 async def show(request: web.Request) -> web.StreamResponse:

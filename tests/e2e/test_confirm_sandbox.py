@@ -41,7 +41,9 @@ from tests.harness.carrier import Carrier, CarrierCall
 from tests.harness.sandbox import Sandbox
 from tests.integration.capture_env import (
     AGENT,
+    AGENT_PASSWORD,
     AGENT_USER,
+    Desk,
     add_agent,
     fresh_caller,
     wait_no_other_callsec,
@@ -230,4 +232,64 @@ async def test_a_signed_no_reply_stops_the_call_and_unsigned_replies_are_refused
     audit = product.proc.cli("audit", "tail", "--limit", "50")
     assert audit.returncode == 0, audit.stderr
     assert "inbound.refused" in audit.stdout and "verification.denied" in audit.stdout
+    await call.hangup()
+
+
+def approve_on_page(driver: WebDriver, link: str, timeout: float = 15.0) -> tuple[str, str, str]:
+    """Open the approval link (reloading until the caller is at the code prompt and the page
+    offers "Confirm"), tap it; (amount, payee, answer) as the page showed them."""
+    desk = driver.current_window_handle
+    driver.switch_to.new_window("tab")
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            driver.get(link)
+            if driver.find_elements(By.ID, "confirm") or time.monotonic() > deadline:
+                break
+            time.sleep(0.3)
+        amount, payee = text_of(driver, "#amount"), text_of(driver, "#payee")
+        assert driver.save_screenshot(str(ARTIFACTS / "approval-page.png"))
+        driver.find_element(By.ID, "confirm").click()
+        wait(driver, lambda d: d.find_elements(By.ID, "answer"))
+        assert no_csp_violations(driver)
+        return amount, payee, text_of(driver, "#answer")
+    finally:
+        driver.close()
+        driver.switch_to.window(desk)
+
+
+async def test_a_payment_is_approved_on_the_link_page_without_typing(
+        product: Running, carrier: Carrier, agents: AgentPhones, browser: WebDriver) -> None:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    call, link = await waiting_caller(product, carrier, fresh_caller(), 1)
+    known = agents.seen(AGENT)
+    assert "confirmed" in await asyncio.to_thread(tap, browser, link, "confirm",
+                                                  "confirm-page-2.png")
+    await agents.wait_ringing(AGENT, timeout=20, known=known)
+    async with aiohttp.ClientSession() as session:
+        desk = Desk(product.url.rstrip("/"), session)
+        await desk.login(AGENT_USER, AGENT_PASSWORD, product.totp_secret)
+        status, listed = await desk.call("GET", "/api/v1/calls")
+        assert status == 200, listed
+        call_id = str(listed["calls"][0]["call_id"])
+        await desk.wait_state(call_id, "connected")
+        status, data = await desk.call("POST", f"/api/v1/calls/{call_id}/approvals",
+                                       {"amount": "49.90", "currency": "EUR",
+                                        "payee": "ACME Energy"})
+        assert status == 201, data
+        message = await product.proc.wait_message(2)
+        found = LINK.search(message["body"])
+        assert found and "ACME Energy" in message["body"]
+        amount, payee, answer = await asyncio.to_thread(approve_on_page, browser,
+                                                        found.group(0))
+        assert (amount, payee) == ("49.90 EUR", "ACME Energy") and "confirmed" in answer
+        async with asyncio.timeout(20):
+            while True:
+                status, approval = await desk.call("GET",
+                                                   f"/api/v1/approvals/{data['approval_id']}")
+                assert status == 200, approval
+                if approval["status"] != "pending":
+                    break
+                await asyncio.sleep(0.3)
+        assert approval["status"] == "approved", approval
     await call.hangup()

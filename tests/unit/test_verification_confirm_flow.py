@@ -3,6 +3,9 @@ code message (one-time link, SMS reply) and for "this is not me" (pure, no I/O).
 
 from collections.abc import Iterable
 
+from callsec_ari.approval import flow as af
+from callsec_ari.capture.fields import ValidationContext
+from callsec_ari.capture.steering import SteeringOptions
 from callsec_ari.connect.flow import ConnectFlow, ConnectOptions
 from callsec_ari.core import commands as c
 from callsec_ari.core.events import CallStarted, DtmfReceived, PlaybackFinished
@@ -12,6 +15,7 @@ from callsec_ari.verification.flow import V, VerificationFlow, VerificationOptio
 CUSTOMER = p.CustomerView(ref="C-TEST", has_mobile=True, has_email=True, mobile_tail="78",
                           preferred_method="sms")
 METHODS = ("sms", "email", "link", "sms_reply")
+AP = "AP-0a1b2c3d4e5f6a7b"
 
 
 def make(methods: tuple[str, ...] = METHODS, continue_after: bool = True) -> VerificationFlow:
@@ -124,3 +128,43 @@ def test_a_confirmed_connect_call_dials_the_agent() -> None:
     out = flow.handle(p.ConfirmationAnswered(confirmed=True, method="link", at=3.0))
     out += flow.handle(PlaybackFinished(playback_id=of(c.Play, out)[-1].playback_id))
     assert of(c.DialLeg, out)
+
+
+# --- approvals: the customer answers the approval message without typing ------------------
+
+def approval_entering() -> af.ApprovalSteering:
+    s = af.ApprovalSteering(
+        af.ApprovalRequested(approval_id=AP, requested_by="anna", at=0.0),
+        ValidationContext(year=2026, month=12),
+        SteeringOptions(agent_bridge="callsec-call-X", capture_bridge="callsec-capture-X",
+                        customer_ref="C-ABCDEFGH"),
+        af.ApprovalOptions(code_digits=4))
+    s.start()
+    s.muted()
+    assert s.stage == "entering"
+    return s
+
+
+def test_confirm_approves_a_payment_while_the_caller_is_at_the_code_prompt() -> None:
+    s = approval_entering()
+    s.handle(DtmfReceived(digit="1", leg="caller", at=1.0))  # typing had begun
+    out = s.handle(af.ApprovalChecked(approval_id=AP, result="ok", at=2.0))
+    done = next(x for x in out if isinstance(x, af.FinishApproval))
+    assert done.result == "approved" and s.stage == "done"
+    assert any(isinstance(x, c.AddToBridge) and x.bridge_id == "callsec-call-X" for x in out)
+    # the code the caller may still type is no longer asked for
+    assert s.handle(DtmfReceived(digit="2", leg="caller", at=3.0)) == []
+
+
+def test_this_is_not_me_declines_a_payment_with_its_reason() -> None:
+    s = approval_entering()
+    out = s.handle(af.ApprovalChecked(approval_id=AP, result="denied", at=2.0))
+    done = next(x for x in out if isinstance(x, af.FinishApproval))
+    assert (done.result, done.reason) == ("declined", "customer_denied")
+
+
+def test_an_answer_for_another_approval_changes_nothing() -> None:
+    s = approval_entering()
+    assert s.handle(af.ApprovalChecked(approval_id="AP-ffffffffffffffff", result="ok",
+                                       at=2.0)) == []
+    assert s.stage == "entering"

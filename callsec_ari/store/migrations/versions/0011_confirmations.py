@@ -31,6 +31,8 @@ def upgrade() -> None:
         sa.Column("customer_ref", sa.String(64), nullable=False),
         sa.Column("kind", sa.String(16), nullable=False),
         sa.Column("language", sa.String(8), nullable=False),
+        sa.Column("approval_id", sa.String(40), nullable=True),
+        sa.Column("terms", sa.String(300), nullable=True),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("answered_at", sa.DateTime(timezone=True), nullable=True),
