@@ -38,8 +38,8 @@ async def answer(resp: aiohttp.ClientResponse) -> tuple[int, dict[str, Any]]:
 
 
 def guarded_paths() -> list[tuple[str, str]]:
-    return [(ep.method, ep.path.format(call_id="C-100", capture_id="CAP-1"))
-            for ep in ENDPOINTS if ep.permissions]
+    ids = {"call_id": "C-100", "capture_id": "CAP-1", "approval_id": "AP-1", "field": "expiry"}
+    return [(ep.method, ep.path.format_map(ids)) for ep in ENDPOINTS if ep.permissions]
 
 
 # --- bodies ---------------------------------------------------------------------------------
