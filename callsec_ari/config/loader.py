@@ -17,6 +17,7 @@ from callsec_ari.config.sections import (
     REMOVED,
     SECTIONS,
     AriSettings,
+    ClusterSettings,
     PolicySettings,
     Secret,
     Settings,
@@ -152,10 +153,22 @@ def _check(settings: Settings) -> None:
         raise ConfigError("needs media_worker = process (callsec's own loop never runs"
                           " realtime)", section="capture", key="media_realtime_priority")
     _check_capture_fields(settings)
+    _check_cluster(settings.cluster)
     for name, port in (("agi", settings.agi.port), ("ami", settings.ami.port),
                        ("web", settings.web.port)):
         if not 0 <= port <= 65535:
             raise ConfigError("not a TCP port", section=name, key="port")
+
+
+def _check_cluster(cluster: ClusterSettings) -> None:
+    if not cluster.advertise_url.startswith(("http://", "https://")):
+        raise ConfigError("must start with http:// or https://", section="cluster",
+                          key="advertise_url")
+    if cluster.secret and len(cluster.secret) < 16:
+        raise ConfigError("must be at least 16 characters", section="cluster", key="secret")
+    if not 0 < cluster.heartbeat_seconds * 2 <= cluster.dead_after_seconds:
+        raise ConfigError("must be at least twice heartbeat_seconds (both > 0)",
+                          section="cluster", key="dead_after_seconds")
 
 
 def _check_capture_fields(settings: Settings) -> None:

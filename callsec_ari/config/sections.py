@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import socket
 import types
 import typing
 from collections.abc import Mapping
@@ -327,6 +328,25 @@ class StatusSettings:
 
 
 @dataclass(frozen=True, kw_only=True)
+class ClusterSettings:
+    """Several callsec nodes on one PostgreSQL: heartbeats, call registry, forwarding."""
+
+    #: Unique per node; empty: the host name (:meth:`node`).
+    node_id: str = ""
+    #: How the other nodes reach this node's HTTP API (forwarded commands).
+    advertise_url: str = "http://127.0.0.1:8080"
+    heartbeat_seconds: float = 1.0
+    #: A node whose last heartbeat is older than this is dead (its calls are adopted).
+    dead_after_seconds: float = 5.0
+    #: The key shared by the nodes for node-to-node requests (HMAC), >= 16 characters
+    #: (better: ``secret_file``). Empty: commands are not forwarded to other nodes.
+    secret: Secret = Secret("")
+
+    def node(self) -> str:
+        return self.node_id or socket.gethostname()
+
+
+@dataclass(frozen=True, kw_only=True)
 class WebhookSettings:
     """Signed webhooks: masked call events POSTed to each URL (empty: none)."""
 
@@ -377,6 +397,7 @@ class Settings:
     logging: LoggingSettings = field(default_factory=LoggingSettings)
     status: StatusSettings = field(default_factory=StatusSettings)
     webhooks: WebhookSettings = field(default_factory=WebhookSettings)
+    cluster: ClusterSettings = field(default_factory=ClusterSettings)
     prompts: PromptsSettings = field(default_factory=PromptsSettings)
     #: ``[prompts:<lang>]`` sections: ``{lang: {prompt name: sound}}``.
     prompt_overrides: Mapping[str, Mapping[str, str]] = field(

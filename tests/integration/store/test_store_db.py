@@ -21,6 +21,7 @@ def test_migrations_build_exactly_the_models(db_url: str) -> None:
         importlib.import_module("callsec_ari.store.abuse")  # 0005: abuse limits
         importlib.import_module("callsec_ari.store.approvals")  # 0010: approvals
         importlib.import_module("callsec_ari.store.confirmations")  # 0011: confirmations
+        importlib.import_module("callsec_ari.store.cluster")  # 0012: cluster registry
         importlib.import_module("callsec_ari.webhooks.store")  # 0009: webhook dead letters
         assert current_revision(db) == head_revision()
         with db.engine.connect() as conn:

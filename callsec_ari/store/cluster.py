@@ -1,0 +1,217 @@
+"""Cluster state in the database: node heartbeats and the call registry.
+
+``cluster_nodes`` holds one row per callsec node (its id, the URL other nodes reach its HTTP API
+at, its Stasis app, when it started, its last heartbeat and when it stopped cleanly).
+``cluster_calls`` holds one row per live call: the owning node, flow, state, channel, the agent
+endpoint and the opaque customer reference -- never a digit, code or phone number.
+
+Every node writes its own rows; a survivor takes a dead node's calls over with :meth:`adopt`,
+atomic with several survivors (``FOR UPDATE SKIP LOCKED`` on PostgreSQL: two survivors never
+adopt the same call; SQLite serialises writers). Blocking: call it from a worker thread.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, cast
+
+from sqlalchemy import DateTime, String, Table, delete, func, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection, Row
+from sqlalchemy.orm import Mapped, mapped_column
+
+from callsec_ari.store.db import Database
+from callsec_ari.store.models import Base, as_utc, utcnow
+
+
+class ClusterNodeRow(Base):
+    """A callsec node; ``heartbeat_at`` older than ``dead_after_seconds``: dead."""
+
+    __tablename__ = "cluster_nodes"
+    node_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    advertise_url: Mapped[str] = mapped_column(String(255))
+    stasis_app: Mapped[str] = mapped_column(String(64))
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    heartbeat_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    stopped_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class ClusterCallRow(Base):
+    """A live call and the node that owns it (no digit, code or number in any column)."""
+
+    __tablename__ = "cluster_calls"
+    call_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    node_id: Mapped[str] = mapped_column(String(64), index=True)
+    flow: Mapped[str] = mapped_column(String(32))
+    state: Mapped[str] = mapped_column(String(64))
+    channel_id: Mapped[str] = mapped_column(String(128))
+    agent_endpoint: Mapped[str | None] = mapped_column(String(128))
+    customer_ref: Mapped[str | None] = mapped_column(String(64))
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+@dataclass(frozen=True, slots=True)
+class Node:
+    node_id: str
+    advertise_url: str
+    stasis_app: str
+    started_at: datetime
+    heartbeat_at: datetime
+    stopped_at: datetime | None = None
+
+    def alive(self, now: datetime, dead_after: float) -> bool:
+        return self.stopped_at is None and now - self.heartbeat_at <= timedelta(
+            seconds=dead_after)
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterCall:
+    call_id: str
+    node_id: str
+    flow: str
+    state: str
+    channel_id: str
+    agent_endpoint: str | None = None
+    customer_ref: str | None = None
+    started_at: datetime | None = None
+    updated_at: datetime | None = None
+
+
+_NODES = cast(Table, ClusterNodeRow.__table__)
+_CALLS = cast(Table, ClusterCallRow.__table__)
+
+
+def _node(row: Row[Any]) -> Node:
+    return Node(node_id=row.node_id, advertise_url=row.advertise_url,
+                stasis_app=row.stasis_app, started_at=as_utc(row.started_at),
+                heartbeat_at=as_utc(row.heartbeat_at),
+                stopped_at=None if row.stopped_at is None else as_utc(row.stopped_at))
+
+
+def _call(row: Row[Any]) -> ClusterCall:
+    return ClusterCall(call_id=row.call_id, node_id=row.node_id, flow=row.flow,
+                       state=row.state, channel_id=row.channel_id,
+                       agent_endpoint=row.agent_endpoint, customer_ref=row.customer_ref,
+                       started_at=as_utc(row.started_at), updated_at=as_utc(row.updated_at))
+
+
+def _insert(conn: Connection, table: Table) -> postgresql.Insert | sqlite.Insert:
+    if conn.dialect.name == "postgresql":
+        return postgresql.insert(table)
+    return sqlite.insert(table)
+
+
+class ClusterStore:
+    """Node heartbeats and the call registry on the callsec database."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    # -- nodes --------------------------------------------------------------------------
+    def heartbeat(self, node_id: str, *, advertise_url: str, stasis_app: str,
+                  started_at: datetime, now: datetime | None = None) -> None:
+        """Insert or refresh this node's row (a restarted node is alive again)."""
+        now = now or utcnow()
+        with self.db.connect() as conn:
+            insert = _insert(conn, _NODES).values(
+                node_id=node_id, advertise_url=advertise_url, stasis_app=stasis_app,
+                started_at=started_at, heartbeat_at=now, stopped_at=None)
+            conn.execute(insert.on_conflict_do_update(
+                index_elements=[_NODES.c.node_id],
+                set_={"advertise_url": advertise_url, "stasis_app": stasis_app,
+                      "started_at": started_at, "heartbeat_at": now, "stopped_at": None}))
+
+    def stopped(self, node_id: str, now: datetime | None = None) -> None:
+        """A clean stop: the node is not alive any more (its calls left are adoptable)."""
+        with self.db.connect() as conn:
+            conn.execute(update(_NODES).where(_NODES.c.node_id == node_id)
+                         .values(stopped_at=now or utcnow()))
+
+    def nodes(self) -> list[Node]:
+        with self.db.read() as conn:
+            return [_node(r) for r in conn.execute(select(_NODES).order_by(_NODES.c.node_id))]
+
+    def node(self, node_id: str) -> Node | None:
+        with self.db.read() as conn:
+            row = conn.execute(select(_NODES).where(_NODES.c.node_id == node_id)).first()
+        return None if row is None else _node(row)
+
+    def dead_nodes(self, now: datetime, dead_after: float) -> list[Node]:
+        """Nodes that stopped, or whose last heartbeat is older than ``dead_after`` seconds."""
+        cutoff = now.astimezone(UTC) - timedelta(seconds=dead_after)
+        with self.db.read() as conn:
+            rows = conn.execute(select(_NODES).where(or_(
+                _NODES.c.stopped_at.is_not(None), _NODES.c.heartbeat_at < cutoff))
+                .order_by(_NODES.c.node_id))
+            return [_node(r) for r in rows]
+
+    # -- calls --------------------------------------------------------------------------
+    def register_call(self, call: ClusterCall, now: datetime | None = None) -> None:
+        """Insert the call (or take it over: the same id registered again by its node)."""
+        now = now or utcnow()
+        values = {"node_id": call.node_id, "flow": call.flow, "state": call.state,
+                  "channel_id": call.channel_id, "agent_endpoint": call.agent_endpoint,
+                  "customer_ref": call.customer_ref, "updated_at": now}
+        with self.db.connect() as conn:
+            insert = _insert(conn, _CALLS).values(
+                call_id=call.call_id, started_at=call.started_at or now, **values)
+            conn.execute(insert.on_conflict_do_update(index_elements=[_CALLS.c.call_id],
+                                                      set_=values))
+
+    def update_call(self, call_id: str, now: datetime | None = None,
+                    **changes: str | None) -> bool:
+        """Change ``flow``/``state``/``agent_endpoint``/``customer_ref``; False: unknown call."""
+        allowed = {"flow", "state", "agent_endpoint", "customer_ref", "node_id"}
+        if not set(changes) <= allowed:
+            raise ValueError(f"not a registry column: {sorted(set(changes) - allowed)}")
+        with self.db.connect() as conn:
+            result = conn.execute(update(_CALLS).where(_CALLS.c.call_id == call_id)
+                                  .values(updated_at=now or utcnow(), **changes))
+        return bool(result.rowcount)
+
+    def finish_call(self, call_id: str) -> None:
+        with self.db.connect() as conn:
+            conn.execute(delete(_CALLS).where(_CALLS.c.call_id == call_id))
+
+    def calls(self, node_id: str | None = None) -> list[ClusterCall]:
+        query = select(_CALLS).order_by(_CALLS.c.started_at, _CALLS.c.call_id)
+        if node_id is not None:
+            query = query.where(_CALLS.c.node_id == node_id)
+        with self.db.read() as conn:
+            return [_call(r) for r in conn.execute(query)]
+
+    def call(self, call_id: str) -> ClusterCall | None:
+        with self.db.read() as conn:
+            row = conn.execute(select(_CALLS).where(_CALLS.c.call_id == call_id)).first()
+        return None if row is None else _call(row)
+
+    def adopt(self, dead_node: str, survivor: str,
+              now: datetime | None = None) -> list[ClusterCall]:
+        """Move ``dead_node``'s calls to ``survivor`` and return them (as now owned by it).
+
+        One transaction; on PostgreSQL the rows are locked ``FOR UPDATE SKIP LOCKED``, so a
+        second survivor adopting at the same time gets none of the same calls."""
+        now = now or utcnow()
+        with self.db.connect() as conn:
+            query = select(_CALLS).where(_CALLS.c.node_id == dead_node)
+            if conn.dialect.name == "postgresql":
+                query = query.with_for_update(skip_locked=True)
+            rows = [_call(r) for r in conn.execute(query)]
+            if not rows:
+                return []
+            ids = [r.call_id for r in rows]
+            conn.execute(update(_CALLS).where(_CALLS.c.call_id.in_(ids))
+                         .values(node_id=survivor, updated_at=now))
+        return [ClusterCall(call_id=r.call_id, node_id=survivor, flow=r.flow, state=r.state,
+                            channel_id=r.channel_id, agent_endpoint=r.agent_endpoint,
+                            customer_ref=r.customer_ref, started_at=r.started_at,
+                            updated_at=now) for r in rows]
+
+    def call_counts(self) -> dict[str, int]:
+        """Live calls per node id."""
+        with self.db.read() as conn:
+            rows = conn.execute(select(_CALLS.c.node_id, func.count())
+                                .group_by(_CALLS.c.node_id))
+            return {str(node): int(count) for node, count in rows}
