@@ -1,7 +1,7 @@
 """Typed ARI events, parsed from the JSON frames of Asterisk's events websocket (type names and
 fields as in the swagger file ``events.json`` shipped with Asterisk 22), plus the two
 connection-state events the client itself produces (:class:`Connected`, :class:`Disconnected`).
-The resources (:class:`Channel`, :class:`Bridge`, :class:`Playback`, :class:`LiveRecording`) live in
+The resources (:class:`Channel`, :class:`Bridge`, :class:`Playback`) live in
 :mod:`callsec_ari.ari.resources` and are re-exported here.
 
 Malformed input policy: :func:`parse_event` never raises on an unknown type
@@ -28,56 +28,36 @@ from callsec_ari.ari.errors import AriProtocolError
 from callsec_ari.ari.resources import (
     Bridge,
     Channel,
-    LiveRecording,
     Playback,
     empty_mapping,
     get_bool,
     get_datetime,
     get_int,
-    get_mapping,
     get_opt_str,
     get_str,
     parse_bridge,
     parse_channel,
-    parse_live_recording,
     parse_playback,
 )
 
 __all__ = [
     "KNOWN_EVENT_TYPES",
-    "ApplicationReplaced",
     "AriEvent",
     "Bridge",
-    "BridgeCreated",
-    "BridgeDestroyed",
     "Channel",
-    "ChannelCreated",
     "ChannelDestroyed",
     "ChannelDtmfReceived",
-    "ChannelEnteredBridge",
     "ChannelHangupRequest",
-    "ChannelLeftBridge",
-    "ChannelStateChange",
-    "ChannelUserevent",
-    "ChannelVarset",
     "Connected",
-    "Dial",
     "Disconnected",
-    "LiveRecording",
     "Playback",
-    "PlaybackContinuing",
     "PlaybackFinished",
-    "PlaybackStarted",
-    "RecordingFailed",
-    "RecordingFinished",
-    "RecordingStarted",
     "StasisEnd",
     "StasisStart",
     "UnknownEvent",
     "parse_bridge",
     "parse_channel",
     "parse_event",
-    "parse_live_recording",
     "parse_playback",
 ]
 
@@ -136,18 +116,6 @@ class StasisEnd(AriEvent):
 
 
 @dataclass(frozen=True, kw_only=True)
-class ChannelCreated(AriEvent):
-    type: str = "ChannelCreated"
-    channel: Channel
-
-
-@dataclass(frozen=True, kw_only=True)
-class ChannelStateChange(AriEvent):
-    type: str = "ChannelStateChange"
-    channel: Channel
-
-
-@dataclass(frozen=True, kw_only=True)
 class ChannelDtmfReceived(AriEvent):
     type: str = "ChannelDtmfReceived"
     channel: Channel
@@ -172,102 +140,10 @@ class ChannelDestroyed(AriEvent):
 
 
 @dataclass(frozen=True, kw_only=True)
-class ChannelVarset(AriEvent):
-    """``channel`` is ``None`` for a global variable."""
-
-    type: str = "ChannelVarset"
-    channel: Channel | None = None
-    variable: str
-    value: str = field(default="", repr=False)
-
-
-@dataclass(frozen=True, kw_only=True)
-class ChannelEnteredBridge(AriEvent):
-    """``channel`` is optional in events.json."""
-
-    type: str = "ChannelEnteredBridge"
-    bridge: Bridge
-    channel: Channel | None = None
-
-
-@dataclass(frozen=True, kw_only=True)
-class ChannelLeftBridge(AriEvent):
-    type: str = "ChannelLeftBridge"
-    bridge: Bridge
-    channel: Channel
-
-
-@dataclass(frozen=True, kw_only=True)
-class ChannelUserevent(AriEvent):
-    type: str = "ChannelUserevent"
-    eventname: str = ""
-    channel: Channel | None = None
-    bridge: Bridge | None = None
-    userevent: Mapping[str, Any] = field(default_factory=empty_mapping, repr=False)
-
-
-@dataclass(frozen=True, kw_only=True)
-class BridgeCreated(AriEvent):
-    type: str = "BridgeCreated"
-    bridge: Bridge
-
-
-@dataclass(frozen=True, kw_only=True)
-class BridgeDestroyed(AriEvent):
-    type: str = "BridgeDestroyed"
-    bridge: Bridge
-
-
-@dataclass(frozen=True, kw_only=True)
-class PlaybackStarted(AriEvent):
-    type: str = "PlaybackStarted"
-    playback: Playback
-
-
-@dataclass(frozen=True, kw_only=True)
-class PlaybackContinuing(AriEvent):
-    type: str = "PlaybackContinuing"
-    playback: Playback
-
-
-@dataclass(frozen=True, kw_only=True)
 class PlaybackFinished(AriEvent):
     type: str = "PlaybackFinished"
     playback: Playback
 
-
-@dataclass(frozen=True, kw_only=True)
-class RecordingStarted(AriEvent):
-    type: str = "RecordingStarted"
-    recording: LiveRecording
-
-
-@dataclass(frozen=True, kw_only=True)
-class RecordingFinished(AriEvent):
-    type: str = "RecordingFinished"
-    recording: LiveRecording
-
-
-@dataclass(frozen=True, kw_only=True)
-class RecordingFailed(AriEvent):
-    type: str = "RecordingFailed"
-    recording: LiveRecording
-
-
-@dataclass(frozen=True, kw_only=True)
-class Dial(AriEvent):
-    type: str = "Dial"
-    peer: Channel
-    caller: Channel | None = None
-    dialstatus: str = ""
-    dialstring: str = field(default="", repr=False)
-
-
-@dataclass(frozen=True, kw_only=True)
-class ApplicationReplaced(AriEvent):
-    """Another websocket subscribed to the same application name; this one lost it."""
-
-    type: str = "ApplicationReplaced"
 
 # --------------------------------------------------------------------------- parsing
 
@@ -293,16 +169,8 @@ def _channel_only(d: Mapping[str, Any]) -> _Fields:
     return {"channel": _required(d, "channel", parse_channel)}
 
 
-def _bridge_only(d: Mapping[str, Any]) -> _Fields:
-    return {"bridge": _required(d, "bridge", parse_bridge)}
-
-
 def _playback_only(d: Mapping[str, Any]) -> _Fields:
     return {"playback": _required(d, "playback", parse_playback)}
-
-
-def _recording_only(d: Mapping[str, Any]) -> _Fields:
-    return {"recording": _required(d, "recording", parse_live_recording)}
 
 
 def _stasis_start(d: Mapping[str, Any]) -> _Fields:
@@ -330,66 +198,13 @@ def _destroyed(d: Mapping[str, Any]) -> _Fields:
     return {**_channel_only(d), "cause": get_int(d, "cause"), "cause_txt": get_str(d, "cause_txt")}
 
 
-def _varset(d: Mapping[str, Any]) -> _Fields:
-    return {
-        "channel": _optional(d, "channel", parse_channel),
-        "variable": get_str(d, "variable"),
-        "value": get_str(d, "value"),
-    }
-
-
-def _entered_bridge(d: Mapping[str, Any]) -> _Fields:
-    return {**_bridge_only(d), "channel": _optional(d, "channel", parse_channel)}
-
-
-def _left_bridge(d: Mapping[str, Any]) -> _Fields:
-    return {**_bridge_only(d), **_channel_only(d)}
-
-
-def _userevent(d: Mapping[str, Any]) -> _Fields:
-    return {
-        "eventname": get_str(d, "eventname"),
-        "channel": _optional(d, "channel", parse_channel),
-        "bridge": _optional(d, "bridge", parse_bridge),
-        "userevent": MappingProxyType(dict(get_mapping(d, "userevent"))),
-    }
-
-
-def _dial(d: Mapping[str, Any]) -> _Fields:
-    return {
-        "peer": _required(d, "peer", parse_channel),
-        "caller": _optional(d, "caller", parse_channel),
-        "dialstatus": get_str(d, "dialstatus"),
-        "dialstring": get_str(d, "dialstring"),
-    }
-
-
-def _nothing(d: Mapping[str, Any]) -> _Fields:
-    return {}
-
-
 _PARSERS: dict[str, tuple[type[AriEvent], Callable[[Mapping[str, Any]], _Fields]]] = {
     "StasisStart": (StasisStart, _stasis_start),
     "StasisEnd": (StasisEnd, _channel_only),
-    "ChannelCreated": (ChannelCreated, _channel_only),
-    "ChannelStateChange": (ChannelStateChange, _channel_only),
     "ChannelDtmfReceived": (ChannelDtmfReceived, _dtmf),
     "ChannelHangupRequest": (ChannelHangupRequest, _hangup_request),
     "ChannelDestroyed": (ChannelDestroyed, _destroyed),
-    "ChannelVarset": (ChannelVarset, _varset),
-    "ChannelEnteredBridge": (ChannelEnteredBridge, _entered_bridge),
-    "ChannelLeftBridge": (ChannelLeftBridge, _left_bridge),
-    "ChannelUserevent": (ChannelUserevent, _userevent),
-    "BridgeCreated": (BridgeCreated, _bridge_only),
-    "BridgeDestroyed": (BridgeDestroyed, _bridge_only),
-    "PlaybackStarted": (PlaybackStarted, _playback_only),
-    "PlaybackContinuing": (PlaybackContinuing, _playback_only),
     "PlaybackFinished": (PlaybackFinished, _playback_only),
-    "RecordingStarted": (RecordingStarted, _recording_only),
-    "RecordingFinished": (RecordingFinished, _recording_only),
-    "RecordingFailed": (RecordingFailed, _recording_only),
-    "Dial": (Dial, _dial),
-    "ApplicationReplaced": (ApplicationReplaced, _nothing),
 }
 
 #: The event types :func:`parse_event` turns into a dedicated class.

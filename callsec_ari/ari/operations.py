@@ -1,6 +1,6 @@
 """Typed ARI REST helpers: each method is one REST call, with the parameter names of the swagger
-files shipped with Asterisk 22 (``asterisk.json``, ``channels.json``, ``bridges.json``,
-``playbacks.json``, ``recordings.json``). :class:`~callsec_ari.ari.client.AriClient` provides
+files shipped with Asterisk 22 (``channels.json``, ``bridges.json``,
+``playbacks.json``). :class:`~callsec_ari.ari.client.AriClient` provides
 :meth:`AriOperations.request`; errors are the :mod:`callsec_ari.ari.errors` tree.
 
 Values that may hold digits (DTMF, variable values, caller ids) travel only as query values or
@@ -17,11 +17,9 @@ from callsec_ari.ari.errors import AriProtocolError
 from callsec_ari.ari.resources import (
     Bridge,
     Channel,
-    LiveRecording,
     Playback,
     parse_bridge,
     parse_channel,
-    parse_live_recording,
     parse_playback,
 )
 
@@ -73,26 +71,12 @@ class AriOperations:
     ) -> Any:
         raise NotImplementedError
 
-    # -- asterisk ---------------------------------------------------------------------------
-    async def asterisk_info(self) -> Mapping[str, Any]:
-        return _mapping(await self.request("GET", "/asterisk/info"), "asterisk info")
-
-    async def ping(self) -> Mapping[str, Any]:
-        return _mapping(await self.request("GET", "/asterisk/ping"), "ping")
-
     # -- channels ---------------------------------------------------------------------------
     async def list_channels(self) -> list[Channel]:
         return [parse_channel(c) for c in _list(await self.request("GET", "/channels"), "channels")]
 
-    async def get_channel(self, channel_id: str) -> Channel:
-        result = await self.request("GET", f"/channels/{segment(channel_id)}")
-        return parse_channel(_mapping(result, "channel"))
-
     async def answer(self, channel_id: str) -> None:
         await self.request("POST", f"/channels/{segment(channel_id)}/answer")
-
-    async def ring(self, channel_id: str) -> None:
-        await self.request("POST", f"/channels/{segment(channel_id)}/ring")
 
     async def hangup(self, channel_id: str, reason: str = "normal") -> None:
         await self.request("DELETE", f"/channels/{segment(channel_id)}", params={"reason": reason})
@@ -126,30 +110,12 @@ class AriOperations:
             params={"media": _media_list(media), "lang": lang, "playbackId": playback_id})
         return parse_playback(_mapping(result, "play"))
 
-    async def send_dtmf(self, channel_id: str, dtmf: str, *, between: int = 100,
-                        duration: int = 100) -> None:
-        await self.request("POST", f"/channels/{segment(channel_id)}/dtmf",
-                           params={"dtmf": dtmf, "between": between, "duration": duration})
-
     async def start_moh(self, channel_id: str, moh_class: str | None = None) -> None:
         await self.request("POST", f"/channels/{segment(channel_id)}/moh",
                            params={"mohClass": moh_class})
 
     async def stop_moh(self, channel_id: str) -> None:
         await self.request("DELETE", f"/channels/{segment(channel_id)}/moh")
-
-    async def create_channel(
-        self, endpoint: str, app: str, *, app_args: str | Sequence[str] | None = None,
-        channel_id: str | None = None, other_channel_id: str | None = None,
-        originator: str | None = None, formats: str | None = None,
-        variables: Mapping[str, str] | None = None,
-    ) -> Channel:
-        params: Params = {"endpoint": endpoint, "app": app, "appArgs": _app_args(app_args),
-                          "channelId": channel_id, "otherChannelId": other_channel_id,
-                          "originator": originator, "formats": formats}
-        result = await self.request("POST", "/channels/create", params=params,
-                                    json=_variables_body(variables))
-        return parse_channel(_mapping(result, "create channel"))
 
     async def originate(
         self, endpoint: str, *, app: str, app_args: str | Sequence[str] | None = None,
@@ -169,23 +135,6 @@ class AriOperations:
                                     json=_variables_body(variables))
         return parse_channel(_mapping(result, "originate"))
 
-    async def dial(
-        self, channel_id: str, *, caller: str | None = None,
-        timeout: int | None = None,  # noqa: ASYNC109 - Asterisk's dial timeout (query value)
-    ) -> None:
-        await self.request("POST", f"/channels/{segment(channel_id)}/dial",
-                           params={"caller": caller, "timeout": timeout})
-
-    async def record(
-        self, channel_id: str, name: str, *, format: str = "wav", if_exists: str = "overwrite",
-        beep: bool = False, max_silence: int | None = None, max_duration: int | None = None,
-        terminate_on: str = "none",
-    ) -> LiveRecording:
-        params = _record_params(name, format, if_exists, beep, max_silence, max_duration,
-                                terminate_on)
-        result = await self.request("POST", f"/channels/{segment(channel_id)}/record",
-                                    params=params)
-        return parse_live_recording(_mapping(result, "record"))
 
     async def external_media(
         self, *, app: str, external_host: str, format: str = "ulaw",
@@ -198,26 +147,12 @@ class AriOperations:
         result = await self.request("POST", "/channels/externalMedia", params=params)
         return parse_channel(_mapping(result, "external media"))
 
-    async def snoop(
-        self, channel_id: str, *, app: str, spy: str = "none", whisper: str = "none",
-        app_args: str | Sequence[str] | None = None, snoop_id: str | None = None,
-    ) -> Channel:
-        params: Params = {"app": app, "spy": spy, "whisper": whisper,
-                          "appArgs": _app_args(app_args), "snoopId": snoop_id}
-        result = await self.request("POST", f"/channels/{segment(channel_id)}/snoop",
-                                    params=params)
-        return parse_channel(_mapping(result, "snoop"))
-
     # -- bridges ----------------------------------------------------------------------------
     async def create_bridge(self, bridge_id: str | None = None, *, type: str = "mixing,dtmf_events",
                             name: str | None = None) -> Bridge:
         result = await self.request("POST", "/bridges",
                                     params={"type": type, "bridgeId": bridge_id, "name": name})
         return parse_bridge(_mapping(result, "create bridge"))
-
-    async def get_bridge(self, bridge_id: str) -> Bridge:
-        result = await self.request("GET", f"/bridges/{segment(bridge_id)}")
-        return parse_bridge(_mapping(result, "bridge"))
 
     async def list_bridges(self) -> list[Bridge]:
         return [parse_bridge(b) for b in _list(await self.request("GET", "/bridges"), "bridges")]
@@ -240,12 +175,6 @@ class AriOperations:
         await self.request("POST", f"/bridges/{segment(bridge_id)}/removeChannel",
                            params={"channel": channel_id})
 
-    async def start_bridge_moh(self, bridge_id: str, moh_class: str | None = None) -> None:
-        await self.request("POST", f"/bridges/{segment(bridge_id)}/moh",
-                           params={"mohClass": moh_class})
-
-    async def stop_bridge_moh(self, bridge_id: str) -> None:
-        await self.request("DELETE", f"/bridges/{segment(bridge_id)}/moh")
 
     async def play_bridge(self, bridge_id: str, media: Sequence[str], *,
                           playback_id: str | None = None, lang: str | None = None) -> Playback:
@@ -254,39 +183,6 @@ class AriOperations:
             params={"media": _media_list(media), "lang": lang, "playbackId": playback_id})
         return parse_playback(_mapping(result, "bridge play"))
 
-    async def record_bridge(
-        self, bridge_id: str, name: str, *, format: str = "wav", if_exists: str = "overwrite",
-        beep: bool = False, max_silence: int | None = None, max_duration: int | None = None,
-        terminate_on: str = "none",
-    ) -> LiveRecording:
-        params = _record_params(name, format, if_exists, beep, max_silence, max_duration,
-                                terminate_on)
-        result = await self.request("POST", f"/bridges/{segment(bridge_id)}/record",
-                                    params=params)
-        return parse_live_recording(_mapping(result, "bridge record"))
-
-    # -- playbacks and live recordings ------------------------------------------------------
+    # -- playbacks ---------------------------------------------------------------------------
     async def stop_playback(self, playback_id: str) -> None:
         await self.request("DELETE", f"/playbacks/{segment(playback_id)}")
-
-    async def stop_recording(self, name: str) -> None:
-        await self.request("POST", f"/recordings/live/{segment(name)}/stop")
-
-    async def pause_recording(self, name: str) -> None:
-        await self.request("POST", f"/recordings/live/{segment(name)}/pause")
-
-    async def unpause_recording(self, name: str) -> None:
-        await self.request("DELETE", f"/recordings/live/{segment(name)}/pause")
-
-    async def mute_recording(self, name: str) -> None:
-        await self.request("POST", f"/recordings/live/{segment(name)}/mute")
-
-    async def unmute_recording(self, name: str) -> None:
-        await self.request("DELETE", f"/recordings/live/{segment(name)}/mute")
-
-
-def _record_params(name: str, format: str, if_exists: str, beep: bool, max_silence: int | None,
-                   max_duration: int | None, terminate_on: str) -> Params:
-    return {"name": name, "format": format, "ifExists": if_exists, "beep": beep,
-            "maxSilenceSeconds": max_silence, "maxDurationSeconds": max_duration,
-            "terminateOn": terminate_on}

@@ -1,10 +1,10 @@
-"""ARI resources (``Channel``, ``Bridge``, ``Playback``, ``LiveRecording``) parsed from Asterisk's
-JSON, with field names from the swagger files shipped with Asterisk 22 (``channels.json``,
-``bridges.json``, ``playbacks.json``, ``recordings.json``). Import them from
+"""ARI resources (``Channel``, ``Bridge``, ``Playback``) parsed from Asterisk's JSON, with field
+names from the swagger files shipped with Asterisk 22 (``channels.json``, ``bridges.json``,
+``playbacks.json``). Import them from
 :mod:`callsec_ari.ari.models`, which re-exports everything public here.
 
 Lenient on optional fields (missing or mistyped -> ``""``, ``None`` or an empty mapping), strict
-on the identifier: a channel, bridge or playback without ``id`` or a recording without ``name``
+on the identifier: a channel, bridge or playback without ``id``
 raises :class:`~callsec_ari.ari.errors.AriProtocolError`. Fields that can hold a phone number, a
 dialled number or a variable's value are left out of ``repr``.
 """
@@ -59,15 +59,6 @@ class Playback:
     media_uri: str = ""
     target_uri: str = ""
     state: str = ""
-
-
-@dataclass(frozen=True, kw_only=True)
-class LiveRecording:
-    name: str
-    format: str = ""
-    state: str = ""
-    target_uri: str = ""
-    cause: str | None = None
 
 
 # --------------------------------------------------------------------------- field readers
@@ -173,14 +164,4 @@ def parse_playback(data: Mapping[str, Any]) -> Playback:
         media_uri=get_str(data, "media_uri"),
         target_uri=get_str(data, "target_uri"),
         state=get_str(data, "state"),
-    )
-
-
-def parse_live_recording(data: Mapping[str, Any]) -> LiveRecording:
-    return LiveRecording(
-        name=require_id(data, "name", "live recording"),
-        format=get_str(data, "format"),
-        state=get_str(data, "state"),
-        target_uri=get_str(data, "target_uri"),
-        cause=get_opt_str(data, "cause"),
     )

@@ -190,17 +190,18 @@ async def take(stream: AsyncIterator[m.AriEvent], count: int) -> list[m.AriEvent
 async def test_rest_error_status_maps_to_error_class_without_query_values(
         fake: tuple[FakeAri, str], status: int, error: type[AriError]) -> None:
     server, url = fake
-    server.responses[("POST", "/ari/channels/c1/dtmf")] = (status, {"message": "Channel gone"})
+    server.responses[("POST", "/ari/channels/c1/variable")] = (
+        status, {"message": "Channel gone"})
     async with make_client(url) as ari:
         with pytest.raises(error) as caught:
-            await ari.send_dtmf("c1", "4111111111111111")
+            await ari.set_variable("c1", "CALLSEC_X", "4111111111111111")
     exc = caught.value
     assert (exc.method, exc.path, exc.ari_status, exc.ari_message) == (
-        "POST", "/channels/c1/dtmf", status, "Channel gone")
+        "POST", "/channels/c1/variable", status, "Channel gone")
     assert exc.server == "ast-a"
     text = str(exc) + json.dumps(exc.to_json())
-    assert "4111" not in text and "dtmf=" not in text and "?" not in text
-    assert server.requests[0].query["dtmf"] == "4111111111111111"
+    assert "4111" not in text and "value=" not in text and "?" not in text
+    assert server.requests[0].query["value"] == "4111111111111111"
 
 
 async def test_connection_refused_raises_connection_error() -> None:
@@ -271,23 +272,17 @@ async def test_create_bridge_defaults_to_mixing_with_dtmf_events(
     assert server.requests[0].query == {"type": "mixing,dtmf_events", "bridgeId": "br-9"}
 
 
-async def test_originate_puts_variables_in_body_and_record_sends_swagger_names(
-        fake: tuple[FakeAri, str]) -> None:
+async def test_originate_puts_variables_in_body(fake: tuple[FakeAri, str]) -> None:
     server, url = fake
     server.responses[("POST", "/ari/channels")] = (200, channel_json("o1"))
-    server.responses[("POST", "/ari/channels/o1/record")] = (201, {
-        "name": "rec-1", "format": "wav", "target_uri": "channel:o1", "state": "queued"})
     async with make_client(url) as ari:
         created = await ari.originate("PJSIP/4930123@pbx", app="sim", app_args=["a", "b"],
                                       caller_id="+4915112345678", variables={"X": "1"})
-        recording = await ari.record("o1", "rec-1", max_silence=3)
-    assert created.id == "o1" and recording.name == "rec-1"
-    originate, record = server.requests
+    assert created.id == "o1"
+    originate, = server.requests
     assert originate.query == {"endpoint": "PJSIP/4930123@pbx", "app": "sim", "appArgs": "a,b",
                                "callerId": "+4915112345678", "timeout": "30"}
     assert json.loads(originate.body) == {"variables": {"X": "1"}}
-    assert record.query == {"name": "rec-1", "format": "wav", "ifExists": "overwrite",
-                            "beep": "false", "maxSilenceSeconds": "3", "terminateOn": "none"}
 
 
 async def test_helpers_percent_encode_ids_and_use_swagger_paths(
@@ -298,18 +293,14 @@ async def test_helpers_percent_encode_ids_and_use_swagger_paths(
         assert await ari.get_variable("a b;1", "CALLSEC_OK") == "yes"
         await ari.hangup("c1")
         await ari.continue_in_dialplan("c1", context="agents", extension="s", priority=1)
-        await ari.unpause_recording("rec/1")
-        await ari.unmute_recording("rec-1")
-        await ari.stop_playback("pb-1")
+        await ari.stop_playback("pb/1")
     seen = [(r.method, r.path, r.query) for r in server.requests]
     assert seen == [
         ("GET", "/ari/channels/a%20b;1/variable", {"variable": "CALLSEC_OK"}),
         ("DELETE", "/ari/channels/c1", {"reason": "normal"}),
         ("POST", "/ari/channels/c1/continue", {"context": "agents", "extension": "s",
                                                "priority": "1"}),
-        ("DELETE", "/ari/recordings/live/rec%2F1/pause", {}),
-        ("DELETE", "/ari/recordings/live/rec-1/mute", {}),
-        ("DELETE", "/ari/playbacks/pb-1", {}),
+        ("DELETE", "/ari/playbacks/pb%2F1", {}),
     ]
 
 
