@@ -121,8 +121,10 @@ def create_customers(target: Target, count: int) -> list[str]:
 
 
 class CallBench:
-    def __init__(self, work: Path, targets: list[Target], *, customers: int, sip: int) -> None:
+    def __init__(self, work: Path, targets: list[Target], *, customers: int, sip: int,
+                 profile: Path | None = None) -> None:
         self.work, self.targets, self.customers, self.sip = work, targets, customers, sip
+        self.profile = profile  # py-spy speedscope profiles of callsec, one per ramp
         self.ramps: list[dict[str, Any]] = []
         self.asterisk_pid = _asterisk_pid()
         self._stack = contextlib.AsyncExitStack()
@@ -202,6 +204,7 @@ class CallBench:
             watches["asterisk"] = procstat.ProcWatch(self.asterisk_pid)
         self.asterisk_pid = _asterisk_pid()
         busy0, wall0, load = procstat.system_cpu_seconds(), time.monotonic(), os.getloadavg()
+        spy = self._py_spy(target, size)
         async with asyncio.TaskGroup() as tg:
             for watch in watches.values():
                 watch.start(tg)
@@ -210,6 +213,9 @@ class CallBench:
             await _wait_idle(self.driver.a, target.app, seconds=self.driver.hold + 60)
             for watch in watches.values():
                 watch.stop()
+        if spy is not None:
+            spy.send_signal(signal.SIGINT)  # py-spy writes its profile on SIGINT
+            await asyncio.to_thread(spy.wait, 60)
         if _asterisk_pid() != self.asterisk_pid:
             self._read_trace(target)  # skip this attempt's lines
             raise SandboxRestarted
@@ -217,6 +223,18 @@ class CallBench:
         busy = (procstat.system_cpu_seconds() - busy0) / (wall * (os.cpu_count() or 1))
         latencies, events = self._read_trace(target)
         return _figures(calls, latencies, events, watches, wall, busy, load)
+
+    def _py_spy(self, target: Target, size: int) -> subprocess.Popen[bytes] | None:
+        """py-spy sampling the callsec process for the ramp (``--profile DIR``)."""
+        if self.profile is None or target.name != "callsec":
+            return None
+        self.profile.mkdir(parents=True, exist_ok=True)
+        spy = Path(sys.executable).with_name("py-spy")
+        out = self.profile / f"profile-{size}.speedscope.json"
+        with (self.work / "py-spy.log").open("ab") as log:
+            return subprocess.Popen(
+                [str(spy), "record", "--pid", str(target.pid), "--rate", "100", "--nonblocking",
+                 "--format", "speedscope", "-o", str(out)], stdout=log, stderr=log)
 
     async def _recover(self) -> None:
         assert self.driver is not None
