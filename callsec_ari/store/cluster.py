@@ -48,6 +48,8 @@ class ClusterCallRow(Base):
     channel_id: Mapped[str] = mapped_column(String(128))
     agent_endpoint: Mapped[str | None] = mapped_column(String(128))
     customer_ref: Mapped[str | None] = mapped_column(String(64))
+    #: The running capture's id (commands by capture id reach the owning node).
+    capture_id: Mapped[str | None] = mapped_column(String(64), index=True)
     started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
@@ -75,6 +77,7 @@ class ClusterCall:
     channel_id: str
     agent_endpoint: str | None = None
     customer_ref: str | None = None
+    capture_id: str | None = None
     started_at: datetime | None = None
     updated_at: datetime | None = None
 
@@ -94,13 +97,24 @@ def _call(row: Row[Any]) -> ClusterCall:
     return ClusterCall(call_id=row.call_id, node_id=row.node_id, flow=row.flow,
                        state=row.state, channel_id=row.channel_id,
                        agent_endpoint=row.agent_endpoint, customer_ref=row.customer_ref,
-                       started_at=as_utc(row.started_at), updated_at=as_utc(row.updated_at))
+                       capture_id=row.capture_id, started_at=as_utc(row.started_at),
+                       updated_at=as_utc(row.updated_at))
 
 
 def _insert(conn: Connection, table: Table) -> postgresql.Insert | sqlite.Insert:
     if conn.dialect.name == "postgresql":
         return postgresql.insert(table)
     return sqlite.insert(table)
+
+
+def _upsert(conn: Connection, call: ClusterCall, now: datetime) -> None:
+    values = {"node_id": call.node_id, "flow": call.flow, "state": call.state,
+              "channel_id": call.channel_id, "agent_endpoint": call.agent_endpoint,
+              "customer_ref": call.customer_ref, "capture_id": call.capture_id,
+              "updated_at": now}
+    insert = _insert(conn, _CALLS).values(call_id=call.call_id,
+                                          started_at=call.started_at or now, **values)
+    conn.execute(insert.on_conflict_do_update(index_elements=[_CALLS.c.call_id], set_=values))
 
 
 class ClusterStore:
@@ -150,20 +164,24 @@ class ClusterStore:
     # -- calls --------------------------------------------------------------------------
     def register_call(self, call: ClusterCall, now: datetime | None = None) -> None:
         """Insert the call (or take it over: the same id registered again by its node)."""
-        now = now or utcnow()
-        values = {"node_id": call.node_id, "flow": call.flow, "state": call.state,
-                  "channel_id": call.channel_id, "agent_endpoint": call.agent_endpoint,
-                  "customer_ref": call.customer_ref, "updated_at": now}
         with self.db.connect() as conn:
-            insert = _insert(conn, _CALLS).values(
-                call_id=call.call_id, started_at=call.started_at or now, **values)
-            conn.execute(insert.on_conflict_do_update(index_elements=[_CALLS.c.call_id],
-                                                      set_=values))
+            _upsert(conn, call, now or utcnow())
+
+    def write_calls(self, live: list[ClusterCall], finished: list[str],
+                    now: datetime | None = None) -> None:
+        """One node's batch in one transaction: ``live`` registered or updated (upsert),
+        ``finished`` removed."""
+        now = now or utcnow()
+        with self.db.connect() as conn:
+            for call in live:
+                _upsert(conn, call, now)
+            if finished:
+                conn.execute(delete(_CALLS).where(_CALLS.c.call_id.in_(finished)))
 
     def update_call(self, call_id: str, now: datetime | None = None,
                     **changes: str | None) -> bool:
         """Change ``flow``/``state``/``agent_endpoint``/``customer_ref``; False: unknown call."""
-        allowed = {"flow", "state", "agent_endpoint", "customer_ref", "node_id"}
+        allowed = {"flow", "state", "agent_endpoint", "customer_ref", "capture_id", "node_id"}
         if not set(changes) <= allowed:
             raise ValueError(f"not a registry column: {sorted(set(changes) - allowed)}")
         with self.db.connect() as conn:
@@ -187,6 +205,12 @@ class ClusterStore:
             row = conn.execute(select(_CALLS).where(_CALLS.c.call_id == call_id)).first()
         return None if row is None else _call(row)
 
+    def capture_owner(self, capture_id: str) -> ClusterCall | None:
+        """The live call running capture ``capture_id``, if any node registered it."""
+        with self.db.read() as conn:
+            row = conn.execute(select(_CALLS).where(_CALLS.c.capture_id == capture_id)).first()
+        return None if row is None else _call(row)
+
     def adopt(self, dead_node: str, survivor: str,
               now: datetime | None = None) -> list[ClusterCall]:
         """Move ``dead_node``'s calls to ``survivor`` and return them (as now owned by it).
@@ -195,19 +219,20 @@ class ClusterStore:
         second survivor adopting at the same time gets none of the same calls."""
         now = now or utcnow()
         with self.db.connect() as conn:
-            query = select(_CALLS).where(_CALLS.c.node_id == dead_node)
-            if conn.dialect.name == "postgresql":
-                query = query.with_for_update(skip_locked=True)
-            rows = [_call(r) for r in conn.execute(query)]
-            if not rows:
+            if conn.dialect.name != "postgresql":  # one statement: SQLite's write lock
+                taken = conn.execute(update(_CALLS).where(_CALLS.c.node_id == dead_node)
+                                     .values(node_id=survivor, updated_at=now)
+                                     .returning(*_CALLS.c))
+                return sorted((_call(r) for r in taken), key=lambda c: c.call_id)
+            query = select(_CALLS.c.call_id).where(_CALLS.c.node_id == dead_node) \
+                .with_for_update(skip_locked=True)
+            ids = list(conn.scalars(query))
+            if not ids:
                 return []
-            ids = [r.call_id for r in rows]
-            conn.execute(update(_CALLS).where(_CALLS.c.call_id.in_(ids))
-                         .values(node_id=survivor, updated_at=now))
-        return [ClusterCall(call_id=r.call_id, node_id=survivor, flow=r.flow, state=r.state,
-                            channel_id=r.channel_id, agent_endpoint=r.agent_endpoint,
-                            customer_ref=r.customer_ref, started_at=r.started_at,
-                            updated_at=now) for r in rows]
+            taken = conn.execute(update(_CALLS).where(_CALLS.c.call_id.in_(ids))
+                                 .values(node_id=survivor, updated_at=now)
+                                 .returning(*_CALLS.c))
+            return sorted((_call(r) for r in taken), key=lambda c: c.call_id)
 
     def call_counts(self) -> dict[str, int]:
         """Live calls per node id."""

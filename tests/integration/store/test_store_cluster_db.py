@@ -49,6 +49,12 @@ def test_calls_are_registered_updated_and_finished(store: Store) -> None:
         ("verified", "C-7", T0 + timedelta(seconds=1))
     assert [c.call_id for c in cluster.calls(node_id="n2")] == ["c2"]
     assert cluster.call_counts() == {"n1": 1, "n2": 1}
+    cluster.write_calls([ClusterCall("c2", "n2", "connect", "capturing", "chan-2",
+                                     agent_endpoint="PJSIP/agent100", capture_id="CAP-1")],
+                        [])
+    owner = cluster.capture_owner("CAP-1")
+    assert owner is not None and (owner.call_id, owner.node_id, owner.started_at) == \
+        ("c2", "n2", T0)
     cluster.finish_call("c1")
     assert [c.call_id for c in cluster.calls()] == ["c2"] and cluster.call("c1") is None
 
@@ -82,4 +88,4 @@ def test_no_digit_reaches_the_registry_columns(store: Store) -> None:
     with store.db.connect() as conn:
         columns = set(conn.execute(text("SELECT * FROM cluster_calls")).keys())
     assert columns == {"call_id", "node_id", "flow", "state", "channel_id", "agent_endpoint",
-                       "customer_ref", "started_at", "updated_at"}
+                       "customer_ref", "capture_id", "started_at", "updated_at"}

@@ -2,7 +2,8 @@
 
 ``cluster_nodes`` (:mod:`callsec_ari.store.cluster`): one row per callsec node, its advertised
 URL, Stasis app and last heartbeat. ``cluster_calls``: one row per live call with its owning
-node, flow, state, channel, agent endpoint and opaque customer reference (never a digit).
+node, flow, state, channel, agent endpoint, opaque customer reference and running
+capture's id (never a digit).
 
 Revision ID: 0012
 Revises: 0011
@@ -40,14 +41,17 @@ def upgrade() -> None:
         sa.Column("channel_id", sa.String(128), nullable=False),
         sa.Column("agent_endpoint", sa.String(128), nullable=True),
         sa.Column("customer_ref", sa.String(64), nullable=True),
+        sa.Column("capture_id", sa.String(64), nullable=True),
         sa.Column("started_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("call_id", name="pk_cluster_calls"),
     )
     op.create_index("ix_cluster_calls_node_id", "cluster_calls", ["node_id"])
+    op.create_index("ix_cluster_calls_capture_id", "cluster_calls", ["capture_id"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_cluster_calls_capture_id", "cluster_calls")
     op.drop_index("ix_cluster_calls_node_id", "cluster_calls")
     op.drop_table("cluster_calls")
     op.drop_table("cluster_nodes")
