@@ -1,12 +1,12 @@
 """callsec's ARI client (REST + events websocket) and typed ARI models.
 
 - :mod:`callsec_ari.ari.client`: :class:`AriClient` (REST helpers from
-  :mod:`callsec_ari.ari.operations`, :meth:`AriClient.events` with reconnects).
+  :mod:`callsec_ari.ari.operations`, :meth:`AriClient.events` from :mod:`callsec_ari.ari.events`).
 - :mod:`callsec_ari.ari.models`: frozen event/resource dataclasses and :func:`parse_event`.
 - :mod:`callsec_ari.ari.errors`: :class:`AriError` and its per-status subclasses.
 """
 
-from callsec_ari.ari.client import AriClient, ReconnectBackoff
+from callsec_ari.ari.client import AriClient
 from callsec_ari.ari.errors import (
     AriAuthError,
     AriBadRequest,
@@ -18,6 +18,7 @@ from callsec_ari.ari.errors import (
     AriServerError,
     AriUnprocessable,
 )
+from callsec_ari.ari.events import ReconnectBackoff
 from callsec_ari.ari.models import AriEvent, Connected, Disconnected, UnknownEvent, parse_event
 
 __all__ = [

@@ -13,23 +13,17 @@ Usage::
             async for event in events:
                 ...
 
-:meth:`AriClient.events` yields :class:`Connected` first, then events in arrival order. On a drop
-it yields :class:`Disconnected`, waits (exponential backoff with full jitter: the n-th wait after a
-stable connection is uniform in ``[reconnect_min, min(reconnect_max, reconnect_min * 2**n)]``),
-reconnects and yields ``Connected(reconnect=True)``. A first connect that fails is reported the same
-way (``Disconnected``, then retries). 401/403 raises :class:`AriAuthError` and stops.
+:meth:`AriClient.events` (reconnects, liveness probe) is :mod:`callsec_ari.ari.events`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import json as jsonlib
 import logging
 import random
-from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Sequence
 from types import TracebackType
 from typing import Any, Self
 
@@ -37,47 +31,22 @@ import aiohttp
 from yarl import URL
 
 from callsec_ari.ari.errors import (
-    AriAuthError,
     AriConnectionError,
-    AriError,
     AriProtocolError,
     error_for_status,
 )
-from callsec_ari.ari.models import AriEvent, Connected, Disconnected, parse_event
+from callsec_ari.ari.events import AriEvents, connection_reason
 from callsec_ari.ari.operations import AriOperations, Params
 from callsec_ari.core.errors import ConfigError
 
-__all__ = ["AriClient", "ReconnectBackoff"]
+__all__ = ["AriClient"]
 
 log = logging.getLogger(__name__)
 
-_MAX_EXPONENT = 60
-#: The user event callsec sends its own app when the events go quiet (``_receive``), and the
-#: ARI type it arrives as; the adapter's event filter lets it through.
-LIVENESS_EVENT = "callsec-liveness"
-LIVENESS_TYPE = "ChannelUserevent"
 #: REST connections per Asterisk. Asterisk serves at most ``sessionlimit`` (http.conf, default
 #: 100) HTTP sessions for every client together, websockets included; a burst of calls must
 #: queue here rather than open more and be refused ("HTTP session count exceeded").
 MAX_CONNECTIONS = 16
-
-
-class ReconnectBackoff:
-    """Exponential backoff with full jitter, floored at ``minimum``."""
-
-    def __init__(self, minimum: float, maximum: float, rng: random.Random) -> None:
-        self.minimum = minimum
-        self.maximum = maximum
-        self._rng = rng
-        self._attempt = 0
-
-    def next_delay(self) -> float:
-        ceiling = min(self.maximum, self.minimum * 2 ** min(self._attempt, _MAX_EXPONENT))
-        self._attempt += 1
-        return self._rng.uniform(self.minimum, ceiling)
-
-    def reset(self) -> None:
-        self._attempt = 0
 
 
 def _query(params: Params | None) -> dict[str, str]:
@@ -119,26 +88,7 @@ def _basic_authorization(username: str, password: str) -> str:
     return f"Basic {token}"
 
 
-def _connection_reason(exc: BaseException, timeout: float) -> str:
-    """Why a connection failed, without any URL (aiohttp's texts may hold the query string)."""
-    if isinstance(exc, TimeoutError):
-        return f"no answer within {timeout:g}s"
-    if isinstance(exc, aiohttp.ClientConnectorError):
-        return f"cannot connect ({exc.os_error.strerror or type(exc.os_error).__name__})"
-    return type(exc).__name__
-
-
-@dataclass
-class _Link:
-    """State of one :meth:`AriClient.events` stream across its websocket connections."""
-
-    connected_before: bool = False
-    reported_down: bool = False
-    drop_reason: str = ""
-    uptime: float = 0.0
-
-
-class AriClient(AriOperations):
+class AriClient(AriEvents, AriOperations):
     """One Asterisk server's ARI: REST calls (see :class:`AriOperations`) and its events."""
 
     def __init__(
@@ -240,7 +190,7 @@ class AriClient(AriOperations):
                 status = response.status
                 body = await response.read()
         except (aiohttp.ClientError, TimeoutError) as exc:
-            reason = _connection_reason(exc, self.request_timeout)
+            reason = connection_reason(exc, self.request_timeout)
             raise AriConnectionError(f"{self.name}: {method} {path}: {reason}", server=self.name,
                                      method=method, path=path) from None
         log.debug("ARI %s: %s %s -> %d", self.name, method, path, status)
@@ -255,167 +205,6 @@ class AriClient(AriOperations):
             raise AriProtocolError(f"{self.name}: {method} {path}: answer is not JSON",
                                    server=self.name, method=method, path=path,
                                    ari_status=status) from None
-
-    # -- events -----------------------------------------------------------------------------
-    async def events(self) -> AsyncGenerator[AriEvent, None]:
-        """Events of this client's applications, strictly in arrival order, across reconnects.
-
-        Close it with ``contextlib.aclosing`` (or cancel the consumer): the websocket is closed.
-        """
-        backoff = ReconnectBackoff(self.reconnect_min, self.reconnect_max, self._rng)
-        link = _Link()
-        while not self._closed:
-            try:
-                ws = await self._connect_events()
-            except AriAuthError:
-                raise
-            except AriError as exc:
-                reason = str(exc.details.get("reason") or exc.message)
-            else:
-                async with contextlib.aclosing(self._stream(ws, link)) as stream:
-                    async for event in stream:
-                        yield event
-                if self._closed:
-                    return
-                if link.uptime >= self.stable_after:
-                    backoff.reset()
-                reason = link.drop_reason
-            delay = backoff.next_delay()
-            if self._report_down(link, reason, delay):
-                yield Disconnected(server=self.name, reason=reason)
-            await self._sleep(delay)
-
-    async def _stream(self, ws: aiohttp.ClientWebSocketResponse,
-                      link: _Link) -> AsyncGenerator[AriEvent, None]:
-        """``Connected`` and the events of one websocket; closes it however it ends."""
-        loop = asyncio.get_running_loop()
-        started = loop.time()
-        reconnect, link.connected_before, link.reported_down = link.connected_before, True, False
-        link.drop_reason = "closed"
-        try:
-            if reconnect:
-                self.reconnects += 1
-                log.info("ARI %s: events websocket reconnected", self.name)
-            else:
-                log.info("ARI %s: events websocket connected (apps %s)", self.name,
-                         ",".join(self.apps))
-            yield Connected(server=self.name, reconnect=reconnect)
-            while isinstance(item := await self._receive(ws), AriEvent):
-                yield item
-            link.drop_reason = item
-        finally:
-            link.uptime = loop.time() - started
-            self._websockets.discard(ws)
-            await ws.close()
-
-    def _report_down(self, link: _Link, reason: str, delay: float) -> bool:
-        """One WARNING (and one ``Disconnected``) per outage; later failed attempts at INFO."""
-        if link.reported_down:
-            log.info("ARI %s: events websocket still down (%s); retrying in %.2fs",
-                     self.name, reason, delay)
-            return False
-        link.reported_down = True
-        log.warning("ARI %s: events websocket down (%s); reconnecting in %.2fs",
-                    self.name, reason, delay)
-        return True
-
-    async def _connect_events(self) -> aiohttp.ClientWebSocketResponse:
-        session = self._open_session()
-        try:
-            async with asyncio.timeout(self.request_timeout):
-                ws = await session.ws_connect(
-                    self._ws_url, headers=self._headers(), heartbeat=self.heartbeat,
-                    timeout=aiohttp.ClientWSTimeout(ws_receive=None,
-                                                    ws_close=self.request_timeout))
-        except aiohttp.WSServerHandshakeError as exc:
-            error = self._handshake_error(exc.status)
-            error.details["reason"] = f"handshake answered {exc.status}"
-            raise error from None
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            reason = _connection_reason(exc, self.request_timeout)
-            error = AriConnectionError(f"{self.name}: events websocket: {reason}",
-                                       server=self.name, method="GET", path="/events")
-            error.details["reason"] = reason
-            raise error from None
-        self._websockets.add(ws)
-        return ws
-
-    def _handshake_error(self, status: int) -> AriError:
-        if status in (401, 403):
-            return AriAuthError(
-                f"{self.name}: ARI refused the credentials for the events websocket ({status});"
-                " check the [ari] username and password and the user in Asterisk's ari.conf",
-                server=self.name, method="GET", path="/events", ari_status=status)
-        return error_for_status(status)(server=self.name, method="GET", path="/events",
-                                        ari_status=status)
-
-    async def _receive(self, ws: aiohttp.ClientWebSocketResponse) -> AriEvent | str:
-        """The next event, or the reason the websocket ended (or must be dropped).
-
-        When no event came for ``app_check`` seconds, callsec sends its app a user event
-        (:data:`LIVENESS_EVENT`) and expects it back on this websocket within
-        ``request_timeout``. Asterisk tears a closed websocket's app down on its own thread; when
-        a websocket reconnected before that ran (a half-open TCP connection noticed late), or
-        another client briefly took the name, the late teardown removes or deactivates the app
-        under this open, silent websocket, and every ``Stasis(callsec,...)`` fails. A 404 (no
-        such app) or an unanswered probe drops the websocket; the reconnect registers again.
-        A probe that cannot be sent is no verdict: the heartbeat judges the link.
-        """
-        loop = asyncio.get_running_loop()
-        probe_due: float | None = None
-        while True:
-            timeout = self.app_check if probe_due is None else max(probe_due - loop.time(), 0)
-            try:
-                message = await ws.receive(timeout=timeout)
-            except TimeoutError:
-                if probe_due is not None:
-                    return "Asterisk delivers no events to the app (liveness probe unanswered)"
-                missing, sent = await self._probe()
-                if missing:
-                    return f"Asterisk no longer has app {','.join(missing)}"
-                probe_due = loop.time() + self.request_timeout if sent else None
-                continue
-            if message.type is aiohttp.WSMsgType.TEXT:
-                event = self._decode(message.data)
-                if event is not None:
-                    probe_due = None  # events arrive: the app is alive for us
-                    if not _is_probe(event):
-                        return event
-            elif message.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSING,
-                                  aiohttp.WSMsgType.CLOSED):
-                return f"closed by server (code {ws.close_code})"
-            elif message.type is aiohttp.WSMsgType.ERROR:
-                return f"websocket error ({type(ws.exception()).__name__})"
-
-    async def _probe(self) -> tuple[list[str], bool]:
-        """Send each app the liveness event: (apps Asterisk does not have, all sent)."""
-        missing, sent = [], True
-        for app in self.apps:
-            try:
-                await self.request("POST", f"/events/user/{LIVENESS_EVENT}",
-                                   params={"application": app})
-            except AriError as exc:
-                if exc.ari_status == 404:
-                    missing.append(app)
-                sent = False
-        return missing, sent
-
-    def _decode(self, text: str) -> AriEvent | None:
-        try:
-            event = parse_event(jsonlib.loads(text))
-        except ValueError:
-            log.warning("ARI %s: skipped an events frame that is not JSON", self.name)
-            return None
-        except AriProtocolError as exc:
-            log.warning("ARI %s: skipped a malformed events frame: %s", self.name, exc.message)
-            return None
-        log.debug("ARI %s: event %s", self.name, event.type)
-        return event
-
-
-def _is_probe(event: AriEvent) -> bool:
-    return event.type == LIVENESS_TYPE and event.raw.get("eventname") == LIVENESS_EVENT
-
 
 def _error_message(body: bytes) -> str | None:
     """The ``message`` field of Asterisk's JSON error body, if there is one."""
