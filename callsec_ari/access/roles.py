@@ -20,7 +20,7 @@ audit.read_team         -           team        -      -
 metrics.read            -           all         all    all
 ======================  ==========  ==========  =====  =======
 
-Scopes: ``own`` - the call rang the user's own endpoint (``CallHandle.data["agent_endpoint"]``
+Scopes: ``own`` - the call rang the user's own endpoint (``CallContext.agent_endpoint``
 equals the user's ``endpoint``); ``team`` - own, or the call rang the endpoint of a user of the
 same ``team``; ``all`` - no owner check (the permission concerns no call).
 

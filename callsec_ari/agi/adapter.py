@@ -49,8 +49,9 @@ from callsec_ari.core import commands as c
 from callsec_ari.core import events as e
 from callsec_ari.core.errors import CallsecError
 from callsec_ari.core.flow import Flow
+from callsec_ari.core.ports import CallContext, CallHandle
 from callsec_ari.logs import CallLogger, call_logger
-from callsec_ari.runtime.dispatcher import CallHandle, Dispatcher
+from callsec_ari.runtime.dispatcher import Dispatcher
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +74,7 @@ def call_started(request: AgiRequest, *, at: float = 0.0, attestation: str = "")
 
 @dataclass(eq=False)
 class AgiCall:
-    """What the port keeps per AGI call (``call.data["agi"]``)."""
+    """What the port keeps per AGI call (``call.context.port_state``)."""
 
     call_id: str
     session: AgiSession
@@ -134,7 +135,7 @@ class AgiPort:
         state = AgiCall(call_id=call_id, session=session, language=request.language, log=clog)
         try:
             self.dispatcher.start_call(call_id, factory(call_id, started), started,
-                                       {"port": self, "agi": state})
+                                       CallContext(port=self, port_state=state))
         except CallsecError as exc:  # already active, or bad options (e.g. unknown fields)
             clog.error("cannot start flow %s: %s (%s)", request.script, exc.message, exc.error_id)
             return
@@ -191,7 +192,7 @@ class AgiPort:
 
     def forget(self, call: CallHandle) -> None:
         """Finish hook: the flow is over, so the session may end."""
-        state = call.data.get("agi")
+        state = call.context.port_state
         if isinstance(state, AgiCall):
             state.forgotten.set()
 
@@ -218,7 +219,8 @@ class AgiPort:
 
     # -- commands out ---------------------------------------------------------------------------
     async def execute(self, call: CallHandle, command: c.Command) -> Sequence[e.Event]:
-        state: AgiCall = call.data["agi"]
+        state = call.context.port_state
+        assert isinstance(state, AgiCall)
         session = state.session
         if isinstance(command, c.ContinueDialplan):
             state.finishing = True

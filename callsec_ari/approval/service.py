@@ -44,9 +44,8 @@ from callsec_ari.config import Settings
 from callsec_ari.connect.flow import ConnectFlow, K
 from callsec_ari.core.errors import InvalidInput
 from callsec_ari.core.events import Event
+from callsec_ari.core.ports import CallDirectory, CallHandle, ServiceRegistry
 from callsec_ari.flows import new_capture_id
-from callsec_ari.runtime.dispatcher import CallHandle, Dispatcher
-from callsec_ari.runtime.executor import CallExecutor
 from callsec_ari.store.abuse import Bucket
 from callsec_ari.store.approvals import ApprovalRow
 from callsec_ari.store.context import Store
@@ -103,7 +102,7 @@ def _iso(when: datetime | None) -> str | None:
 
 
 class ApprovalFeature:
-    def __init__(self, settings: Settings, store: Store, dispatcher: Dispatcher,
+    def __init__(self, settings: Settings, store: Store, dispatcher: CallDirectory,
                  deliveries: Deliveries, limits: AbuseStore, captures: CaptureFeature,
                  notifier: Notifier | None = None) -> None:
         self.settings = settings
@@ -126,7 +125,7 @@ class ApprovalFeature:
     def currencies(self) -> tuple[str, ...]:
         return self.a.currencies
 
-    def register(self, executor: CallExecutor) -> None:
+    def register(self, executor: ServiceRegistry) -> None:
         executor.register(af.MuteForApproval, self.mute)
         executor.register(af.CheckApprovalCode, self.check)
         executor.register(af.FinishApproval, self.finish)
@@ -215,7 +214,7 @@ class ApprovalFeature:
             s.add(ApprovalRow(approval_id=approval_id, call_id=call.call_id, customer_ref=ref,
                               amount=terms.amount, currency=terms.currency, payee=terms.payee,
                               digest=digest, requested_by=actor))
-            name = endpoint_name(call.data.get("agent_endpoint"))
+            name = endpoint_name(call.context.agent_endpoint)
             user = s.scalar(select(UserRow.name).where(UserRow.endpoint == name)) \
                 if name else None
             self.store.audit.append(actor, "approval.requested", approval_id, {
@@ -338,7 +337,7 @@ class ApprovalFeature:
                     endpoint = s.scalar(select(UserRow.endpoint).where(UserRow.name == user))
             call = self.dispatcher.get(row.call_id)
             if call is not None:
-                endpoint = call.data.get("agent_endpoint") or endpoint
+                endpoint = call.context.agent_endpoint or endpoint
             return {"approval_id": row.approval_id, "call_id": row.call_id,
                     "status": row.result or "pending", "amount": row.amount,
                     "currency": row.currency, "payee": row.payee,

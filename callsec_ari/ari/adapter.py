@@ -17,9 +17,8 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 from callsec_ari.ari import models as m
-from callsec_ari.ari.client import AriClient
+from callsec_ari.ari.client import LIVENESS_TYPE, AriClient
 from callsec_ari.ari.errors import AriError, AriNotFound
-from callsec_ari.ari.events import LIVENESS_TYPE
 from callsec_ari.ari.external_media import open_external_media
 from callsec_ari.ari.moments import PressClock, ReturnToDialplan
 from callsec_ari.ari.operations import segment
@@ -29,8 +28,9 @@ from callsec_ari.core import commands as c
 from callsec_ari.core import events as e
 from callsec_ari.core.errors import CallsecError
 from callsec_ari.core.flow import Flow
+from callsec_ari.core.ports import CallContext, CallHandle
 from callsec_ari.logs import call_logger, mask_phone
-from callsec_ari.runtime.dispatcher import CallHandle, Dispatcher
+from callsec_ari.runtime.dispatcher import Dispatcher
 from callsec_ari.runtime.trace import BenchTrace
 
 log = logging.getLogger(__name__)
@@ -165,13 +165,13 @@ class AriAdapter:
         if flow is None:
             self.channels[channel.id] = (channel.id, "orphan")
             self.dispatcher.start_call(channel.id, ReturnToDialplan(channel.id), started,
-                                       {"port": self, "channel_id": channel.id})
+                                       CallContext(port=self, channel_id=channel.id))
             return
         self.channels[channel.id] = (channel.id, "caller")
         clog.info("call entered flow %s on %s", flow_name, self.server)
-        self.dispatcher.start_call(channel.id, flow, started, {
-            "port": self, "channel_id": channel.id, "server": self.server, "flow": flow_name,
-            "channel_name": channel.name, "caller_masked": mask_phone(channel.caller_number)})
+        self.dispatcher.start_call(channel.id, flow, started, CallContext(
+            port=self, channel_id=channel.id, server=self.server, flow=flow_name,
+            channel_name=channel.name, caller_masked=mask_phone(channel.caller_number)))
 
     def _translate(self, event: m.AriEvent, at: float) -> None:
         if isinstance(event, m.ChannelDtmfReceived):
@@ -279,12 +279,12 @@ class AriAdapter:
         call_logger(log, orphan.call_id).warning(
             "adopting a call left by a previous callsec (capture bridge: %s, agent: %s)",
             "yes" if orphan.capture else "no", "yes" if orphan.agent_bridged else "no")
-        self.dispatcher.start_call(orphan.call_id, adopted.flow, orphan.event(at), {
-            "port": self, "channel_id": orphan.call_id, "server": self.server,
-            "flow": "connect", "channel_name": adopted.channel_name,
-            "caller_masked": mask_phone(adopted.caller_number),
-            "agent_endpoint": adopted.agent_endpoint,
-            "verification": adopted.verification or None})
+        self.dispatcher.start_call(orphan.call_id, adopted.flow, orphan.event(at), CallContext(
+            port=self, channel_id=orphan.call_id, server=self.server,
+            flow="connect", channel_name=adopted.channel_name,
+            caller_masked=mask_phone(adopted.caller_number),
+            endpoints={"agent": adopted.agent_endpoint} if adopted.agent_endpoint else {},
+            verification=adopted.verification or None))
 
     def forget(self, call: CallHandle) -> None:
         for channel_id, (call_id, _leg) in list(self.channels.items()):
@@ -298,11 +298,11 @@ class AriAdapter:
     # -- commands out ---------------------------------------------------------------------
     def _leg(self, call: CallHandle, leg: str) -> str:
         if leg == "caller":
-            return str(call.data["channel_id"])
+            return str(call.context.channel_id)
         return f"{call.call_id}-{leg}"
 
     async def execute(self, call: CallHandle, command: c.Command) -> Sequence[e.Event]:
-        channel_id: str = call.data["channel_id"]
+        channel_id = str(call.context.channel_id)
         if isinstance(command, c.StopPlayback) and \
                 self.playbacks.pop(command.playback_id, None) is None:
             return ()  # it finished already (PlaybackFinished came) or never started
@@ -358,12 +358,12 @@ class AriAdapter:
         elif isinstance(command, c.DialLeg):
             leg_channel = self._leg(call, command.leg)
             self.channels[leg_channel] = (call.call_id, command.leg)
-            call.data[f"{command.leg}_endpoint"] = command.endpoint
+            call.context.endpoints[command.leg] = command.endpoint
             await client.originate(command.endpoint, app=self.client_app,
                                    app_args=f"leg,{call.call_id},{command.leg}",
                                    caller_id=command.caller_id or None,
                                    timeout=command.timeout, channel_id=leg_channel,
-                                   originator=str(call.data["channel_id"]))
+                                   originator=str(call.context.channel_id))
         elif isinstance(command, c.HangupLeg):
             await _ignore_gone(client.hangup(self._leg(call, command.leg)))
         else:

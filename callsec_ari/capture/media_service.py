@@ -33,12 +33,11 @@ from callsec_ari.capture.talkthrough import MEDIA_CALLER, MEDIA_DIGITS
 from callsec_ari.config import CaptureSettings
 from callsec_ari.core.errors import CallsecError
 from callsec_ari.core.events import DtmfReceived, Event, LegGone
+from callsec_ari.core.ports import CallDirectory, CallHandle, ServiceRegistry
 from callsec_ari.logs import Figure
 from callsec_ari.media.evidence import Evidence, sign_evidence, verify_evidence
 from callsec_ari.media.process import MediaWorker
 from callsec_ari.media.relay import FilterOptions, MediaRelay
-from callsec_ari.runtime.dispatcher import CallHandle, Dispatcher
-from callsec_ari.runtime.executor import CallExecutor
 from callsec_ari.store.context import Store
 from callsec_ari.store.models import CaptureRow
 
@@ -83,7 +82,7 @@ def evidence_key(audit_key: bytes) -> bytes:
 
 
 class MediaFeature:
-    def __init__(self, store: Store, dispatcher: Dispatcher, settings: CaptureSettings, *,
+    def __init__(self, store: Store, dispatcher: CallDirectory, settings: CaptureSettings, *,
                  key: bytes, relay_factory: RelayFactory = MediaRelay) -> None:
         self.store = store
         self.dispatcher = dispatcher
@@ -100,7 +99,7 @@ class MediaFeature:
         self.worker: MediaWorker | None = None
 
     @classmethod
-    def from_store(cls, store: Store, dispatcher: Dispatcher, settings: CaptureSettings,
+    def from_store(cls, store: Store, dispatcher: CallDirectory, settings: CaptureSettings,
                    **kwargs: Any) -> MediaFeature:
         worker = None
         if settings.media_worker == "process" and "relay_factory" not in kwargs:
@@ -124,7 +123,7 @@ class MediaFeature:
             self.dispatcher.post(call_id, LegGone(at=asyncio.get_running_loop().time(),
                                                   leg=MEDIA_CALLER, cause="media_worker_lost"))
 
-    def register(self, executor: CallExecutor) -> None:
+    def register(self, executor: ServiceRegistry) -> None:
         executor.register(cp.OpenMedia, self.open_media)
         executor.register(cp.ConnectMedia, self.connect_media)
         executor.register(cp.CloseMedia, self.close_media)

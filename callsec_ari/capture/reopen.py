@@ -18,7 +18,7 @@ from callsec_ari.capture.sinks import SinkResult
 from callsec_ari.capture.steering import CaptureSteering
 from callsec_ari.connect.flow import ConnectFlow, K
 from callsec_ari.core.errors import Conflict, InvalidInput
-from callsec_ari.runtime.dispatcher import CallHandle
+from callsec_ari.core.ports import CallHandle
 from callsec_ari.store.context import Store
 from callsec_ari.store.models import CaptureRow, VaultItemRow, utcnow
 

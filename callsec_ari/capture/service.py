@@ -53,9 +53,8 @@ from callsec_ari.capture.steering import CaptureSteering
 from callsec_ari.connect.flow import ConnectFlow, K
 from callsec_ari.core.errors import CallsecError
 from callsec_ari.core.events import Event
+from callsec_ari.core.ports import CallDirectory, CallHandle, ServiceRegistry
 from callsec_ari.flows import new_capture_id
-from callsec_ari.runtime.dispatcher import CallHandle, Dispatcher
-from callsec_ari.runtime.executor import CallExecutor
 from callsec_ari.store.context import Store
 from callsec_ari.store.models import CaptureRow, utcnow
 from callsec_ari.web.deps import CaptureInfo
@@ -103,7 +102,7 @@ def stored_as(row: CaptureRow, fields: Mapping[str, Mapping[str, Any]]) -> str |
 
 
 class CaptureFeature:
-    def __init__(self, store: Store, dispatcher: Dispatcher, sink: Sink, *,
+    def __init__(self, store: Store, dispatcher: CallDirectory, sink: Sink, *,
                  ami: Callable[[], MixMonitorMuter | None] = lambda: None) -> None:
         self.store = store
         self.dispatcher = dispatcher
@@ -112,7 +111,7 @@ class CaptureFeature:
         #: capture id -> (call id, agent endpoint), for owner checks while callsec runs.
         self._known: OrderedDict[str, tuple[str, str | None]] = OrderedDict()
 
-    def register(self, executor: CallExecutor) -> None:
+    def register(self, executor: ServiceRegistry) -> None:
         executor.register(cp.MuteRecording, self.mute_recording)
         executor.register(cp.StoreCapture, self.store_capture)
         executor.register(cp.RecordCapture, self.record_capture)
@@ -122,10 +121,10 @@ class CaptureFeature:
         """Remember the capture's call; False when it was known already."""
         if capture_id in self._known:
             return False
-        self._known[capture_id] = (call.call_id, call.data.get("agent_endpoint"))
+        self._known[capture_id] = (call.call_id, call.context.agent_endpoint)
         while len(self._known) > _KNOWN_MAX:
             self._known.popitem(last=False)
-        call.data["capture"] = capture_id
+        call.context.capture = capture_id
         return True
 
     async def _audit_requested(self, actor: str, capture_id: str,
@@ -145,7 +144,7 @@ class CaptureFeature:
         capture = active_capture(call)
         if cmd.mute and capture is not None and self._remember(capture.capture_id, call):
             # Started from the agent's keypad (API requests were audited in request()).
-            endpoint = call.data.get("agent_endpoint")
+            endpoint = call.context.agent_endpoint
             await self._audit_requested(f"agent:{endpoint or '-'}",
                                         capture.capture_id, {
                                   "call_id": call.call_id, "fields": list(capture.request.fields),
@@ -164,7 +163,7 @@ class CaptureFeature:
         return await self._mute(call, cp.MuteRecording(leg=leg, mute=mute))
 
     async def _mute(self, call: CallHandle, cmd: cp.MuteRecording) -> int:
-        channel = call.data.get("channel_name") if cmd.leg == "caller" else None
+        channel = call.context.channel_name if cmd.leg == "caller" else None
         if not channel:
             raise RecordingMuteFailed("no channel to mute for this leg", details={"leg": cmd.leg})
         ami = self._ami()
@@ -301,7 +300,7 @@ class CaptureFeature:
         self._remember(capture_id, call)
         await self._audit_requested(actor, capture_id, {
             "call_id": call.call_id, "fields": list(kinds), "requested_by": actor,
-            "agent": call.data.get("agent_endpoint"), **({"mode": mode} if mode else {})})
+            "agent": call.context.agent_endpoint, **({"mode": mode} if mode else {})})
         self.dispatcher.post(call.call_id, cp.CaptureRequested(
             capture_id=capture_id, fields=kinds, requested_by=actor, mode=mode,
             optional=tuple(f for f in optional if f in kinds),
@@ -341,7 +340,7 @@ class CaptureFeature:
         running = self._running(capture_id)
         if running is not None:
             call, capture = running
-            return CaptureInfo(capture_id, call.call_id, call.data.get("agent_endpoint"),
+            return CaptureInfo(capture_id, call.call_id, call.context.agent_endpoint,
                                "in_progress", {"stage": capture.stage,
                                                "fields": masked_dict(
                                                    capture.entry.masked_summary())})

@@ -18,7 +18,7 @@ from typing import Any
 
 from callsec_ari.core.commands import Publish
 from callsec_ari.core.events import Event
-from callsec_ari.runtime.dispatcher import CallHandle
+from callsec_ari.core.ports import CallHandle
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -69,6 +69,6 @@ class EventBus:
         """The executor's handler for :class:`Publish` commands."""
         payload = dict(command.payload)
         if command.topic == "call" and "stage" in payload:
-            call.data["stage"] = payload["stage"]
+            call.context.stage = str(payload["stage"])
         self.publish(call.call_id, command.topic, payload)
         return ()

@@ -2,10 +2,10 @@
 
 Every call has a worker task inside the dispatcher's ``asyncio.TaskGroup``. The worker takes
 the call's next event (or fires its earliest timer), hands it to the flow, and carries out the
-returned commands one after another through the :class:`Executor`. Results of a command (e.g.
-"customer found") are handled before the next queued event, so cause and effect stay in order.
-A command that fails comes back to the flow as :class:`CommandFailed`; a bug in a flow or an
-executor ends that call only (logged), never its neighbours.
+returned commands one after another through the executor (a ``core.ports.ChannelPort``).
+Results of a command (e.g. "customer found") are handled before the next queued event, so cause
+and effect stay in order. A command that fails comes back to the flow as :class:`CommandFailed`;
+a bug in a flow or an executor ends that call only (logged), never its neighbours.
 """
 
 from __future__ import annotations
@@ -15,36 +15,25 @@ import logging
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Protocol
 
 from callsec_ari.core.commands import CancelTimer, Command, Finish, StartTimer
 from callsec_ari.core.errors import CallsecError, Conflict
 from callsec_ari.core.events import CommandFailed, DtmfReceived, Event, TimerExpired
 from callsec_ari.core.flow import Flow
-from callsec_ari.logs import CallLogger, call_logger, current_call
+from callsec_ari.core.ports import CallContext, CallHandle, ChannelPort
+from callsec_ari.logs import call_logger, current_call
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(eq=False)
-class CallHandle:
-    """Everything the runtime knows about one call; ``data`` belongs to the adapter."""
+class ActiveCall(CallHandle):
+    """A call as the dispatcher runs it: the port's view plus its event queue, timers, worker."""
 
-    call_id: str
-    flow: Flow
-    log: CallLogger
     queue: asyncio.Queue[Event] = field(default_factory=asyncio.Queue)
     timers: dict[str, float] = field(default_factory=dict)
-    data: dict[str, Any] = field(default_factory=dict)
-    result: str = ""
-    started_at: float = 0.0
     task: asyncio.Task[None] | None = None
-    #: The event the worker is handling now (commands it sends are caused by it).
-    trigger: Event | None = None
-
-
-class Executor(Protocol):
-    async def execute(self, call: CallHandle, command: Command) -> Sequence[Event]: ...
 
 
 FinishHook = Callable[[CallHandle], None]
@@ -63,12 +52,12 @@ class Observer(Protocol):
 
 
 class Dispatcher:
-    def __init__(self, executor: Executor, *, on_finish: FinishHook | None = None,
+    def __init__(self, executor: ChannelPort, *, on_finish: FinishHook | None = None,
                  observer: Observer | None = None) -> None:
         self._executor = executor
         self._on_finish = on_finish
         self._observer = observer
-        self._calls: dict[str, CallHandle] = {}
+        self._calls: dict[str, ActiveCall] = {}
         self._tg: asyncio.TaskGroup | None = None
         self._stop = asyncio.Event()
 
@@ -92,14 +81,14 @@ class Dispatcher:
 
     # -- calls --------------------------------------------------------------------------
     def start_call(self, call_id: str, flow: Flow, first: Event,
-                   data: dict[str, Any] | None = None) -> CallHandle:
+                   context: CallContext | None = None) -> ActiveCall:
         if self._tg is None:
             raise Conflict("dispatcher is not running")
         if call_id in self._calls:
             raise Conflict(f"call {call_id} already active")
         loop = asyncio.get_running_loop()
-        call = CallHandle(call_id=call_id, flow=flow, log=call_logger(log, call_id),
-                          data=dict(data or {}), started_at=loop.time())
+        call = ActiveCall(call_id=call_id, flow=flow, log=call_logger(log, call_id),
+                          context=context or CallContext(), started_at=loop.time())
         self._calls[call_id] = call
         call.queue.put_nowait(first)
         call.task = self._tg.create_task(self._worker(call), name=f"call-{call_id}")
@@ -114,17 +103,17 @@ class Dispatcher:
         call.queue.put_nowait(event)
         return True
 
-    def get(self, call_id: str) -> CallHandle | None:
+    def get(self, call_id: str) -> ActiveCall | None:
         return self._calls.get(call_id)
 
-    def __iter__(self) -> Iterator[CallHandle]:
+    def __iter__(self) -> Iterator[ActiveCall]:
         return iter(list(self._calls.values()))
 
     def __len__(self) -> int:
         return len(self._calls)
 
     # -- the worker ---------------------------------------------------------------------
-    async def _worker(self, call: CallHandle) -> None:
+    async def _worker(self, call: ActiveCall) -> None:
         current_call.set(call.call_id)  # this task's context only (asyncio copies it per task)
         try:
             while not call.flow.done:
@@ -142,7 +131,7 @@ class Dispatcher:
             if self._on_finish is not None:
                 self._on_finish(call)
 
-    async def _next_event(self, call: CallHandle) -> Event:
+    async def _next_event(self, call: ActiveCall) -> Event:
         loop = asyncio.get_running_loop()
         while True:
             if not call.timers:
@@ -160,7 +149,7 @@ class Dispatcher:
             except TimeoutError:
                 continue
 
-    async def _handle(self, call: CallHandle, event: Event) -> None:
+    async def _handle(self, call: ActiveCall, event: Event) -> None:
         loop = asyncio.get_running_loop()
         call.trigger = event
         key_at = event.at if isinstance(event, DtmfReceived) else None
@@ -187,7 +176,7 @@ class Dispatcher:
                         key_at = None
                     pending.extend(await self._execute(call, command))
 
-    async def _execute(self, call: CallHandle, command: Command) -> Sequence[Event]:
+    async def _execute(self, call: ActiveCall, command: Command) -> Sequence[Event]:
         try:
             return await self._executor.execute(call, command)
         except CallsecError as exc:

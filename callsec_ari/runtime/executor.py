@@ -1,6 +1,6 @@
 """Routes each command either to a feature service or to the call's channel port.
 
-Channel commands (answer, play, variables, bridges...) go to ``call.data["port"]``: the ARI
+Channel commands (answer, play, variables, bridges...) go to ``call.context.port``: the ARI
 adapter for Stasis calls, the AGI session for FastAGI calls. Service commands (look up a
 customer, send a code, store a capture...) go to the handler the feature slice registered, so
 the same flows run behind ARI and behind FastAGI. A ``Play`` first passes the
@@ -9,20 +9,13 @@ the same flows run behind ARI and behind FastAGI. A ``Play`` first passes the
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, Protocol
+from collections.abc import Sequence
 
 from callsec_ari.core.commands import Command, Play
 from callsec_ari.core.errors import CallsecError
 from callsec_ari.core.events import Event
-from callsec_ari.runtime.dispatcher import CallHandle
+from callsec_ari.core.ports import CallHandle, ServiceHandler
 from callsec_ari.runtime.prompts import PromptBook
-
-ServiceHandler = Callable[[CallHandle, Any], Awaitable[Sequence[Event]]]
-
-
-class ChannelPort(Protocol):
-    async def execute(self, call: CallHandle, command: Command) -> Sequence[Event]: ...
 
 
 class CallExecutor:
@@ -39,7 +32,9 @@ class CallExecutor:
         handler = self._services.get(type(command))
         if handler is not None:
             return await handler(call, command)
-        port: ChannelPort = call.data["port"]
+        port = call.context.port
+        if port is None:
+            raise CallsecError(f"call {call.call_id} has no channel port")
         if isinstance(command, Play):
             command, missing = self.prompts.resolve(command)
             for name in missing:

@@ -17,7 +17,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from callsec_ari.core.commands import Command, Publish
-from callsec_ari.runtime.dispatcher import CallHandle
+from callsec_ari.core.ports import CallHandle
 
 #: Flow names per flow class, for calls whose adapter did not name the flow.
 _FLOW_CLASSES = {"VerificationFlow": "verify", "ConnectFlow": "connect",
@@ -32,7 +32,7 @@ SHORT_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
 def flow_of(call: CallHandle) -> str:
     """The flow's name (``verify``, ``connect``, ``capture``, ``probe``; ``none`` for a call
     only sent back to the dialplan)."""
-    named = call.data.get("flow")
+    named = call.context.flow
     if isinstance(named, str) and named:
         return named
     return _FLOW_CLASSES.get(type(call.flow).__name__, "other")

@@ -24,8 +24,8 @@ from zoneinfo import ZoneInfo
 from callsec_ari.config import Settings
 from callsec_ari.core.errors import CallsecError, InvalidInput
 from callsec_ari.core.events import Event
+from callsec_ari.core.ports import CallHandle
 from callsec_ari.runtime.bus import EventBus
-from callsec_ari.runtime.dispatcher import CallHandle
 from callsec_ari.store.confirmations import Confirmation, Confirmations
 from callsec_ari.store.context import Store
 from callsec_ari.verification import confirm_links as links
@@ -119,7 +119,7 @@ class ConfirmationService:
         options = getattr(call.flow, "o", None)
         dial = getattr(options, "dial_string", "")
         if isinstance(dial, str) and dial:
-            call.data.setdefault("agent_endpoint", dial)
+            call.context.endpoints.setdefault("agent", dial)
 
     # -- the link page ---------------------------------------------------------------------
     def _view(self, row: Confirmation, now: datetime) -> PageView:

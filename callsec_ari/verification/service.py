@@ -29,9 +29,8 @@ from sqlalchemy.orm import Session
 from callsec_ari.config import Settings
 from callsec_ari.core.errors import CallsecError, InvalidInput, Unavailable
 from callsec_ari.core.events import Event
+from callsec_ari.core.ports import CallHandle, ServiceRegistry
 from callsec_ari.logs import last_digits
-from callsec_ari.runtime.dispatcher import CallHandle
-from callsec_ari.runtime.executor import CallExecutor
 from callsec_ari.store.abuse import Bucket
 from callsec_ari.store.context import Store
 from callsec_ari.store.customers import Customer
@@ -83,7 +82,7 @@ class VerificationService:
                                          window=v.lockout_window_seconds, lockout=v.lockout_seconds)
         self.limits = limits
 
-    def register(self, executor: CallExecutor) -> None:
+    def register(self, executor: ServiceRegistry) -> None:
         executor.register(p.LookupCustomer, self.lookup)
         executor.register(p.DeliverCode, self.deliver)
         executor.register(p.CheckTotp, self.check_totp)
@@ -101,7 +100,7 @@ class VerificationService:
         if view is None:
             call.log.info("no customer found by %s", cmd.by)
         else:
-            call.data["customer_ref"] = view.ref
+            call.context.customer_ref = view.ref
             call.log.info("customer %s found by %s%s", view.ref, cmd.by,
                           " (locked out)" if view.locked else "")
         await self._open_record(call, cmd, view)
@@ -114,16 +113,16 @@ class VerificationService:
         open at its first look-up in this process is such a dead process's attempt (call ids
         are channel ids): it is closed as ``error``, reason ``interrupted``. A store failure
         here is logged; the verification goes on and ``record`` writes the row at the end."""
-        first = "verification_opened" not in call.data
-        call.data["verification_opened"] = True
+        first = not call.context.verification_opened
+        call.context.verification_opened = True
         try:
             if first:
                 closed = await asyncio.to_thread(self._close_interrupted_sync, call.call_id)
                 if closed:
                     call.log.warning("closed %d verification record(s) a previous callsec "
                                      "left open: error, interrupted", len(closed))
-            if view is not None and "verification_id" not in call.data:
-                call.data["verification_id"] = await asyncio.to_thread(
+            if view is not None and call.context.verification_id is None:
+                call.context.verification_id = await asyncio.to_thread(
                     self.store.records.start_verification, call.call_id,
                     caller_number=cmd.caller_number or None, customer_ref=view.ref)
         except CallsecError as exc:
@@ -286,7 +285,7 @@ class VerificationService:
 
     # -- records ------------------------------------------------------------------------------
     async def record(self, call: CallHandle, cmd: p.RecordVerification) -> Sequence[Event]:
-        opened, finished = call.data.get("verification_id"), datetime.now(UTC)
+        opened, finished = call.context.verification_id, datetime.now(UTC)
         try:
             await asyncio.to_thread(self._record_sync, call.call_id, cmd, opened, finished)
         except CallsecError as exc:
@@ -297,7 +296,7 @@ class VerificationService:
                 self.late.add(call.call_id, functools.partial(
                     self._record_sync, call.call_id, cmd, opened, finished, late=True))
             raise
-        call.data["verification"] = cmd.result
+        call.context.verification = cmd.result
         return ()
 
     def _record_sync(self, call_id: str, cmd: p.RecordVerification, opened: str | None,

@@ -20,7 +20,7 @@ from callsec_ari.access.errors import CaptureUnavailable
 from callsec_ari.access.roles import Permission
 from callsec_ari.approval.record import Terms, parse_terms
 from callsec_ari.core.errors import NotFound
-from callsec_ari.runtime.dispatcher import CallHandle
+from callsec_ari.core.ports import CallHandle
 from callsec_ari.web.captures import _id
 from callsec_ari.web.guard import Guarded, deps_of, require_visible, visible_call
 from callsec_ari.web.security import read_json

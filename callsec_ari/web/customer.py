@@ -17,7 +17,7 @@ from typing import Any
 from callsec_ari.access.auth import Principal
 from callsec_ari.access.roles import Owner, Permission, allowed
 from callsec_ari.core.errors import CallsecError
-from callsec_ari.runtime.dispatcher import CallHandle
+from callsec_ari.core.ports import CallHandle
 
 #: customer ref -> display name (``""``: none on record); a lookup function of the store.
 CustomerNames = Callable[[str], str]
@@ -53,8 +53,8 @@ def verification_method(call: CallHandle) -> str | None:
 async def verified_customer(names: NameCache | None, principal: Principal, call: CallHandle,
                             owner: Owner) -> dict[str, Any] | None:
     """``{"name": ..., "method": ...}`` for the handling agent of a verified call, else None."""
-    ref = call.data.get("customer_ref")
-    if names is None or call.data.get("verification") != "verified" or \
+    ref = call.context.customer_ref
+    if names is None or call.context.verification != "verified" or \
             not isinstance(ref, str) or \
             not allowed(principal.user.subject, Permission.CALLS_CUSTOMER_NAME, owner):
         return None

@@ -23,7 +23,7 @@ from callsec_ari.access.auth import Principal
 from callsec_ari.access.roles import ENDPOINTS, Endpoint, Owner, Permission, allowed_any
 from callsec_ari.access.users import User
 from callsec_ari.core.errors import CallsecError, Forbidden, NotFound
-from callsec_ari.runtime.dispatcher import CallHandle
+from callsec_ari.core.ports import CallHandle
 from callsec_ari.web.deps import WebDeps
 from callsec_ari.web.security import authenticate
 from callsec_ari.web.views import call_owner

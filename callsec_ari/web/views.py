@@ -1,8 +1,8 @@
 """What the API shows of a call or a progress event: masked by construction, checked again.
 
-A call belongs to the agent whose endpoint it rang (``CallHandle.data["agent_endpoint"]``,
+A call belongs to the agent whose endpoint it rang (``CallContext.agent_endpoint``,
 set by the connect flow) and to that agent's team. The caller's number is only ever shown
-as ``CallHandle.data["caller_masked"]`` (``logs.mask_phone``: country code and last two
+as ``CallContext.caller_masked`` (``logs.mask_phone``: country code and last two
 digits); a value with more digits than that is dropped, never shown.
 """
 
@@ -14,8 +14,8 @@ from typing import Any
 
 from callsec_ari.access.roles import Owner
 from callsec_ari.access.users import User, endpoint_name
+from callsec_ari.core.ports import CallHandle
 from callsec_ari.logs import redact_text
-from callsec_ari.runtime.dispatcher import CallHandle
 
 #: At most this many digits may appear in a masked caller number (``+49…78``).
 MAX_MASKED_DIGITS = 4
@@ -30,7 +30,7 @@ def owner_of(endpoint: str | None, owners: Mapping[str, User]) -> Owner:
 
 
 def call_owner(call: CallHandle, owners: Mapping[str, User]) -> Owner:
-    return owner_of(call.data.get("agent_endpoint"), owners)
+    return owner_of(call.context.agent_endpoint, owners)
 
 
 def masked_caller(value: Any) -> str | None:
@@ -48,21 +48,19 @@ def _scalar(value: Any) -> str | int | float | bool | None:
 
 
 def call_view(call: CallHandle, owner: Owner, owners: Mapping[str, User]) -> dict[str, Any]:
-    data = call.data
+    data = call.context
     agent = owners.get(owner.agent_endpoint) if owner.agent_endpoint else None
-    verification = data.get("verification")
-    capture = data.get("capture")
     started = call.started_at
     return {
         "call_id": call.call_id,
-        "state": str(data.get("stage") or call.flow.state_name).lower(),
-        "verification": str(verification) if verification else None,
+        "state": str(data.stage or call.flow.state_name).lower(),
+        "verification": data.verification or None,
         "agent": owner.agent_endpoint,
         "agent_user": agent.name if agent is not None else None,
         "team": owner.team,
-        "caller": masked_caller(data.get("caller_masked")),
-        "server": data.get("server"),
-        "capture_id": capture if isinstance(capture, str) else None,
+        "caller": masked_caller(data.caller_masked),
+        "server": data.server,
+        "capture_id": data.capture,
         "seconds": round(asyncio.get_running_loop().time() - started) if started else None,
     }
 

@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 
 from callsec_ari.core.commands import Publish
 from callsec_ari.core.events import Event
-from callsec_ari.runtime.dispatcher import CallHandle
+from callsec_ari.core.ports import CallHandle
 from callsec_ari.webhooks.port import WebhookNotifier
 
 #: progress key -> webhook key; anything else is dropped

@@ -18,8 +18,9 @@ import pytest
 from callsec_ari.agi.adapter import AgiPort
 from callsec_ari.agi.protocol import ALL_DTMF_KEYS, AgiCommandError, AgiRequest, parse_args
 from callsec_ari.agi.server import AgiServer, AgiSession
+from callsec_ari.core.ports import CallHandle
 from callsec_ari.probe.flow import ProbeFlow
-from callsec_ari.runtime.dispatcher import CallHandle, Dispatcher
+from callsec_ari.runtime.dispatcher import Dispatcher
 from callsec_ari.runtime.executor import CallExecutor
 
 PROMPT = "callsec/probe-enter-digits"

@@ -23,9 +23,10 @@ from callsec_ari.capture.sinks import VaultSink
 from callsec_ari.config import Settings, load_settings
 from callsec_ari.connect.flow import ConnectFlow, K
 from callsec_ari.core.events import CallStarted
+from callsec_ari.core.ports import CallContext, CallHandle
 from callsec_ari.flows import FlowRegistry
 from callsec_ari.logs import call_logger
-from callsec_ari.runtime.dispatcher import CallHandle, Dispatcher
+from callsec_ari.runtime.dispatcher import Dispatcher
 from callsec_ari.runtime.executor import CallExecutor
 from callsec_ari.store.abuse import DbAbuseStore
 from callsec_ari.store.approvals import ApprovalRow
@@ -97,7 +98,8 @@ class World:
         assert flow.state is K.CONNECTED
         return CallHandle(call_id="call-1", flow=flow,
                           log=call_logger(logging.getLogger("test"), "call-1"),
-                          data={"channel_name": "PJSIP/pstn-1", "agent_endpoint": "PJSIP/agent100"})
+                          context=CallContext(channel_name="PJSIP/pstn-1",
+                                              endpoints={"agent": "PJSIP/agent100"}))
 
     def code(self) -> str:
         return next(w for w in self.outbox.sent[-1].body.split() if w.isdigit() and len(w) == 6)

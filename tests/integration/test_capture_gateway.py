@@ -35,9 +35,10 @@ from callsec_ari.capture.service import CaptureFeature
 from callsec_ari.capture.sinks import CaptureValues, GatewaySink, VaultSink, build_sink
 from callsec_ari.config import CaptureSettings, Secret, load_settings
 from callsec_ari.core.errors import ConfigError
+from callsec_ari.core.ports import CallHandle
 from callsec_ari.logs import call_logger
 from callsec_ari.probe.flow import ProbeFlow
-from callsec_ari.runtime.dispatcher import CallHandle, Dispatcher
+from callsec_ari.runtime.dispatcher import Dispatcher
 from callsec_ari.runtime.executor import CallExecutor
 from callsec_ari.store.context import Store, init_keys, open_store
 from callsec_ari.store.models import VaultItemRow

@@ -24,11 +24,12 @@ from callsec_ari.capture.service import CaptureFeature
 from callsec_ari.capture.sinks import VaultSink
 from callsec_ari.config import CaptureSettings, load_settings
 from callsec_ari.core.events import DtmfReceived, Event
+from callsec_ari.core.ports import CallHandle
 from callsec_ari.logs import call_logger
 from callsec_ari.media import g711
 from callsec_ari.media.evidence import Evidence
 from callsec_ari.probe.flow import ProbeFlow
-from callsec_ari.runtime.dispatcher import CallHandle, Dispatcher
+from callsec_ari.runtime.dispatcher import Dispatcher
 from callsec_ari.runtime.executor import CallExecutor
 from callsec_ari.store.context import Store, init_keys, open_store
 from tests.harness.goertzel import detect_dtmf, dtmf_signal

@@ -31,10 +31,11 @@ from callsec_ari.config import load_settings
 from callsec_ari.connect.flow import ConnectFlow, K
 from callsec_ari.core.errors import Forbidden, InvalidInput
 from callsec_ari.core.events import CallStarted
+from callsec_ari.core.ports import CallContext, CallHandle
 from callsec_ari.flows import FlowRegistry
 from callsec_ari.logs import call_logger
 from callsec_ari.probe.flow import ProbeFlow
-from callsec_ari.runtime.dispatcher import CallHandle, Dispatcher
+from callsec_ari.runtime.dispatcher import Dispatcher
 from callsec_ari.runtime.executor import CallExecutor
 from callsec_ari.store.context import Store, init_keys, open_store
 
@@ -74,11 +75,12 @@ def feature(store: Store, muter: Muter | None = None) -> CaptureFeature:
                           ami=lambda: muter)
 
 
-def handle(flow: object = None, **data: object) -> CallHandle:
+def handle(flow: object = None, agent: str | None = None) -> CallHandle:
     call_id = "call-1"
     return CallHandle(call_id=call_id, flow=flow or ProbeFlow(call_id),  # type: ignore[arg-type]
                       log=call_logger(logging.getLogger("test"), call_id),
-                      data={"channel_name": "PJSIP/pstn-00000001", **data})
+                      context=CallContext(channel_name="PJSIP/pstn-00000001",
+                                          endpoints={"agent": agent} if agent else {}))
 
 
 def connect_flow(state: K = K.CONNECTED) -> ConnectFlow:
@@ -121,7 +123,7 @@ async def test_ami_down_or_refusing_fails_the_mute(store: Store, error: Exceptio
 
 async def test_no_channel_name_fails_and_disabled_ami_mutes_nothing(store: Store) -> None:
     call = handle()
-    del call.data["channel_name"]
+    call.context.channel_name = None
     with pytest.raises(RecordingMuteFailed):
         await feature(store, Muter()).mute_recording(call, cp.MuteRecording(leg="caller",
                                                                             mute=True))
@@ -142,9 +144,9 @@ async def test_request_refuses_unknown_fields_unconnected_calls_and_a_second_cap
     with pytest.raises(CallNotConnected):
         await service.request(handle(), ["iban"], actor="user:anna")  # not a connect call
     flow = connect_flow()
-    call = handle(flow, agent_endpoint="PJSIP/agent100")
+    call = handle(flow, agent="PJSIP/agent100")
     capture_id = await service.request(call, ["iban"], actor="user:anna")
-    assert capture_id.startswith("CP-") and call.data["capture"] == capture_id
+    assert capture_id.startswith("CP-") and call.context.capture == capture_id
     flow.handle(cp.CaptureRequested(capture_id=capture_id, fields=("iban",)))  # what the
     with pytest.raises(CaptureRunning):                       # dispatcher would deliver
         await service.request(call, ["card_number"], actor="user:anna")

@@ -21,9 +21,10 @@ from callsec_ari.capture.sinks import VaultSink
 from callsec_ari.config import load_settings
 from callsec_ari.connect.flow import ConnectFlow, K
 from callsec_ari.core.events import CallStarted
+from callsec_ari.core.ports import CallContext, CallHandle
 from callsec_ari.flows import FlowRegistry
 from callsec_ari.logs import call_logger
-from callsec_ari.runtime.dispatcher import CallHandle, Dispatcher
+from callsec_ari.runtime.dispatcher import Dispatcher
 from callsec_ari.runtime.executor import CallExecutor
 from callsec_ari.store.context import Store, open_store
 from tests.integration.web_env import PASSWORD, WebEnv, web_env
@@ -43,7 +44,8 @@ def connected_call(dial: str) -> CallHandle:
     flow.state = K.CONNECTED
     return CallHandle(call_id="call-1", flow=flow,
                       log=call_logger(logging.getLogger("test"), "call-1"),
-                      data={"channel_name": "PJSIP/pstn-00000001", "agent_endpoint": dial})
+                      context=CallContext(channel_name="PJSIP/pstn-00000001",
+                                          endpoints={"agent": dial}))
 
 
 async def capture_and_record(service: CaptureFeature, call: CallHandle, how: str) -> str:

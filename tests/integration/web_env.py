@@ -26,8 +26,9 @@ from callsec_ari.config import Settings, load_settings
 from callsec_ari.core.commands import Command, Publish
 from callsec_ari.core.errors import NotFound
 from callsec_ari.core.events import CallStarted, Event
+from callsec_ari.core.ports import CallContext, CallHandle
 from callsec_ari.runtime.bus import EventBus
-from callsec_ari.runtime.dispatcher import CallHandle, Dispatcher
+from callsec_ari.runtime.dispatcher import Dispatcher
 from callsec_ari.runtime.executor import CallExecutor
 from callsec_ari.store.context import Store, init_keys, open_store
 from callsec_ari.verification.delivery.base import LatencyStats
@@ -99,7 +100,7 @@ class FakeCaptures:
         self.requests.append((call.call_id, tuple(fields), actor))
         self.modes.append(mode)
         self.infos[capture_id] = CaptureInfo(capture_id, call.call_id,
-                                             call.data.get("agent_endpoint"), "in_progress")
+                                             call.context.agent_endpoint, "in_progress")
         return capture_id
 
     async def cancel(self, call: CallHandle, capture_id: str, *, actor: str) -> None:
@@ -188,10 +189,11 @@ class WebEnv:
         return {"Authorization": f"Bearer {(await resp.json())['token']}"}
 
     def start_call(self, call_id: str, endpoint: str | None, **data: Any) -> CallHandle:
-        values = {"agent_endpoint": endpoint, "caller_masked": "+49…78",
-                  "verification": "verified", "server": "asterisk1", **data}
-        return self.dispatcher.start_call(call_id, HoldFlow(call_id),
-                                          CallStarted(flow="connect"), values)
+        values = {"caller_masked": "+49…78", "verification": "verified", "server": "asterisk1",
+                  **data}
+        return self.dispatcher.start_call(call_id, HoldFlow(call_id), CallStarted(flow="connect"),
+                                          CallContext(endpoints={"agent": endpoint} if endpoint
+                                                      else {}, **values))
 
 
 def write_config(tmp_path: Path, web: str = "") -> Path:

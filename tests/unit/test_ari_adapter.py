@@ -173,13 +173,13 @@ def test_connect_asks_asterisk_for_the_handled_event_types_only() -> None:
 
 def test_stopping_a_prompt_that_already_finished_sends_no_request() -> None:
     from callsec_ari.core import commands as c
-    from callsec_ari.runtime.dispatcher import CallHandle
+    from callsec_ari.core.ports import CallContext, CallHandle
 
     client = RecordingClient()
     adapter = AriAdapter(client=client, dispatcher=FakeDispatcher(),  # type: ignore[arg-type]
                          flows={})
     call = CallHandle(call_id="call-1", flow=None, log=None,  # type: ignore[arg-type]
-                      data={"channel_id": "call-1"})
+                      context=CallContext(channel_id="call-1"))
     finished = parse_event({"type": "PlaybackFinished", "timestamp": "2026-11-30T00:00:00.000+0000",
                             "playback": {"id": "call-1-v1", "media_uri": "sound:x",
                                          "target_uri": "channel:call-1", "language": "en",

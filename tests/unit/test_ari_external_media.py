@@ -13,7 +13,7 @@ from callsec_ari.ari.models import parse_event
 from callsec_ari.ari.resources import parse_channel
 from callsec_ari.core import commands as c
 from callsec_ari.core import events as e
-from callsec_ari.runtime.dispatcher import CallHandle
+from callsec_ari.core.ports import CallContext, CallHandle
 
 CALL = "callsec-a-1"
 
@@ -73,7 +73,7 @@ def adapter(client: Client) -> tuple[AriAdapter, Dispatcher, CallHandle]:
     ari = AriAdapter(client=client, dispatcher=dispatcher,  # type: ignore[arg-type]
                      flows={"connect": lambda *_: None}, app="callsec")  # type: ignore[dict-item]
     call = CallHandle(call_id=CALL, flow=None, log=None,  # type: ignore[arg-type]
-                      data={"channel_id": CALL})
+                      context=CallContext(channel_id=CALL))
     return ari, dispatcher, call
 
 

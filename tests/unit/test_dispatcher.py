@@ -15,7 +15,8 @@ from callsec_ari.core.events import (
     Event,
     TimerExpired,
 )
-from callsec_ari.runtime.dispatcher import CallHandle, Dispatcher
+from callsec_ari.core.ports import CallHandle
+from callsec_ari.runtime.dispatcher import Dispatcher
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -13,7 +13,8 @@ from callsec_ari import __version__
 from callsec_ari.app import build_registry
 from callsec_ari.core import commands as c
 from callsec_ari.core.events import CallStarted, DtmfReceived, Event
-from callsec_ari.runtime.dispatcher import CallHandle, Dispatcher
+from callsec_ari.core.ports import CallContext, CallHandle
+from callsec_ari.runtime.dispatcher import Dispatcher
 from callsec_ari.runtime.metrics import CallMetrics, LinkCollector, flow_of
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
@@ -70,7 +71,7 @@ async def test_dispatcher_feeds_flow_counters_and_latency_histograms() -> None:
     await asyncio.sleep(0)
     loop = asyncio.get_running_loop()
     call = dispatcher.start_call("C-1", VerifyLike("C-1"), CallStarted(at=loop.time(), flow="verify"),
-                                 {"flow": "verify"})
+                                 CallContext(flow="verify"))
     assert flow_of(call) == "verify"
     for _ in range(2):
         dispatcher.post("C-1", DtmfReceived(at=loop.time(), digit="1"))
