@@ -14,9 +14,8 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from callsec_ari import __version__
-from callsec_ari.config import Settings
+from callsec_ari.config import Settings, load_settings
 from callsec_ari.config.discovery import find_config
-from callsec_ari.config_check import load_settings
 from callsec_ari.core.errors import CallsecError, ConfigError
 
 log = logging.getLogger(__name__)

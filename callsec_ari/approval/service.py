@@ -189,9 +189,11 @@ class ApprovalFeature:
         subject, body = render_approval_message(
             language, kind, code.code, terms, call_ref, datetime.now(UTC), v, self.a)
         if self.confirmations is not None and approval_id:
-            body = await self.confirmations.add_to_approval(
-                call, approval_id=approval_id, customer_ref=ref, language=language, kind=kind,
-                to=to, body=body, terms=f"{terms.amount} {terms.currency}\n{terms.payee}")
+            body = await self.confirmations.with_lines(
+                call, body, kind, customer_ref=ref, language=language, to=to,
+                methods=self.settings.policy(None).methods, approval_id=approval_id,
+                ttl_seconds=float(self.a.code_ttl_seconds),
+                terms=f"{terms.amount} {terms.currency}\n{terms.payee}")
         try:
             await self.deliveries.for_kind(kind).send(OutgoingMessage(
                 to=to, body=body, kind=kind, call_ref=call_ref, subject=subject))

@@ -87,10 +87,6 @@ class OneTimeCode:
     def checks_left(self) -> int:
         return 0 if self.used else max(self.max_checks - self.checks, 0)
 
-    @property
-    def sends_left(self) -> int:
-        return 0 if self.used else max(self.max_sends - self.sends, 0)
-
     def check(self, candidate: str, now: float) -> CheckResult:
         """Compare ``candidate``; a wrong candidate uses up one check (see :attr:`checks_left`).
         ``exhausted`` means no check was left, so nothing was compared."""
@@ -150,8 +146,3 @@ def match_totp(secret: str, candidate: str, now: float, *, valid_window: int = 1
         if hmac.compare_digest(expected.encode(), candidate.encode()) and matched is None:
             matched = step
     return matched
-
-
-def verify_totp(secret: str, candidate: str, now: float, valid_window: int = 1) -> bool:
-    """Whether ``candidate`` is the authenticator code at ``now`` (± ``valid_window`` steps)."""
-    return match_totp(secret, candidate, now, valid_window=valid_window) is not None

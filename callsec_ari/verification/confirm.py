@@ -209,23 +209,21 @@ class ConfirmationService:
                                    result="ok" if confirmed else "denied", at=at)
         return ConfirmationAnswered(confirmed=confirmed, method=method, at=at)
 
-    async def add_to_approval(self, call: CallHandle, *, approval_id: str, customer_ref: str,
-                              language: str, kind: str, to: str, body: str,
-                              terms: str) -> str:
-        """The approval message with the link / reply lines the default policy offers."""
-        methods = tuple(m for m in self.settings.policy(None).methods
-                        if m == "link" or (m == "sms_reply" and kind == "sms"))
-        if not methods:
-            return body
+    async def with_lines(self, call: CallHandle, body: str, kind: str, *, customer_ref: str,
+                         language: str, methods: tuple[str, ...], to: str, ttl_seconds: float,
+                         approval_id: str | None = None, terms: str | None = None) -> str:
+        """``body`` with the link / reply lines ``methods`` offer (a reply to an SMS only);
+        ``body`` alone if none is offered or the pending confirmation cannot be stored (the
+        code alone still works)."""
         issue = functools.partial(
             self.issue, call_id=call.call_id, call_ref=call_reference(call.call_id),
-            customer_ref=customer_ref, language=language, methods=methods,
-            sms_to=to if kind == "sms" else None, approval_id=approval_id, terms=terms,
-            ttl_seconds=float(self.settings.approval.code_ttl_seconds))
+            customer_ref=customer_ref, language=language, ttl_seconds=ttl_seconds,
+            methods=tuple(m for m in methods if m != "sms_reply" or kind == "sms"),
+            sms_to=to if kind == "sms" else None, approval_id=approval_id, terms=terms)
         try:
             extra = await asyncio.to_thread(issue)
         except CallsecError as exc:
-            call.log.error("approval confirmation could not be stored: %s", exc.error_id)
+            call.log.error("confirmation could not be stored: %s", exc.error_id)
             return body
         if not extra:
             return body

@@ -41,7 +41,6 @@ class LateRecords:
         self._pending: OrderedDict[int, tuple[str, Write]] = OrderedDict()
         self._numbers = itertools.count()
         self._lock = threading.Lock()
-        self.written_late = 0
         self.dropped = 0
 
     def __len__(self) -> int:
@@ -76,7 +75,6 @@ class LateRecords:
                 continue
             self._forget(number)
             written += 1
-            self.written_late += 1
             log.info("verification result recorded late (the database is back)",
                      extra={"call_id": call_id})
         return written

@@ -60,14 +60,6 @@ class LockoutPolicy:
     def is_locked(self, failure_times: Iterable[float], now: float) -> bool:
         return self.locked_until(failure_times, now) is not None
 
-    def remaining_attempts(self, failure_times: Iterable[float], now: float) -> int:
-        """How many failures at ``now`` it takes to lock (0 while locked)."""
-        times = [t for t in failure_times if t <= now]
-        if self.is_locked(times, now):
-            return 0
-        recent = sum(1 for t in times if now - t < self.window)
-        return max(self.failures - recent, 1)
-
 
 def check_limit_settings(v: VerificationSettings) -> None:
     """``ConfigError`` naming the first lockout or rate-limit key out of range."""

@@ -27,7 +27,6 @@ if TYPE_CHECKING:
 Channel = Literal["sms", "email"]
 LANGUAGES = ("en", "de")
 PLACEHOLDERS = frozenset({"company", "code", "time", "zone", "ref", "warning"})
-SMS_SEGMENT = 160
 
 
 @dataclass(frozen=True)
@@ -80,12 +79,6 @@ WARNINGS: dict[str, str] = {lang: texts.warning for lang, texts in TEXTS.items()
 _REF_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ"
 _REF_LENGTH = 8
 
-_GSM7_BASIC = frozenset(
-    "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?"
-    "¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà"
-)
-_GSM7_EXTENDED = frozenset("^{}\\[~]|€\f")
-
 
 def call_reference(call_id: str) -> str:
     """A short opaque reference for a call: 8 letters derived from a SHA-256 of the call id."""
@@ -95,19 +88,6 @@ def call_reference(call_id: str) -> str:
         number, index = divmod(number, len(_REF_ALPHABET))
         letters.append(_REF_ALPHABET[index])
     return "".join(letters)
-
-
-def gsm7_length(text: str) -> int | None:
-    """Septets ``text`` takes in the GSM 03.38 alphabet, or ``None`` if it needs UCS-2."""
-    length = 0
-    for char in text:
-        if char in _GSM7_BASIC:
-            length += 1
-        elif char in _GSM7_EXTENDED:
-            length += 2
-        else:
-            return None
-    return length
 
 
 def _template_fields(template: str) -> set[str]:

@@ -29,8 +29,8 @@ from sqlalchemy.orm import Session
 from callsec_ari.config import Settings
 from callsec_ari.core.errors import CallsecError, InvalidInput, Unavailable
 from callsec_ari.core.events import Event
-from callsec_ari.core.masking import last_digits
 from callsec_ari.core.ports import CallHandle, ServiceRegistry
+from callsec_ari.logs import last_digits
 from callsec_ari.store.abuse import Bucket
 from callsec_ari.store.context import Store
 from callsec_ari.store.customers import Customer
@@ -177,7 +177,11 @@ class VerificationService:
         ref = call_reference(call.call_id)
         subject, body = render_code_message(cmd.language, kind, cmd.code, ref,
                                             datetime.now(UTC), self.settings.verification)
-        body = await self._with_confirmation(call, cmd, kind, to, ref, body)
+        if cmd.confirm and self.confirmations is not None:
+            body = await self.confirmations.with_lines(
+                call, body, kind, customer_ref=cmd.customer_ref, language=cmd.language,
+                methods=cmd.confirm, to=to,
+                ttl_seconds=float(self.settings.verification.code_ttl_seconds))
         try:
             message = OutgoingMessage(to=to, body=body, kind=kind, call_ref=ref, subject=subject)
             receipt = await self.deliveries.for_kind(kind).send(message)
@@ -189,29 +193,6 @@ class VerificationService:
                       "re-sent" if cmd.resend else "sent", receipt.backend, receipt.elapsed,
                       receipt.attempts)
         return [p.CodeDelivered(method=kind, at=asyncio.get_running_loop().time())]
-
-    async def _with_confirmation(self, call: CallHandle, cmd: p.DeliverCode, kind: Kind,
-                                 to: str, ref: str, body: str) -> str:
-        """The message with the link / reply lines the policy offers (none if the pending
-        confirmation cannot be stored: the code alone still works)."""
-        if not cmd.confirm or self.confirmations is None:
-            return body
-        issue = functools.partial(
-            self.confirmations.issue, call_id=call.call_id, call_ref=ref,
-            customer_ref=cmd.customer_ref, language=cmd.language,
-            methods=cmd.confirm if kind == "sms" else tuple(
-                m for m in cmd.confirm if m != "sms_reply"),
-            sms_to=to if kind == "sms" else None,
-            ttl_seconds=float(self.settings.verification.code_ttl_seconds))
-        try:
-            extra = await asyncio.to_thread(issue)
-        except CallsecError as exc:
-            call.log.error("confirmation link could not be stored: %s", exc.error_id)
-            return body
-        if not extra:
-            return body
-        self.confirmations.show_to_agent(call)
-        return f"{body.rstrip()} {extra}" if kind == "sms" else f"{body.rstrip()}\n\n{extra}\n"
 
     def _before_send(self, cmd: p.DeliverCode) -> tuple[bool, Customer]:
         """Count the send (fails closed: no database, no send); the customer to send to."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from callsec_ari.approval import flow as af
 from callsec_ari.capture import protocol as cp
-from callsec_ari.config_check import load_settings
+from callsec_ari.config import load_settings
 from callsec_ari.connect.flow import ConnectFlow, K
 from callsec_ari.core import commands as c
 from callsec_ari.core.events import CallStarted, CommandFailed, DtmfReceived

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from callsec_ari.config_check import load_settings
+from callsec_ari.config.loader import load_settings
 from callsec_ari.core.errors import ConfigError
 from callsec_ari.store.abuse import sliding_count
 from callsec_ari.verification.limits import (
@@ -35,9 +35,7 @@ def reference_locked_until(policy: LockoutPolicy, failures: list[float],
 
 def test_two_failures_do_not_lock_and_the_third_does() -> None:
     assert not POLICY.is_locked([0.0, 10.0], 20.0)
-    assert POLICY.remaining_attempts([0.0, 10.0], 20.0) == 1
     assert POLICY.locked_until([0.0, 10.0, 20.0], 20.0) == 920.0
-    assert POLICY.remaining_attempts([0.0, 10.0, 20.0], 20.0) == 0
 
 
 def test_lock_ends_after_the_lockout() -> None:
@@ -52,16 +50,12 @@ def test_failures_further_apart_than_the_window_do_not_lock() -> None:
 
 def test_one_more_failure_inside_the_window_after_a_lock_locks_again() -> None:
     failures = [0.0, 10.0, 20.0]
-    assert POLICY.remaining_attempts(failures, 1000.0) == 1
+    assert not POLICY.is_locked(failures, 1000.0)
     assert POLICY.locked_until([*failures, 1000.0], 1000.0) == 1900.0
 
 
 def test_failures_after_now_are_ignored() -> None:
     assert not POLICY.is_locked([0.0, 10.0, 500.0], 20.0)
-
-
-def test_a_fresh_caller_has_all_attempts() -> None:
-    assert POLICY.remaining_attempts([], 0.0) == 3
 
 
 @pytest.mark.parametrize("kwargs", [{"failures": 0}, {"window": 0}, {"lockout": -1}])
@@ -83,18 +77,6 @@ def test_lockout_matches_a_brute_force_reference(failures: list[float], now: flo
 def test_only_failures_within_the_horizon_matter(failures: list[float], now: float) -> None:
     recent = [t for t in failures if now - t < POLICY.horizon]
     assert POLICY.locked_until(recent, now) == POLICY.locked_until(failures, now)
-    assert POLICY.remaining_attempts(recent, now) == POLICY.remaining_attempts(failures, now)
-
-
-@given(times, st.integers(0, 25_000).map(float))
-def test_remaining_attempts_is_how_many_failures_now_lock(failures: list[float],
-                                                          now: float) -> None:
-    remaining = POLICY.remaining_attempts(failures, now)
-    if remaining == 0:
-        assert POLICY.is_locked(failures, now)
-    else:
-        assert not POLICY.is_locked([*failures] + [now] * (remaining - 1), now)
-        assert POLICY.is_locked([*failures] + [now] * remaining, now)
 
 
 # --- rate limits (fixed windows judged as a sliding one; the counts live in the database) ---

@@ -14,11 +14,9 @@ from hypothesis import strategies as st
 from callsec_ari.config import VerificationSettings
 from callsec_ari.core.errors import ConfigError, InvalidInput
 from callsec_ari.verification.messages import (
-    SMS_SEGMENT,
     WARNINGS,
     call_reference,
     check_message_settings,
-    gsm7_length,
     render_code_message,
 )
 
@@ -27,6 +25,25 @@ WHEN = datetime(2025, 1, 15, 13, 7, tzinfo=UTC)  # 14:07 in Berlin (CET)
 SUMMER = datetime(2025, 7, 15, 13, 7, tzinfo=UTC)  # 15:07 in Berlin (CEST)
 REF = call_reference("1736946420.42")
 CALLER = "+4915112345678"
+SMS_SEGMENT = 160
+_GSM7_BASIC = frozenset(
+    "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?"
+    "¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà"
+)
+_GSM7_EXTENDED = frozenset("^{}\\[~]|€\f")
+
+
+def gsm7_length(text: str) -> int | None:
+    """Septets ``text`` takes in the GSM 03.38 alphabet, or ``None`` if it needs UCS-2."""
+    length = 0
+    for char in text:
+        if char in _GSM7_BASIC:
+            length += 1
+        elif char in _GSM7_EXTENDED:
+            length += 2
+        else:
+            return None
+    return length
 
 codes = st.text(alphabet="0123456789", min_size=4, max_size=10)
 langs = st.sampled_from(["en", "de"])
