@@ -26,10 +26,9 @@ from typing import TYPE_CHECKING, Any
 from callsec_ari.capture import protocol as cp
 from callsec_ari.capture.entry import EntryOptions, FieldEntry
 from callsec_ari.capture.fields import ValidationContext
-from callsec_ari.capture.masking import SensitiveDigits
 from callsec_ari.capture.steering import OVERALL, CaptureSteering, SteeringOptions
 from callsec_ari.core import commands as c
-from callsec_ari.core.digits import CollectorSpec, DigitCollector, Outcome
+from callsec_ari.core.digits import CollectorSpec, DigitCollector, Outcome, SensitiveDigits
 from callsec_ari.core.events import DtmfReceived, Event, TimerExpired
 
 if TYPE_CHECKING:
@@ -159,7 +158,7 @@ class ApprovalSteering(CaptureSteering):
             return self.give_back("declined", "declined_by_caller")
         result = self.collector.feed(event.digit, event.at)
         if result.outcome is Outcome.COMPLETE:
-            return self._submit(result.value)
+            return self._submit(result.digits)
         if result.outcome in (Outcome.PROGRESS, Outcome.RESTARTED):
             return [c.StartTimer(name=ENTRY, seconds=self.collector.timeout)]
         return []
@@ -171,7 +170,7 @@ class ApprovalSteering(CaptureSteering):
             return []
         result = self.collector.expire()
         if result.outcome is Outcome.COMPLETE:
-            return self._submit(result.value)
+            return self._submit(result.digits)
         return self._wrong("timeout") if result.outcome is Outcome.TIMEOUT else []
 
     def _on_checked(self, event: ApprovalChecked) -> list[c.Command]:
@@ -278,12 +277,8 @@ class ApprovalSteering(CaptureSteering):
         return [c.Play(playback_id=playback_id, media=media, language=self.o.language),
                 c.StartTimer(name=ENTRY, seconds=self.collector.timeout)]
 
-    def _submit(self, value: str) -> list[c.Command]:
+    def _submit(self, holder: SensitiveDigits) -> list[c.Command]:
         self.stage = "checking"
-        holder = SensitiveDigits(max(len(value), 1))
-        for digit in value:
-            holder.append(digit)
-        self.collector.wipe()
         return [c.CancelTimer(name=ENTRY), self._publish_a("checking", attempt=self.attempt),
                 CheckApprovalCode(approval_id=self.approval_id, candidate=holder)]
 

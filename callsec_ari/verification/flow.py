@@ -281,9 +281,9 @@ class VerificationFlow(TableFlow[V]):
             if self.state is V.ASK_NUMBER:
                 self.state = V.LOOKUP_NUMBER
                 return [c.CancelTimer(name=TIMER),
-                        p.LookupCustomer(by="customer_number", value=result.value,
+                        p.LookupCustomer(by="customer_number", value=result.digits.take(),
                                          caller_number=self.caller_number)]
-            return self._check(result.value, now)
+            return self._check(result.digits.take(), now)
         return []
 
     def _timed_out(self) -> list[c.Command]:
