@@ -14,8 +14,9 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from callsec_ari import __version__
-from callsec_ari.config import Settings, load_settings
+from callsec_ari.config import Settings
 from callsec_ari.config.discovery import find_config
+from callsec_ari.config_check import load_settings
 from callsec_ari.core.errors import CallsecError, ConfigError
 
 log = logging.getLogger(__name__)
@@ -59,7 +60,7 @@ def _registrars() -> list[Callable[[Any], None]]:
     import importlib
 
     for module in ("callsec_ari.store.cli", "callsec_ari.access.cli", "callsec_ari.doctor",
-                   "callsec_ari.status_cli", "callsec_ari.webhooks.cli"):
+                   "callsec_ari.status_cli", "callsec_ari.webhooks.cli", "callsec_ari.flows"):
         try:
             mod = importlib.import_module(module)
         except ModuleNotFoundError as exc:

@@ -3,22 +3,28 @@ built from the settings. The same registry serves the ARI and the FastAGI adapte
 
 from __future__ import annotations
 
+import argparse
 import re
 import secrets
+import sys
 from collections.abc import Callable
 from datetime import date
+from pathlib import Path
+from typing import Any
 
 from callsec_ari.approval.flow import approval_options
 from callsec_ari.capture.entry import EntryOptions, FieldEntry
 from callsec_ari.capture.fields import FieldKind, ValidationContext, parse_fields
 from callsec_ari.capture.selfservice import SelfServiceCaptureFlow
 from callsec_ari.config import PolicySettings, Settings
-from callsec_ari.connect.flow import CaptureOptions, ConnectFlow, ConnectOptions
+from callsec_ari.connect.captures import CaptureOptions
+from callsec_ari.connect.flow import ConnectFlow, ConnectOptions
 from callsec_ari.core.errors import ConfigError
 from callsec_ari.core.events import CallStarted
-from callsec_ari.core.flow import Flow
+from callsec_ari.core.flow import Flow, Table
 from callsec_ari.probe.flow import ProbeFlow
-from callsec_ari.verification.flow import VerificationFlow, VerificationOptions
+from callsec_ari.verification.flow import VerificationFlow
+from callsec_ari.verification.options import VerificationOptions
 
 FlowFactory = Callable[[str, CallStarted], Flow]
 
@@ -127,3 +133,64 @@ class FlowRegistry:
     def as_mapping(self) -> dict[str, FlowFactory]:
         return {"verify": self.verify, "connect": self.connect, "capture": self.capture,
                 "probe": self.probe}
+
+
+# -- ``callsec flows``: each flow drawn from its transition table ------------------------------
+
+#: The ``Stasis(callsec,<name>)`` flows and their tables (``connect`` runs ``verify`` first).
+TABLES: dict[str, Table[Any, Any]] = {
+    "verify": VerificationFlow.TABLE, "connect": ConnectFlow.TABLE,
+    "capture": SelfServiceCaptureFlow.TABLE, "probe": ProbeFlow.TABLE}
+NEWLINE = "\\n"  # a line break inside a dot label
+PAGE = Path(__file__).resolve().parent.parent / "docs" / "flows.md"
+
+
+def to_dot(name: str, table: Table[Any, Any]) -> str:
+    """Graphviz dot text: states as nodes (final ones doubled), events as edge labels."""
+    lines = [f'digraph "{name}" {{', "  rankdir=LR;", "  node [shape=box, style=rounded];"]
+    lines += [f'  "{s.name}"{" [peripheries=2]" if s in table.final else ""};'
+              for s in table.states.__members__.values()]
+    lines += [f'  "{a.name}" -> "{b.name}" [label="{NEWLINE.join(events)}"];'
+              for (a, b), events in table.transitions().items()]
+    return "\n".join([*lines, "}"]) + "\n"
+
+
+def to_mermaid(table: Table[Any, Any]) -> str:
+    first = next(iter(table.states.__members__.values()))
+    lines = ["stateDiagram-v2", "  direction LR", f"  [*] --> {first.name}"]
+    lines += [f"  {a.name} --> {b.name}: {', '.join(events)}"
+              for (a, b), events in table.transitions().items()]
+    lines += [f"  {s.name} --> [*]" for s in table.final]
+    return "\n".join(lines) + "\n"
+
+
+def flows_page() -> str:
+    """``docs/flows.md``: every flow's diagram (regenerate: ``callsec flows --page``)."""
+    out = ["# Call flows", "",
+           "Generated from the transition tables (`callsec flows --page > docs/flows.md`; a unit",
+           "test fails when this page is stale). Each arrow is a table entry: the events that",
+           "lead from one state to the next. `callsec flows --dot [FLOW]` prints Graphviz dot.",
+           ""]
+    for name, table in TABLES.items():
+        ignored = ", ".join(sorted(e.__name__ for e in table.ignored)) or "none"
+        out += [f"## {name}", "", "```mermaid", to_mermaid(table).rstrip(), "```", "",
+                f"Ignored in a state without an entry for them: {ignored}.", ""]
+    return "\n".join(out)
+
+
+def _cmd_flows(args: argparse.Namespace, settings: object) -> int:
+    if args.page:
+        sys.stdout.write(flows_page())
+        return 0
+    names = [args.flow] if args.flow else list(TABLES)
+    for name in names:
+        sys.stdout.write(to_dot(name, TABLES[name]) if args.dot else to_mermaid(TABLES[name]))
+    return 0
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("flows", help="draw the call flows from their transition tables")
+    p.add_argument("flow", nargs="?", choices=sorted(TABLES), help="one flow (default: all)")
+    p.add_argument("--dot", action="store_true", help="Graphviz dot (default: mermaid)")
+    p.add_argument("--page", action="store_true", help="the docs/flows.md page")
+    p.set_defaults(handler=_cmd_flows, needs_config=False)

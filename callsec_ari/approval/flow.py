@@ -12,9 +12,9 @@ The agent sees ``approved``, ``declined`` (the caller pressed ``#`` without a co
 ``failed`` (wrong code too often, expired, replayed, locked out, timeout, cancelled, a leg left).
 
 :class:`ApprovalSteering` is a :class:`CaptureSteering` so the connect flow hosts it in its
-capture slot (one caller-side entry at a time; DTMF, timers, hang-ups and reconnects are routed
-as for captures); its own transitions are the table :data:`ApprovalSteering.TABLE`, keyed by
-``(stage, event type)``.
+capture slot (``connect/captures.py``: one caller-side entry at a time; DTMF, timers, hang-ups
+and reconnects are routed as for captures); its own transitions are the table
+:data:`ApprovalSteering.TABLE`, keyed by ``(stage, event type)``; other events are a capture's.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from callsec_ari.capture.fields import ValidationContext
 from callsec_ari.capture.steering import OVERALL, CaptureSteering, SteeringOptions
 from callsec_ari.core import commands as c
 from callsec_ari.core.digits import CollectorSpec, DigitCollector, Outcome, SensitiveDigits
-from callsec_ari.core.events import DtmfReceived, Event, TimerExpired
+from callsec_ari.core.events import CommandFailed, DtmfReceived, Event, TimerExpired
 
 if TYPE_CHECKING:
     from callsec_ari.config import Settings
@@ -135,21 +135,12 @@ class ApprovalSteering(CaptureSteering):
     # -- the table ---------------------------------------------------------------------------
     def handle(self, event: Event) -> list[c.Command]:
         transition = self.TABLE.get((self.stage, type(event)))
-        return transition(self, event) if transition is not None else []
+        if transition is not None:
+            return transition(self, event)
+        return [] if isinstance(event, _OWN_EVENTS) else super().handle(event)
 
     def _on_muted(self, event: cp.RecordingMuted) -> list[c.Command]:
-        if not event.mute:
-            return []
-        self.stage = "entering"
-        return [
-            c.RemoveFromBridge(bridge_id=self.o.agent_bridge, leg="caller"),
-            c.CreateBridge(bridge_id=self.o.capture_bridge, name=self.o.capture_bridge),
-            c.AddToBridge(bridge_id=self.o.capture_bridge, leg="caller", absorb_dtmf=True),
-            self._agent_loop(),
-            c.StartTimer(name=OVERALL, seconds=self.o.capture_timeout),
-            self._publish_a("started"),
-            *self._prompt(),
-        ]
+        return self.muted() if event.mute else []
 
     def _on_digit(self, event: DtmfReceived) -> list[c.Command]:
         if event.leg != "caller":
@@ -200,13 +191,7 @@ class ApprovalSteering(CaptureSteering):
                 MuteForApproval(approval_id=self.approval_id, mute=True)]
 
     def muted(self) -> list[c.Command]:
-        return self.handle(cp.RecordingMuted(mute=True, at=0.0))
-
-    def digit(self, key: str, at: float) -> list[c.Command]:
-        return self.handle(DtmfReceived(digit=key, leg="caller", at=at))
-
-    def timer(self, name: str) -> list[c.Command]:
-        return self.handle(TimerExpired(name=name, at=0.0))
+        return [*self.steer_in(), self._publish_a("started"), *self._prompt()]
 
     def stored(self) -> list[c.Command]:
         return []
@@ -250,13 +235,13 @@ class ApprovalSteering(CaptureSteering):
                 FinishApproval(approval_id=self.approval_id, result="failed",
                                reason=self.reason)]
 
-    def command_failed(self, command: str, error_id: str) -> list[c.Command]:
-        """A command of this approval failed (``CommandFailed``)."""
-        if command == "MuteForApproval" and self.stage == "muting":
-            return self.mute_failed(error_id)
-        if command == "CheckApprovalCode" and self.stage == "checking":
+    def failed(self, event: CommandFailed) -> list[c.Command]:
+        """A command of this approval failed."""
+        if event.command is MuteForApproval and self.stage == "muting":
+            return self.mute_failed(event.error_id)
+        if event.command is CheckApprovalCode and self.stage == "checking":
             return self.give_back("failed", "check_failed")
-        if command in ("CreateBridge", "AddToBridge", "RemoveFromBridge") \
+        if issubclass(event.command, (c.CreateBridge, c.AddToBridge, c.RemoveFromBridge)) \
                 and self.stage != "done":
             return self.give_back("failed", "bridge_failed")
         return []
@@ -296,3 +281,7 @@ class ApprovalSteering(CaptureSteering):
                                                 "stage": stage}
         payload.update(extra)
         return c.Publish(topic=TOPIC, payload=tuple(payload.items()))
+
+
+#: Events only :data:`ApprovalSteering.TABLE` answers (dropped in a stage it has no entry for).
+_OWN_EVENTS = (cp.RecordingMuted, DtmfReceived, TimerExpired, ApprovalChecked)

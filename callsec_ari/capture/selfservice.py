@@ -12,6 +12,7 @@ from enum import Enum, auto
 from callsec_ari.capture import protocol as cp
 from callsec_ari.capture.entry import FieldEntry
 from callsec_ari.core import commands as c
+from callsec_ari.core.errors import CHANNEL_GONE
 from callsec_ari.core.events import (
     CallerHungUp,
     CallStarted,
@@ -21,7 +22,7 @@ from callsec_ari.core.events import (
     Resynchronised,
     TimerExpired,
 )
-from callsec_ari.core.flow import ANY, TableFlow
+from callsec_ari.core.flow import ANY, Step, Table, TableFlow
 
 FINAL = {"captured": "probe-thanks", "invalid": "capture-failed", "timeout": "capture-failed",
          "cancelled": "capture-failed"}
@@ -36,10 +37,6 @@ class S(Enum):
 
 
 class SelfServiceCaptureFlow(TableFlow[S]):
-    FINAL_STATES = frozenset({S.DONE})
-    IGNORED_EVERYWHERE = (PlaybackFinished, TimerExpired, DtmfReceived, Resynchronised,
-                          cp.CaptureStored)
-
     def __init__(self, call_id: str, entry: FieldEntry, customer_ref: str = "") -> None:
         super().__init__(call_id, S.NEW)
         self.entry = entry
@@ -47,33 +44,32 @@ class SelfServiceCaptureFlow(TableFlow[S]):
         self.result = ""
         self._final_id = f"{entry.capture_id}-final"
 
-    def _start(self, event: CallStarted) -> list[c.Command]:
-        self.state = S.ENTERING
-        return [c.Answer(), *self.entry.start()]
+    def _start(self, event: CallStarted) -> Step[S]:
+        return S.ENTERING, [c.Answer(), *self.entry.start()]
 
-    def _digit(self, event: DtmfReceived) -> list[c.Command]:
+    def _digit(self, event: DtmfReceived) -> Step[S]:
         return self._after(self.entry.digit(event.digit, event.at))
 
-    def _timer(self, event: TimerExpired) -> list[c.Command]:
+    def _timer(self, event: TimerExpired) -> Step[S]:
         return self._after(self.entry.timer(event.name))
 
-    def _after(self, commands: list[c.Command]) -> list[c.Command]:
+    def _after(self, commands: list[c.Command]) -> Step[S]:
         if not self.entry.outcome:
-            return commands
+            return self.state, commands
         if self.entry.outcome == "captured":
-            self.state = S.STORING
             values = tuple(self.entry.values.items())
             self.entry.values = {}
-            return [*commands, cp.StoreCapture(
+            return S.STORING, [*commands, cp.StoreCapture(
                 capture_id=self.entry.capture_id, customer_ref=self.customer_ref,
                 values=values, masked=self.entry.masked_summary(),
                 fields=tuple(f.value for f in self.entry.fields), requested_by="self-service")]
-        return [*commands, *self._finish(self.entry.outcome, self.entry.reason)]
+        to, end = self._finish(self.entry.outcome, self.entry.reason)
+        return to, [*commands, *end]
 
-    def _stored(self, event: cp.CaptureStored) -> list[c.Command]:
+    def _stored(self, event: cp.CaptureStored) -> Step[S]:
         return self._finish("captured")
 
-    def _finish(self, result: str, reason: str = "") -> list[c.Command]:
+    def _finish(self, result: str, reason: str = "") -> Step[S]:
         self.entry.wipe()
         self.result = result
         commands: list[c.Command] = [
@@ -89,40 +85,38 @@ class SelfServiceCaptureFlow(TableFlow[S]):
                 fields=tuple(f.value for f in self.entry.fields),
                 masked=self.entry.masked_summary(), requested_by="self-service", reason=reason))
         if result == "hangup":
-            self.state = S.DONE
-            return [*commands, c.Finish(result=result)]
-        self.state = S.FAREWELL
-        return [*commands, c.Play(playback_id=self._final_id,
+            return S.DONE, [*commands, c.Finish(result=result)]
+        return S.FAREWELL, [*commands, c.Play(playback_id=self._final_id,
                                   media=(f"sound:callsec/{FINAL[result]}",),
                                   language=self.entry.o.language)]
 
-    def _played(self, event: PlaybackFinished) -> list[c.Command]:
+    def _played(self, event: PlaybackFinished) -> Step[S]:
         if event.playback_id != self._final_id:
-            return []
-        self.state = S.DONE
-        return [c.ContinueDialplan(), c.Finish(result=self.result)]
+            return self.state, []
+        return S.DONE, [c.ContinueDialplan(), c.Finish(result=self.result)]
 
-    def _hangup(self, event: CallerHungUp) -> list[c.Command]:
+    def _hangup(self, event: CallerHungUp) -> Step[S]:
         if self.state is S.FAREWELL:
-            self.state = S.DONE
-            return [c.Finish(result=self.result)]
+            return S.DONE, [c.Finish(result=self.result)]
         return self._finish("hangup", "caller_left")
 
-    def _failed(self, event: CommandFailed) -> list[c.Command]:
-        if event.command == "StoreCapture" and self.state is S.STORING:
+    def _failed(self, event: CommandFailed) -> Step[S]:
+        if event.command is cp.StoreCapture and self.state is S.STORING:
             return self._finish("cancelled", "store_failed")
-        if event.command in ("RecordCapture", "Publish", "StopPlayback"):
-            return []
+        if event.command in (cp.RecordCapture, c.Publish, c.StopPlayback):
+            return self.state, []
         self.entry.wipe()
-        self.state = S.DONE
-        return [c.Finish(result="hangup" if "not_found" in event.error_id else "cancelled")]
+        gone = event.error_id in CHANNEL_GONE
+        return S.DONE, [c.Finish(result="hangup" if gone else "cancelled")]
 
-    TABLE = {
-        (S.NEW, CallStarted): _start,
-        (S.ENTERING, DtmfReceived): _digit,
-        (S.ENTERING, TimerExpired): _timer,
-        (S.STORING, cp.CaptureStored): _stored,
-        (S.FAREWELL, PlaybackFinished): _played,
-        (ANY, CallerHungUp): _hangup,
-        (ANY, CommandFailed): _failed,
-    }
+
+TABLE = Table[SelfServiceCaptureFlow, S](S, final=(S.DONE,), ignored=(
+    PlaybackFinished, TimerExpired, DtmfReceived, Resynchronised, cp.CaptureStored))
+TABLE.on(S.NEW, CallStarted, SelfServiceCaptureFlow._start, S.ENTERING)
+TABLE.on(S.ENTERING, DtmfReceived, SelfServiceCaptureFlow._digit, S.STORING, S.FAREWELL, S.DONE)
+TABLE.on(S.ENTERING, TimerExpired, SelfServiceCaptureFlow._timer, S.STORING, S.FAREWELL, S.DONE)
+TABLE.on(S.STORING, cp.CaptureStored, SelfServiceCaptureFlow._stored, S.FAREWELL)
+TABLE.on(S.FAREWELL, PlaybackFinished, SelfServiceCaptureFlow._played, S.DONE)
+TABLE.on(ANY, CallerHungUp, SelfServiceCaptureFlow._hangup, S.DONE)
+TABLE.on(ANY, CommandFailed, SelfServiceCaptureFlow._failed, S.FAREWELL, S.DONE)
+SelfServiceCaptureFlow.TABLE = TABLE

@@ -5,6 +5,11 @@ bridge of its own (named ``callsec-capture-<call id>`` so a restarted callsec fi
 agent hears a "customer is entering details" loop, the caller the field prompts -> store the
 values (vault or payment gateway) -> the caller returns to the agent's bridge, both hear a
 short tone, recordings are unmuted. If muting fails the caller never moves and the agent is told.
+
+:class:`CaptureSteering` is the route the ``connect`` flow hosts in its capture slot
+(``connect/captures.py``) through :meth:`~CaptureSteering.handle`, :meth:`~CaptureSteering.cancel`
+and :meth:`~CaptureSteering.abandon`; talk-through (``capture/talkthrough.py``) and payment
+approvals (``approval/flow.py``) are the other routes, one ending each.
 """
 
 from __future__ import annotations
@@ -14,6 +19,13 @@ from dataclasses import dataclass
 from callsec_ari.capture import protocol as cp
 from callsec_ari.capture.entry import FieldEntry
 from callsec_ari.core import commands as c
+from callsec_ari.core.events import (
+    CommandFailed,
+    DtmfReceived,
+    Event,
+    PlaybackFinished,
+    TimerExpired,
+)
 
 OVERALL = "capture-overall"
 LOOP = "sound:callsec/customer-entering-details"
@@ -32,6 +44,11 @@ class SteeringOptions:
 
 class CaptureSteering:
     """``stage``: ``muting`` -> ``entering`` -> ``storing`` -> ``done``."""
+
+    #: Talk-through media legs a reconnect must hang up after a lost give-back.
+    media_legs: tuple[str, ...] = ()
+    #: The route that took over (a talk-through capture that fell back to bridge mode).
+    successor: CaptureSteering | None = None
 
     def __init__(self, request: cp.CaptureRequested, entry: FieldEntry,
                  options: SteeringOptions) -> None:
@@ -66,7 +83,49 @@ class CaptureSteering:
         return [self._publish("failed", reason="recording_mute_failed", error_id=error_id),
                 self._record("cancelled", "recording_mute_failed")]
 
-    def muted(self) -> list[c.Command]:
+    @property
+    def done(self) -> bool:
+        return self.stage == "done"
+
+    def handle(self, event: Event) -> list[c.Command]:
+        """An event of the connect call while this route holds its capture slot."""
+        if isinstance(event, cp.RecordingMuted):
+            return self.muted() if event.mute and self.stage == "muting" else []
+        if isinstance(event, DtmfReceived):
+            return self._key(event) if self.stage == "entering" else []
+        if isinstance(event, TimerExpired):
+            return self.timer(event.name)
+        if isinstance(event, PlaybackFinished):
+            return self.played(event.playback_id)
+        if isinstance(event, cp.FieldControl):
+            return self.control(event)
+        if isinstance(event, cp.CaptureStored):
+            self.stored_as = event.stored_as
+            return self.stored()
+        if isinstance(event, CommandFailed):
+            return self.failed(event)
+        return []
+
+    def cancel(self, reason: str) -> list[c.Command]:
+        """Cancelled (agent, API, reconnect): before the caller moved nothing is given back."""
+        if self.stage == "muting":
+            return self.abandon("cancelled", reason)
+        return self.give_back("cancelled", reason)
+
+    def failed(self, event: CommandFailed) -> list[c.Command]:
+        if event.command is cp.MuteRecording and self.stage == "muting":
+            return self.mute_failed(event.error_id)
+        if event.command is cp.StoreCapture:
+            return self.give_back("cancelled", "store_failed")
+        if issubclass(event.command, (c.CreateBridge, c.AddToBridge, c.RemoveFromBridge)):
+            return self.give_back("cancelled", "bridge_failed")
+        return []
+
+    def _key(self, event: DtmfReceived) -> list[c.Command]:
+        return self.digit(event.digit, event.at) if event.leg == "caller" else []
+
+    def steer_in(self) -> list[c.Command]:
+        """The caller out of the agent's bridge into the capture bridge; the agent's loop."""
         self.stage = "entering"
         return [
             c.RemoveFromBridge(bridge_id=self.o.agent_bridge, leg="caller"),
@@ -74,9 +133,11 @@ class CaptureSteering:
             c.AddToBridge(bridge_id=self.o.capture_bridge, leg="caller", absorb_dtmf=True),
             self._agent_loop(),
             c.StartTimer(name=OVERALL, seconds=self.o.capture_timeout),
-            self._publish("started"),
-            *self.entry.start(again=bool(self.request.reopen_fields)),
         ]
+
+    def muted(self) -> list[c.Command]:
+        return [*self.steer_in(), self._publish("started"),
+                *self.entry.start(again=bool(self.request.reopen_fields))]
 
     def _agent_loop(self) -> c.Play:
         self._loop_seq += 1

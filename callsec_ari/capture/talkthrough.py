@@ -43,7 +43,13 @@ from callsec_ari.capture.entry import TIMER as ENTRY_TIMER
 from callsec_ari.capture.entry import FieldEntry
 from callsec_ari.capture.steering import OVERALL, RETURN_PROMPTS, CaptureSteering, SteeringOptions
 from callsec_ari.core import commands as c
-from callsec_ari.core.events import CommandFailed, Event, ExternalMediaReady, LegGone
+from callsec_ari.core.events import (
+    CommandFailed,
+    DtmfReceived,
+    Event,
+    ExternalMediaReady,
+    LegGone,
+)
 
 MEDIA_CALLER = "media-caller"
 MEDIA_AGENT = "media-agent"
@@ -51,6 +57,7 @@ MEDIA_LEGS = (MEDIA_CALLER, MEDIA_AGENT)
 #: ``DtmfReceived.leg`` of digits the relay detected in the caller's audio.
 MEDIA_DIGITS = "caller-media"
 #: What the evidence publish shows the agent (``Publish`` payload name <- evidence field).
+_MEDIA_EVENTS = (cp.MediaOpened, ExternalMediaReady, cp.MediaConnected, cp.MediaClosed, LegGone)
 EVIDENCE_SHOWN = (("tones_masked", "digits_detected"), ("frames_masked", "frames_flattened"),
                   ("leaked", "leaked_tone_frames"), ("frames_relayed", "frames_relayed"))
 
@@ -75,6 +82,21 @@ class TalkThroughSteering(CaptureSteering):
         self.stage = "media"
         return [c.CreateBridge(bridge_id=self.o.capture_bridge, name=self.o.capture_bridge),
                 cp.OpenMedia(capture_id=self.capture_id)]
+
+    media_legs = MEDIA_LEGS
+
+    def handle(self, event: Event) -> list[c.Command]:
+        if isinstance(event, _MEDIA_EVENTS):
+            return self.handle_media(event)
+        return super().handle(event)
+
+    def failed(self, event: CommandFailed) -> list[c.Command]:
+        return self.handle_media(event) if self.stage == "media" else super().failed(event)
+
+    def _key(self, event: DtmfReceived) -> list[c.Command]:
+        if event.leg not in ("caller", MEDIA_DIGITS):
+            return []
+        return self.digit_from(event.leg, event.digit, event.at)
 
     def handle_media(self, event: Event) -> list[c.Command]:
         """The media events: ``MediaOpened``, ``ExternalMediaReady``, ``MediaConnected``,
@@ -218,3 +240,11 @@ class TalkThroughSteering(CaptureSteering):
                 cp.MuteRecording(leg="caller", mute=False),
                 self._publish("finished", result=result, reason=reason),
                 self._record(result, reason)]
+
+
+def steer(request: cp.CaptureRequested, entry: FieldEntry, options: SteeringOptions, *,
+          mode: str, fallback: bool) -> CaptureSteering:
+    """The route of one capture: ``talk_through`` or the bridge (any other ``mode``)."""
+    if mode == "talk_through":
+        return TalkThroughSteering(request, entry, options, fallback=fallback)
+    return CaptureSteering(request, entry, options)

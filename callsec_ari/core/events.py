@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from callsec_ari.core.commands import Command
+
 
 @dataclass(frozen=True, kw_only=True)
 class Event:
@@ -66,9 +68,10 @@ class CallerHungUp(Event):
 
 @dataclass(frozen=True, kw_only=True)
 class CommandFailed(Event):
-    """A command could not be carried out (channel gone, Asterisk down, database down...)."""
+    """A command could not be carried out (channel gone, Asterisk down, database down...);
+    ``command`` is the failed command's class, ``error_id`` an :class:`ErrorId` value."""
 
-    command: str
+    command: type[Command]
     error_id: str
     message: str = ""
 

@@ -20,7 +20,7 @@ from callsec_ari.core.events import (
     PlaybackFinished,
     TimerExpired,
 )
-from callsec_ari.core.flow import ANY, TableFlow
+from callsec_ari.core.flow import ANY, Step, Table, TableFlow
 
 TIMER = "digits"
 
@@ -33,49 +33,44 @@ class ProbeState(Enum):
 
 
 class ProbeFlow(TableFlow[ProbeState]):
-    FINAL_STATES = frozenset({ProbeState.DONE})
-    IGNORED_EVERYWHERE = (PlaybackFinished, TimerExpired, DtmfReceived)
-
     def __init__(self, call_id: str, spec: CollectorSpec | None = None) -> None:
         super().__init__(call_id, ProbeState.NEW)
         self.collector = DigitCollector(spec or CollectorSpec(max_digits=32))
         self.language = "en"
         self.result = ""
 
-    def _start(self, event: CallStarted) -> list[c.Command]:
+    def _start(self, event: CallStarted) -> Step[ProbeState]:
         self.language = event.language
-        self.state = ProbeState.COLLECTING
-        return [
+        return ProbeState.COLLECTING, [
             c.Answer(),
             c.Play(playback_id=f"{self.call_id}-prompt",
                    media=("sound:callsec/probe-enter-digits",), language=self.language),
             c.StartTimer(name=TIMER, seconds=self.collector.timeout),
         ]
 
-    def _digit(self, event: DtmfReceived) -> list[c.Command]:
+    def _digit(self, event: DtmfReceived) -> Step[ProbeState]:
         if event.leg != "caller":
-            return []
+            return self.state, []
         return self._outcome(self.collector.feed(event.digit, event.at))
 
-    def _timer(self, event: TimerExpired) -> list[c.Command]:
+    def _timer(self, event: TimerExpired) -> Step[ProbeState]:
         if event.name != TIMER:
-            return []
+            return self.state, []
         return self._outcome(self.collector.expire())
 
-    def _outcome(self, result: Result) -> list[c.Command]:
+    def _outcome(self, result: Result) -> Step[ProbeState]:
         if result.outcome in (Outcome.PROGRESS, Outcome.RESTARTED):
-            return [c.StartTimer(name=TIMER, seconds=self.collector.timeout)]
+            return self.state, [c.StartTimer(name=TIMER, seconds=self.collector.timeout)]
         if result.outcome is Outcome.COMPLETE:
             return self._farewell("complete", result.count)
         if result.outcome is Outcome.TIMEOUT:
             return self._farewell("timeout", result.count)
-        return []
+        return self.state, []
 
-    def _farewell(self, result: str, count: int) -> list[c.Command]:
+    def _farewell(self, result: str, count: int) -> Step[ProbeState]:
         self.collector.wipe()
         self.result = result
-        self.state = ProbeState.FAREWELL
-        return [
+        return ProbeState.FAREWELL, [
             c.CancelTimer(name=TIMER),
             c.SetVariables(values=(("CALLSEC_PROBE_RESULT", result),
                                    ("CALLSEC_PROBE_COUNT", str(count)))),
@@ -83,29 +78,29 @@ class ProbeFlow(TableFlow[ProbeState]):
                    language=self.language),
         ]
 
-    def _played(self, event: PlaybackFinished) -> list[c.Command]:
+    def _played(self, event: PlaybackFinished) -> Step[ProbeState]:
         if event.playback_id != f"{self.call_id}-thanks":
-            return []
-        self.state = ProbeState.DONE
-        return [c.ContinueDialplan(), c.Finish(result=self.result)]
+            return self.state, []
+        return ProbeState.DONE, [c.ContinueDialplan(), c.Finish(result=self.result)]
 
-    def _hangup(self, event: CallerHungUp) -> list[c.Command]:
+    def _hangup(self, event: CallerHungUp) -> Step[ProbeState]:
         self.collector.wipe()
         self.result = "hangup"
-        self.state = ProbeState.DONE
-        return [c.CancelTimer(name=TIMER), c.Finish(result="hangup")]
+        return ProbeState.DONE, [c.CancelTimer(name=TIMER), c.Finish(result="hangup")]
 
-    def _failed(self, event: CommandFailed) -> list[c.Command]:
+    def _failed(self, event: CommandFailed) -> Step[ProbeState]:
         self.collector.wipe()
         self.result = "error"
-        self.state = ProbeState.DONE
-        return [c.CancelTimer(name=TIMER), c.Hangup(), c.Finish(result="error")]
+        return ProbeState.DONE, [c.CancelTimer(name=TIMER), c.Hangup(), c.Finish(result="error")]
 
-    TABLE = {
-        (ProbeState.NEW, CallStarted): _start,
-        (ProbeState.COLLECTING, DtmfReceived): _digit,
-        (ProbeState.COLLECTING, TimerExpired): _timer,
-        (ProbeState.FAREWELL, PlaybackFinished): _played,
-        (ANY, CallerHungUp): _hangup,
-        (ANY, CommandFailed): _failed,
-    }
+
+P = ProbeState
+TABLE = Table[ProbeFlow, ProbeState](
+    ProbeState, final=(P.DONE,), ignored=(PlaybackFinished, TimerExpired, DtmfReceived))
+TABLE.on(P.NEW, CallStarted, ProbeFlow._start, P.COLLECTING)
+TABLE.on(P.COLLECTING, DtmfReceived, ProbeFlow._digit, P.FAREWELL)
+TABLE.on(P.COLLECTING, TimerExpired, ProbeFlow._timer, P.FAREWELL)
+TABLE.on(P.FAREWELL, PlaybackFinished, ProbeFlow._played, P.DONE)
+TABLE.on(ANY, CallerHungUp, ProbeFlow._hangup, P.DONE)
+TABLE.on(ANY, CommandFailed, ProbeFlow._failed, P.DONE)
+ProbeFlow.TABLE = TABLE

@@ -184,5 +184,5 @@ class Dispatcher:
                 call.log.debug("%s failed after the flow ended: %s", command.kind, exc.error_id)
                 return []
             call.log.warning("%s failed: %s", command.kind, exc.error_id)
-            return [CommandFailed(command=command.kind, error_id=exc.error_id,
+            return [CommandFailed(command=type(command), error_id=exc.error_id,
                                   message=exc.message, at=asyncio.get_running_loop().time())]

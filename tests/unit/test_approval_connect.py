@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from callsec_ari.approval import flow as af
 from callsec_ari.capture import protocol as cp
-from callsec_ari.config import load_settings
+from callsec_ari.config_check import load_settings
 from callsec_ari.connect.flow import ConnectFlow, K
 from callsec_ari.core import commands as c
 from callsec_ari.core.events import CallStarted, CommandFailed, DtmfReceived
@@ -58,7 +58,7 @@ def test_agent_keys_start_no_capture_while_approving_and_requests_are_refused() 
 def test_failed_mute_ends_the_approval_without_moving_the_caller() -> None:
     flow = connected()
     flow.handle(af.ApprovalRequested(approval_id=AP, at=0.0))
-    out = flow.handle(CommandFailed(command="MuteForApproval", error_id="recording_mute_failed",
+    out = flow.handle(CommandFailed(command=af.MuteForApproval, error_id="recording_mute_failed",
                                     at=0.1))
     assert next(x for x in out if isinstance(x, af.FinishApproval)).result == "failed"
     assert not any(isinstance(x, c.RemoveFromBridge) for x in out)

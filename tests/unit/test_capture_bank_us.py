@@ -9,17 +9,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 from stdnum.us import rtn
 
-from callsec_ari.capture.fields import (
-    FieldKind,
-    ValidationContext,
-    parse_fields,
-    spec_for,
-    validate,
-)
+from callsec_ari.capture import FieldKind, ValidationContext, parse_fields, spec_for, validate
 from callsec_ari.capture.formats import ROUTING_PREFIXES
+from callsec_ari.capture.masking import mask_result
 from callsec_ari.capture.prompts import error_prompt
-from callsec_ari.core.masking import mask_result
-from callsec_ari.core.masking import mask_stored as vault_mask
+from callsec_ari.store.vault import mask as vault_mask
 
 CTX = ValidationContext(year=2026, month=5)
 US = ValidationContext(year=2026, month=5, postal_code_format="us")
@@ -132,7 +126,8 @@ def test_agent_keypad_star_four_asks_routing_then_account_number_and_re_asks_a_b
     from callsec_ari.core import commands as c
     from callsec_ari.core.events import CallStarted, DtmfReceived, LegAnswered
     from callsec_ari.flows import FlowRegistry
-    from callsec_ari.verification.flow import VerificationFlow, VerificationOptions
+    from callsec_ari.verification.flow import VerificationFlow
+    from callsec_ari.verification.options import VerificationOptions
 
     started = CallStarted(flow="connect", caller_number="+4915112345678")
     captures = FlowRegistry(Settings()).capture_options(started)

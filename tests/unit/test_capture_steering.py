@@ -8,7 +8,8 @@ from hypothesis import strategies as st
 from callsec_ari.capture import protocol as cp
 from callsec_ari.capture.entry import EntryOptions
 from callsec_ari.capture.fields import ValidationContext, iban_check_digits
-from callsec_ari.connect.flow import CaptureOptions, ConnectFlow, ConnectOptions, K
+from callsec_ari.connect.captures import CaptureOptions
+from callsec_ari.connect.flow import ConnectFlow, ConnectOptions, K
 from callsec_ari.core import commands as c
 from callsec_ari.core.events import (
     CallerHungUp,
@@ -20,7 +21,8 @@ from callsec_ari.core.events import (
     PlaybackFinished,
     TimerExpired,
 )
-from callsec_ari.verification.flow import VerificationFlow, VerificationOptions
+from callsec_ari.verification.flow import VerificationFlow
+from callsec_ari.verification.options import VerificationOptions
 
 PAN, EXPIRY, CVV = "4111111111111111", "1230", "123"
 AMEX = "378282246310005"
@@ -130,7 +132,7 @@ def test_expired_card_is_refused() -> None:
 def test_mute_failure_means_no_capture_and_caller_stays() -> None:
     flow = connected()
     flow.handle(cp.CaptureRequested(capture_id="CP-1", fields=("iban",)))
-    out = flow.handle(CommandFailed(command="MuteRecording", error_id="ami_unavailable"))
+    out = flow.handle(CommandFailed(command=cp.MuteRecording, error_id="ami_unavailable"))
     assert not of(c.RemoveFromBridge, out)
     failed = [dict(x.payload) for x in of(c.Publish, out)][0]
     assert failed["reason"] == "recording_mute_failed"

@@ -14,7 +14,8 @@ from callsec_ari.capture.entry import EntryOptions
 from callsec_ari.capture.fields import ValidationContext
 from callsec_ari.capture.steering import CaptureSteering
 from callsec_ari.capture.talkthrough import TalkThroughSteering
-from callsec_ari.connect.flow import CaptureOptions, ConnectFlow, ConnectOptions, K, Recovered
+from callsec_ari.connect.captures import CaptureOptions
+from callsec_ari.connect.flow import ConnectFlow, ConnectOptions, K, Recovered
 from callsec_ari.core import commands as c
 from callsec_ari.core.events import (
     CallerHungUp,
@@ -28,7 +29,8 @@ from callsec_ari.core.events import (
     Resynchronised,
     TimerExpired,
 )
-from callsec_ari.verification.flow import VerificationFlow, VerificationOptions
+from callsec_ari.verification.flow import VerificationFlow
+from callsec_ari.verification.options import VerificationOptions
 
 PAN, EXPIRY, CVV = "4111111111111111", "1230", "123"
 CTX = ValidationContext(year=2026, month=11)
@@ -256,16 +258,17 @@ def test_relay_digits_are_ignored_outside_a_talk_through_capture() -> None:
 
 # -- failures while building the media path ------------------------------------------------
 
-FAILING = ["CreateBridge", "OpenMedia", "CreateExternalMedia", "AddToBridge", "ConnectMedia"]
+FAILING: list[type[c.Command]] = [c.CreateBridge, cp.OpenMedia, c.CreateExternalMedia,
+                                  c.AddToBridge, cp.ConnectMedia]
 
 
-def build_until(flow: ConnectFlow, failing: str) -> list[c.Command]:
+def build_until(flow: ConnectFlow, failing: type[c.Command]) -> list[c.Command]:
     out = request(flow)
-    if failing in ("CreateBridge", "OpenMedia"):
+    if failing in (c.CreateBridge, cp.OpenMedia):
         return out
     out += flow.handle(cp.MediaOpened(capture_id="CP-1", host="127.0.0.1", caller_port=40000,
                                       agent_port=40002))
-    if failing == "CreateExternalMedia":
+    if failing is c.CreateExternalMedia:
         return out
     out += flow.handle(ExternalMediaReady(leg="media-caller", address="127.0.0.1", port=20010))
     return out + flow.handle(ExternalMediaReady(leg="media-agent", address="127.0.0.1",
@@ -291,8 +294,8 @@ def test_any_media_failure_cancels_with_media_failed_and_the_caller_never_moves(
 
 def test_media_failure_falls_back_to_a_bridge_capture_when_configured() -> None:
     flow = connected(fallback=True)
-    build_until(flow, "CreateExternalMedia")
-    out = flow.handle(CommandFailed(command="CreateExternalMedia", error_id="ari_error"))
+    build_until(flow, c.CreateExternalMedia)
+    out = flow.handle(CommandFailed(command=c.CreateExternalMedia, error_id="ari_error"))
     assert all(cmd in out for cmd in teardown_cmds())
     assert type(flow.capture) is CaptureSteering and flow.capture.stage == "entering"
     assert index(out, c.DestroyBridge(bridge_id=CAPTURE_BRIDGE)) < \
@@ -382,7 +385,7 @@ def test_a_give_back_lost_in_an_ari_outage_hangs_up_the_media_legs_on_resync() -
     entering(flow)
     flow.handle(cp.CaptureCancelled(capture_id="CP-1", by="api"))
     for _ in ("media-caller", "media-agent"):
-        flow.handle(CommandFailed(command="HangupLeg", error_id="ari_unavailable"))
+        flow.handle(CommandFailed(command=c.HangupLeg, error_id="ari_unavailable"))
     out = flow.handle(Resynchronised())
     assert c.HangupLeg(leg="media-caller") in out and c.HangupLeg(leg="media-agent") in out
     assert c.AddToBridge(bridge_id=AGENT_BRIDGE, leg="caller", absorb_dtmf=True) in out

@@ -12,7 +12,8 @@ from callsec_ari.core.events import (
     TimerExpired,
 )
 from callsec_ari.verification import protocol as p
-from callsec_ari.verification.flow import VerificationFlow, VerificationOptions
+from callsec_ari.verification.flow import VerificationFlow
+from callsec_ari.verification.options import VerificationOptions
 
 CUSTOMER = p.CustomerView(ref="C-1", has_mobile=True, mobile_tail="78")
 

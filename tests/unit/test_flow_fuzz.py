@@ -20,7 +20,8 @@ from callsec_ari.capture import protocol as cp
 from callsec_ari.capture.entry import EntryOptions, FieldEntry
 from callsec_ari.capture.fields import ValidationContext
 from callsec_ari.capture.selfservice import SelfServiceCaptureFlow
-from callsec_ari.connect.flow import CaptureOptions, ConnectFlow, ConnectOptions, Recovered
+from callsec_ari.connect.captures import CaptureOptions
+from callsec_ari.connect.flow import ConnectFlow, ConnectOptions, Recovered
 from callsec_ari.core import commands as c
 from callsec_ari.core.events import (
     CallerHungUp,
@@ -36,7 +37,8 @@ from callsec_ari.core.events import (
 )
 from callsec_ari.core.flow import Flow
 from callsec_ari.verification import protocol as p
-from callsec_ari.verification.flow import VerificationFlow, VerificationOptions
+from callsec_ari.verification.flow import VerificationFlow
+from callsec_ari.verification.options import VerificationOptions
 
 CONNECT_RESULTS = {"verified", "failed", "locked", "unknown_caller", "no_contact",
                    "delivery_failed", "timeout", "hangup", "skipped"}
@@ -77,7 +79,7 @@ class Sim:
         if self.draw(st.sampled_from(range(100))) < often * 100:
             error = self.draw(st.sampled_from(["ari_not_found", "database_unavailable",
                                                "recording_mute_failed", "internal_error"]))
-            return [CommandFailed(command=command.kind, error_id=error, at=self.now)]
+            return [CommandFailed(command=type(command), error_id=error, at=self.now)]
         return []
 
     def apply(self, command: c.Command) -> list[Event]:

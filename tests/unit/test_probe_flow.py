@@ -60,7 +60,7 @@ def test_hangup_mid_entry_ends_flow_and_cancels_timer() -> None:
 def test_command_failure_ends_the_call() -> None:
     flow = ProbeFlow("call-1")
     flow.handle(started())
-    out = flow.handle(CommandFailed(command="Play", error_id="ari_not_found"))
+    out = flow.handle(CommandFailed(command=c.Play, error_id="ari_not_found"))
     assert flow.done and any(isinstance(x, c.Hangup) for x in out)
 
 

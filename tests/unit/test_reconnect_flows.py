@@ -12,7 +12,8 @@ from hypothesis import strategies as st
 from callsec_ari.capture import protocol as cp
 from callsec_ari.capture.entry import EntryOptions
 from callsec_ari.capture.fields import ValidationContext
-from callsec_ari.connect.flow import CaptureOptions, ConnectFlow, ConnectOptions, K
+from callsec_ari.connect.captures import CaptureOptions
+from callsec_ari.connect.flow import ConnectFlow, ConnectOptions, K
 from callsec_ari.core import commands as c
 from callsec_ari.core.events import (
     CallStarted,
@@ -24,7 +25,8 @@ from callsec_ari.core.events import (
     TimerExpired,
 )
 from callsec_ari.verification import protocol as p
-from callsec_ari.verification.flow import V, VerificationFlow, VerificationOptions
+from callsec_ari.verification.flow import V, VerificationFlow
+from callsec_ari.verification.options import VerificationOptions
 
 CODE = "482913"
 CUSTOMER = p.CustomerView(ref="C-TEST", has_mobile=True, mobile_tail="78")
@@ -124,7 +126,7 @@ def test_a_prompt_asterisk_could_not_be_reached_for_does_not_end_the_entry() -> 
     collecting(flow)
     out = flow.handle(TimerExpired(name="entry", at=20.0))  # re-prompt, sent into the outage
     assert of(c.Play, out)
-    assert flow.handle(CommandFailed(command="Play", error_id="ari_unavailable")) == []
+    assert flow.handle(CommandFailed(command=c.Play, error_id="ari_unavailable")) == []
     assert flow.state is V.COLLECT
     flow.handle(Resynchronised(at=23.0))
     assert result_of(type_keys(flow, CODE + "#", at=24.0)) == "verified"
@@ -133,7 +135,7 @@ def test_a_prompt_asterisk_could_not_be_reached_for_does_not_end_the_entry() -> 
 def test_a_prompt_on_a_vanished_channel_still_ends_the_call() -> None:
     flow = make()
     collecting(flow)
-    flow.handle(CommandFailed(command="Play", error_id="ari_not_found"))
+    flow.handle(CommandFailed(command=c.Play, error_id="ari_not_found"))
     assert flow.done and flow.result == "hangup"
 
 
@@ -212,7 +214,7 @@ def test_a_give_back_lost_in_the_outage_is_redone_after_the_reconnect() -> None:
     flow = capturing_call()
     out = flow.handle(TimerExpired(name="capture-entry", at=30.0))  # no key: the entry times out
     assert c.AddToBridge(bridge_id="callsec-call-k1", leg="caller", absorb_dtmf=True) in out
-    for command in ("RemoveFromBridge", "AddToBridge", "DestroyBridge"):  # all into the outage
+    for command in (c.RemoveFromBridge, c.AddToBridge, c.DestroyBridge):  # all into the outage
         assert flow.handle(CommandFailed(command=command, error_id="ari_unavailable")) == []
     out = flow.handle(Resynchronised(at=40.0))
     assert out.index(c.RemoveFromBridge(bridge_id="callsec-capture-k1", leg="caller")) < \

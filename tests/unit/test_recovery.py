@@ -8,7 +8,8 @@ from callsec_ari.ari.recovery import find_orphans, stasis_args
 from callsec_ari.capture import protocol as cp
 from callsec_ari.capture.entry import EntryOptions
 from callsec_ari.capture.fields import ValidationContext
-from callsec_ari.connect.flow import CaptureOptions, ConnectFlow, ConnectOptions, K, Recovered
+from callsec_ari.connect.captures import CaptureOptions
+from callsec_ari.connect.flow import ConnectFlow, ConnectOptions, K, Recovered
 from callsec_ari.core import commands as c
 from callsec_ari.core.events import (
     CallerHungUp,
@@ -16,7 +17,8 @@ from callsec_ari.core.events import (
     PlaybackFinished,
     Resynchronised,
 )
-from callsec_ari.verification.flow import VerificationFlow, VerificationOptions
+from callsec_ari.verification.flow import VerificationFlow
+from callsec_ari.verification.options import VerificationOptions
 
 CALL = "callsec-a-1.7"
 AGENT = CALL + "-agent"

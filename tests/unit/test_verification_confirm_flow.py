@@ -10,7 +10,8 @@ from callsec_ari.connect.flow import ConnectFlow, ConnectOptions
 from callsec_ari.core import commands as c
 from callsec_ari.core.events import CallStarted, DtmfReceived, PlaybackFinished
 from callsec_ari.verification import protocol as p
-from callsec_ari.verification.flow import V, VerificationFlow, VerificationOptions
+from callsec_ari.verification.flow import V, VerificationFlow
+from callsec_ari.verification.options import VerificationOptions
 
 CUSTOMER = p.CustomerView(ref="C-TEST", has_mobile=True, has_email=True, mobile_tail="78",
                           preferred_method="sms")

@@ -15,7 +15,8 @@ from callsec_ari.core.events import (
     TimerExpired,
 )
 from callsec_ari.verification import protocol as p
-from callsec_ari.verification.flow import V, VerificationFlow, VerificationOptions
+from callsec_ari.verification.flow import V, VerificationFlow
+from callsec_ari.verification.options import VerificationOptions
 
 CODE = "482913"
 CUSTOMER = p.CustomerView(ref="C-TEST", has_mobile=True, has_email=True, mobile_tail="78",
@@ -293,7 +294,7 @@ def test_two_silent_timeouts_end_with_timeout() -> None:
 def test_database_down_during_lookup_fails_with_a_prompt() -> None:
     flow = make()
     start(flow)
-    out = flow.handle(CommandFailed(command="LookupCustomer", error_id="unavailable"))
+    out = flow.handle(CommandFailed(command=p.LookupCustomer, error_id="unavailable"))
     assert variables(out)["CALLSEC_RESULT"] == "failed"
     assert of(c.Play, out)
 
