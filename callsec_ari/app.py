@@ -19,7 +19,6 @@ import aiohttp
 from prometheus_client import CollectorRegistry, Info, PlatformCollector, ProcessCollector
 
 from callsec_ari import __version__
-from callsec_ari.access.audit_watch import export_head
 from callsec_ari.agi.adapter import AgiPort
 from callsec_ari.agi.confirm import AriSessionCheck
 from callsec_ari.agi.refusals import RefusalAudit
@@ -51,6 +50,7 @@ from callsec_ari.runtime.sdnotify import Notifier, watchdog, watchdog_interval
 from callsec_ari.runtime.trace import BenchTrace
 from callsec_ari.status import ControlServer, ErrorRing
 from callsec_ari.store.abuse import DbAbuseStore
+from callsec_ari.store.audit_watch import export_head
 from callsec_ari.store.cluster import ClusterStore
 from callsec_ari.store.context import Store, open_store
 from callsec_ari.verification.confirm import ConfirmationService

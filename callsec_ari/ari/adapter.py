@@ -17,8 +17,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 from callsec_ari.ari import models as m
-from callsec_ari.ari.client import AriClient
-from callsec_ari.ari.events import LIVENESS_TYPE
+from callsec_ari.ari.client import LIVENESS_TYPE, AriClient
 from callsec_ari.ari.errors import AriError, AriNotFound
 from callsec_ari.ari.external_media import open_external_media
 from callsec_ari.ari.moments import PressClock, ReturnToDialplan
@@ -29,9 +28,8 @@ from callsec_ari.core import commands as c
 from callsec_ari.core import events as e
 from callsec_ari.core.errors import CallsecError
 from callsec_ari.core.flow import Flow
-from callsec_ari.core.masking import mask_phone
 from callsec_ari.core.ports import CallContext, CallHandle
-from callsec_ari.logs import call_logger
+from callsec_ari.logs import call_logger, mask_phone
 from callsec_ari.runtime.dispatcher import Dispatcher
 from callsec_ari.runtime.trace import BenchTrace
 

@@ -23,7 +23,6 @@ from sqlalchemy import delete, exists, select, text, update
 from sqlalchemy.orm import Session
 
 from callsec_ari.core.errors import NotFound
-from callsec_ari.core.masking import mask_stored
 from callsec_ari.store.context import Store
 from callsec_ari.store.db import rowcount
 from callsec_ari.store.errors import DecryptionFailed
@@ -37,6 +36,7 @@ from callsec_ari.store.models import (
     VerificationRow,
     utcnow,
 )
+from callsec_ari.store.vault import mask
 from callsec_ari.store.vcard import to_vcard
 
 log = logging.getLogger(__name__)
@@ -91,7 +91,7 @@ class Gdpr:
                              .order_by(VaultItemRow.created_at)):
             try:
                 key = self.store.keys.load(s, row.key_id)
-                masked = None if row.value_enc is None else mask_stored(row.kind, key.decrypt_text(
+                masked = None if row.value_enc is None else mask(row.kind, key.decrypt_text(
                     row.value_enc, table="vault_items", column="value", row_id=row.ref))
             except DecryptionFailed:
                 masked = None

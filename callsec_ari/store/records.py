@@ -12,7 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from callsec_ari.core.errors import InvalidInput, NotFound
-from callsec_ari.core.masking import mask_phone
+from callsec_ari.logs import mask_phone
 from callsec_ari.store.crypto import DataKey
 from callsec_ari.store.db import Database
 from callsec_ari.store.errors import DecryptionFailed

@@ -15,12 +15,12 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from prometheus_client import CollectorRegistry
 
-from callsec_ari.access.audit import AuditLog
 from callsec_ari.access.auth import Auth
 from callsec_ari.access.users import UserStore
 from callsec_ari.config import WebSettings
 from callsec_ari.core.ports import CallHandle
 from callsec_ari.runtime.bus import EventBus
+from callsec_ari.store.audit import AuditLog
 from callsec_ari.store.db import Database
 from callsec_ari.verification.delivery.base import LatencyStats
 from callsec_ari.web.cluster import ClusterView, Forwarder
