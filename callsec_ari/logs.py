@@ -2,7 +2,8 @@
 
 Every log line carries the call id (``CallLogger`` adds it; lines outside a call show ``-``).
 Values typed on a keypad, codes, keys, PANs and phone numbers never reach a log line: code passes
-them through :func:`mask_digits` / :func:`mask_phone` (which keep only a length or a short tail),
+them through :mod:`callsec_ari.core.masking` (``mask_digits`` / ``mask_phone`` keep only a length
+or a short tail),
 and :class:`RedactingFilter` is a last line of defence that blanks any run of 4+ digits that is
 not an id callsec itself generated, compact IBANs, dotted card numbers and labelled secrets
 (``PAN:4111...``, ``code=123456``) (model: aiosmtpd's ``sanitized_log``). The same
@@ -17,6 +18,10 @@ from collections.abc import Mapping, MutableMapping
 from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
+
+from stdnum import luhn
+
+from callsec_ari.core.masking import REDACTED
 
 #: The call whose work the current task (or worker thread) is doing; the dispatcher sets it for
 #: each call's worker, so log lines of any module made on a call's behalf carry its id.
@@ -41,30 +46,6 @@ _IBAN_MIN_DIGITS = 8
 _GLUED_CARD = re.compile(r"(?<![\d+])\+?\d(?:[ _\-]?\d){12,18}(?!\d)")
 
 
-def mask_digits(value: str | None) -> str:
-    """``'4111111111111111'`` -> ``'<16 digits>'``. Never shows a digit."""
-    if not value:
-        return "<0 digits>"
-    return f"<{sum(ch.isdigit() for ch in value)} digits>"
-
-
-def mask_phone(number: str | None) -> str:
-    """``'+4915112345678'`` -> ``'+49…78'``: country code and the last two digits, as the
-    product's prompts and desk show them ("your phone ending in 78")."""
-    if not number:
-        return "<none>"
-    digits = "".join(ch for ch in number if ch.isdigit())
-    if len(digits) < 6:
-        return "<short number>"
-    prefix = "+" + digits[:2] if number.startswith("+") else ""
-    return f"{prefix}…{digits[-2:]}"
-
-
-def last_digits(number: str | None, count: int = 2) -> str:
-    digits = "".join(ch for ch in (number or "") if ch.isdigit())
-    return digits[-count:]
-
-
 class Figure:
     """A count or a duration for a log line (pass it to ``%s``): printed with thousands
     separators (``1,018``), so :func:`redact_text`, which blanks every run of 4+ digits, keeps
@@ -83,24 +64,15 @@ def _digit_count(text: str) -> int:
     return sum(c.isdigit() for c in text)
 
 
-def luhn_ok(digits: str) -> bool:
-    """Whether ``digits`` (digits only) pass the Luhn check card numbers carry."""
-    total = 0
-    for index, char in enumerate(reversed(digits)):
-        value = int(char) * (2 if index % 2 else 1)
-        total += value - 9 if value > 9 else value
-    return total % 10 == 0
-
-
 def _blank_card(match: re.Match[str]) -> str:
     digits = re.sub(r"\D", "", match.group())
-    return "<redacted>" if digits.isascii() and luhn_ok(digits) else match.group()
+    return REDACTED if digits.isascii() and luhn.is_valid(digits) else match.group()
 
 
 def _blank_labelled(match: re.Match[str]) -> str:
     if _digit_count(match.group(3)) < 4:
         return match.group()
-    return f"{match.group(1)}{match.group(2)}<redacted>"
+    return f"{match.group(1)}{match.group(2)}{REDACTED}"
 
 
 def redact_text(text: str) -> str:
@@ -110,11 +82,11 @@ def redact_text(text: str) -> str:
     (``1,018``) are kept."""
     text = _LABELLED.sub(_blank_labelled, text)
     text = _GLUED_CARD.sub(_blank_card, text)
-    text = _COMPACT_IBAN.sub(lambda m: "<redacted>" if _digit_count(m.group())
+    text = _COMPACT_IBAN.sub(lambda m: REDACTED if _digit_count(m.group())
                              >= _IBAN_MIN_DIGITS else m.group(), text)
-    text = _DOTTED_GROUPS.sub(lambda m: "<redacted>" if _digit_count(m.group()) >= 12
+    text = _DOTTED_GROUPS.sub(lambda m: REDACTED if _digit_count(m.group()) >= 12
                               else m.group(), text)
-    return _DIGIT_RUN.sub(lambda m: "<redacted>" if _digit_count(m.group()) >= 4
+    return _DIGIT_RUN.sub(lambda m: REDACTED if _digit_count(m.group()) >= 4
                           else m.group(), text)
 
 

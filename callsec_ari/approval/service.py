@@ -39,7 +39,8 @@ from callsec_ari.approval.errors import (
 from callsec_ari.approval.messages import render_approval_message
 from callsec_ari.approval.record import Terms, record_key, sign_record, terms_digest
 from callsec_ari.capture import protocol as cp
-from callsec_ari.capture.service import CaptureFeature, active_capture
+from callsec_ari.capture.handlers import active_capture
+from callsec_ari.capture.service import CaptureFeature
 from callsec_ari.config import Settings
 from callsec_ari.connect.flow import ConnectFlow, K
 from callsec_ari.core.errors import InvalidInput

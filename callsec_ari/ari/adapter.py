@@ -28,8 +28,9 @@ from callsec_ari.core import commands as c
 from callsec_ari.core import events as e
 from callsec_ari.core.errors import CallsecError
 from callsec_ari.core.flow import Flow
+from callsec_ari.core.masking import mask_phone
 from callsec_ari.core.ports import CallContext, CallHandle
-from callsec_ari.logs import call_logger, mask_phone
+from callsec_ari.logs import call_logger
 from callsec_ari.runtime.dispatcher import Dispatcher
 from callsec_ari.runtime.trace import BenchTrace
 

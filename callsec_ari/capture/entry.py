@@ -20,17 +20,23 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from callsec_ari.capture.fields import IIN_DIGITS, FieldKind, ValidationContext, spec_for
-from callsec_ari.capture.masking import (
-    MASK_CHAR,
-    MaskedResult,
-    SensitiveDigits,
-    mask_progress,
-    mask_result,
+from callsec_ari.capture.fields import (
+    IIN_DIGITS,
+    FieldKind,
+    ValidationContext,
+    card_brand,
+    spec_for,
 )
 from callsec_ari.capture.prompts import error_prompt
 from callsec_ari.core import commands as c
-from callsec_ari.core.digits import CollectorSpec, DigitCollector, Outcome, Result
+from callsec_ari.core.digits import (
+    CollectorSpec,
+    DigitCollector,
+    Outcome,
+    Result,
+    SensitiveDigits,
+)
+from callsec_ari.core.masking import MASK_CHAR, MaskedResult, mask_result
 
 TIMER = "capture-entry"
 CONFIRMABLE = frozenset({FieldKind.CARD_NUMBER, FieldKind.IBAN, FieldKind.NATIONAL_ID})
@@ -159,35 +165,35 @@ class FieldEntry:
                     self._publish("digit", count=result.count, dots=MASK_CHAR * result.count,
                                   brand=brand)]
         if result.outcome is Outcome.COMPLETE:
-            return self._complete(result.value)
+            return self._complete(result.digits)
         if result.outcome is Outcome.TIMEOUT:
             return self._failed_attempt("timeout")
         return []
 
     def _brand_so_far(self) -> str | None:
         # The collector holds the digits; the brand needs the IIN (first 6), nothing more.
-        digits = self.collector.peek_prefix(6)
-        return mask_progress(FieldKind.CARD_NUMBER, digits).brand
+        brand = card_brand(self.collector.peek_prefix(IIN_DIGITS))
+        return brand.value if brand else None
 
-    def _complete(self, value: str) -> list[c.Command]:
-        self.collector.wipe()
-        validation = spec_for(self.kind, self.context).validate(value, self.context)
+    def _complete(self, entered: SensitiveDigits) -> list[c.Command]:
+        """``entered`` is the collector's holder, now this entry's (kept or wiped here)."""
+        validation = spec_for(self.kind, self.context).validate(entered, self.context)
         if not validation.ok:
-            return self._failed_attempt(validation.reason_id or "invalid", length=len(value))
-        entered = SensitiveDigits(capacity=max(len(value), 1))
-        for ch in value:
-            entered.append(ch)
+            length = len(entered)
+            entered.wipe()
+            return self._failed_attempt(validation.reason_id or "invalid", length=length)
         if self.o.confirm_twice and self.kind in CONFIRMABLE:
             if self._first_entry is None:
                 self._first_entry = entered
                 return [c.CancelTimer(name=TIMER), *self._prompt()]
-            same = self._first_entry.reveal() == entered.reveal()
+            same = self._first_entry.same_as(entered)
             self._first_entry.wipe()
             self._first_entry = None
             if not same:
+                length = len(entered)
                 entered.wipe()
-                return self._failed_attempt("confirm_mismatch", length=len(value))
-        masked = mask_result(self.kind, value, validation, country=self.context.iban_country)
+                return self._failed_attempt("confirm_mismatch", length=length)
+        masked = mask_result(self.kind, entered, validation, country=self.context.iban_country)
         self.values[self.kind.value] = entered
         self.masked[self.kind.value] = masked
         if self.kind is FieldKind.CARD_NUMBER:

@@ -6,9 +6,10 @@ national ids on their kind), collects digits until ``#`` or ``max_digits``, then
 :meth:`FieldSpec.validate`. A :class:`Validation` carries a ``reason_id`` (a stable token such as
 ``luhn`` that prompts and the desk map to text) and never any of the digits.
 
-The check-digit algorithms are small and written out here (national ids in
+The check digits are python-stdnum's (Luhn, IBAN here; national ids in
 :mod:`~callsec_ari.capture.national_ids`, US bank numbers and postal formats in
-:mod:`~callsec_ari.capture.formats`); the unit tests compare them with python-stdnum.
+:mod:`~callsec_ari.capture.formats`), with callsec's stricter rules on top (IBAN check digits 00,
+01 and 99 are refused: ISO 13616 allows 02-98).
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
+from stdnum import iban, luhn
+
 from callsec_ari.capture.formats import (
     POSTAL_FORMATS,
     ROUTING_DIGITS,
@@ -24,6 +27,7 @@ from callsec_ari.capture.formats import (
     check_routing_number,
 )
 from callsec_ari.capture.national_ids import NATIONAL_ID_VALIDATORS
+from callsec_ari.core.digits import SensitiveDigits
 from callsec_ari.core.errors import InvalidInput
 
 
@@ -125,10 +129,13 @@ class FieldSpec:
     prompt: str
     check: FieldCheck = field(repr=False, compare=False)
 
-    def validate(self, digits: str, context: ValidationContext) -> Validation:
-        if not _all_digits(digits):
+    def validate(self, digits: SensitiveDigits | str, context: ValidationContext) -> Validation:
+        """Checks a holder's digits. python-stdnum works on ``str``: the checks see a copy
+        that lives for this call only (never kept, logged or returned)."""
+        text = digits.reveal() if isinstance(digits, SensitiveDigits) else digits
+        if not _all_digits(text):
             return Validation.failed(Reason.FORMAT)
-        return self.check(digits, context)
+        return self.check(text, context)
 
 
 def _all_digits(value: str) -> bool:
@@ -192,16 +199,6 @@ def card_brand(digits: str) -> CardBrand | None:
     return best.brand if best else None
 
 
-def luhn_ok(digits: str) -> bool:
-    total = 0
-    for index, char in enumerate(reversed(digits)):
-        value = ord(char) - 48
-        if index % 2:
-            value = value * 2 - 9 if value > 4 else value * 2
-        total += value
-    return total % 10 == 0
-
-
 def _check_card(digits: str, context: ValidationContext) -> Validation:
     if len(digits) < CARD_MIN_DIGITS:
         return Validation.failed(Reason.TOO_SHORT)
@@ -213,7 +210,7 @@ def _check_card(digits: str, context: ValidationContext) -> Validation:
     name = brand.value
     if len(digits) not in BRAND_LENGTHS[brand]:
         return Validation.failed(Reason.LENGTH_FOR_BRAND, name)
-    if not luhn_ok(digits):
+    if not luhn.is_valid(digits):
         return Validation.failed(Reason.LUHN, name)
     if name not in context.allowed_brands:
         return Validation.failed(Reason.BRAND_NOT_ACCEPTED, name)
@@ -286,13 +283,13 @@ IBAN_DIGITS: dict[str, int] = {
 }
 
 
-def _country_number(country: str) -> str:
-    return "".join(str(ord(letter) - 55) for letter in country)  # A=10 … Z=35
+#: Check digits ISO 13616 never issues (it allows 02-98), though they pass the mod-97 check.
+REFUSED_IBAN_CHECKS = frozenset({"00", "01", "99"})
 
 
 def iban_check_digits(country: str, bban: str) -> str:
     """The two ISO 13616 check digits for ``bban`` (used to make test and demo data)."""
-    return f"{98 - int(bban + _country_number(country) + '00') % 97:02d}"
+    return iban.calc_check_digits(country.upper() + "00" + bban)
 
 
 def _check_iban(digits: str, context: ValidationContext) -> Validation:
@@ -302,8 +299,8 @@ def _check_iban(digits: str, context: ValidationContext) -> Validation:
         return Validation.failed(Reason.COUNTRY_UNSUPPORTED)
     if len(digits) != expected:
         return Validation.failed(Reason.LENGTH)
-    check, bban = digits[:2], digits[2:]
-    if check in {"00", "01", "99"} or int(bban + _country_number(country) + check) % 97 != 1:
+    if digits[:2] in REFUSED_IBAN_CHECKS or not iban.is_valid(country + digits,
+                                                              check_country=False):
         return Validation.failed(Reason.CHECKSUM)
     return Validation.passed()
 
@@ -371,7 +368,8 @@ def spec_for(kind: FieldKind | str, context: ValidationContext) -> FieldSpec:
     return _spec(kind, validator.length, validator.length, _check_national_id)
 
 
-def validate(kind: FieldKind | str, digits: str, context: ValidationContext) -> Validation:
+def validate(kind: FieldKind | str, digits: SensitiveDigits | str,
+             context: ValidationContext) -> Validation:
     """Shorthand for ``spec_for(kind, context).validate(digits, context)``."""
     return spec_for(kind, context).validate(digits, context)
 

@@ -8,9 +8,10 @@ rule (the Federal Reserve district ranges) is checked here, as stdnum leaves it 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
-from stdnum.exceptions import InvalidChecksum, ValidationError
+from stdnum.exceptions import InvalidChecksum, InvalidLength, ValidationError
 from stdnum.us import rtn
 
 ROUTING_DIGITS = 9
@@ -30,10 +31,17 @@ def check_routing_number(digits: str) -> str | None:
         return "length"
     if int(digits[:2]) not in ROUTING_PREFIXES:
         return "format"
+    return stdnum_reason(rtn.validate, digits)
+
+
+def stdnum_reason(check: Callable[[str], object], digits: str) -> str | None:
+    """A python-stdnum ``validate`` as a reason id: ``checksum``, ``length``, ``format``."""
     try:
-        rtn.validate(digits)
+        check(digits)
     except InvalidChecksum:
         return "checksum"
+    except InvalidLength:
+        return "length"
     except ValidationError:
         return "format"
     return None

@@ -39,7 +39,6 @@ from callsec_ari.media.evidence import Evidence, sign_evidence, verify_evidence
 from callsec_ari.media.process import MediaWorker
 from callsec_ari.media.relay import FilterOptions, MediaRelay
 from callsec_ari.store.context import Store
-from callsec_ari.store.models import CaptureRow
 
 log = logging.getLogger(__name__)
 
@@ -173,7 +172,8 @@ class MediaFeature:
         evidence = final
         signed = sign_evidence(evidence, capture_id=capture_id, key=self._key)
         try:
-            await asyncio.to_thread(self._save, capture_id, call.call_id, signed)
+            await asyncio.to_thread(self.store.captures.set_media_evidence, capture_id,
+                                    call.call_id, signed)
         except CallsecError as exc:  # the capture goes on; its evidence is logged below
             call.log.warning("capture %s: media evidence not stored: %s", capture_id,
                              exc.error_id)
@@ -184,15 +184,6 @@ class MediaFeature:
                                     evidence.packets_dropped)))
         return [cp.MediaClosed(capture_id=capture_id, at=asyncio.get_running_loop().time(),
                                evidence=_flat(evidence))]
-
-    def _save(self, capture_id: str, call_id: str, signed: Mapping[str, object]) -> None:
-        with self.store.db.session() as s:
-            row = s.get(CaptureRow, capture_id)
-            if row is None:  # its start was not recorded (the database was down then)
-                row = CaptureRow(capture_id=capture_id, call_id=call_id, fields=[], masked={},
-                                 vault_refs={})
-                s.add(row)
-            row.media_evidence = dict(signed)
 
     def verify(self, signed: Mapping[str, Any]) -> bool:
         """True when ``signed`` (a stored ``media_evidence``) carries a valid signature."""

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from callsec_ari.capture.masking import SensitiveDigits
 from callsec_ari.core.commands import Command
+from callsec_ari.core.digits import SensitiveDigits
 from callsec_ari.core.events import Event
 
 #: Agent feature codes -> the fields they capture.

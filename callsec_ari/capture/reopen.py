@@ -10,17 +10,11 @@ no longer rebuild (409 ``capture_not_reopenable``).
 
 from __future__ import annotations
 
-from sqlalchemy import delete
-
-from callsec_ari.capture import protocol as cp
 from callsec_ari.capture.errors import CaptureNotFound
-from callsec_ari.capture.sinks import SinkResult
 from callsec_ari.capture.steering import CaptureSteering
 from callsec_ari.connect.flow import ConnectFlow, K
 from callsec_ari.core.errors import Conflict, InvalidInput
 from callsec_ari.core.ports import CallHandle
-from callsec_ari.store.context import Store
-from callsec_ari.store.models import CaptureRow, VaultItemRow, utcnow
 
 #: The sinks whose stored values are per field (a field can be replaced on its own).
 REOPENABLE_SINKS = frozenset({"vault"})
@@ -69,23 +63,3 @@ def check_reopenable(sink_name: str, capture_id: str) -> None:
     if sink_name not in REOPENABLE_SINKS:
         raise CaptureNotReopenable("only vault captures can be re-opened for a field", details={
             "capture_id": capture_id, "sink": sink_name})
-
-
-def replace_fields(store: Store, call_id: str, cmd: cp.StoreCapture, result: SinkResult,
-                   masked: dict[str, dict[str, object]]) -> None:
-    """The re-entered fields' new vault items replace the old ones (deleted) in the capture's
-    record, in one transaction with its audit entry."""
-    with store.db.session() as s:
-        row = s.get(CaptureRow, cmd.capture_id)
-        if row is None:
-            raise CaptureNotReopenable("the capture is not stored", details={
-                "capture_id": cmd.capture_id})
-        refs = {str(k): str(v) for k, v in dict(row.vault_refs or {}).items()}
-        old = [refs.pop(kind) for kind in cmd.replaces if kind in refs]
-        if old:
-            s.execute(delete(VaultItemRow).where(VaultItemRow.ref.in_(old)))
-        row.vault_refs = {**refs, **result.vault_refs}
-        row.masked, row.result, row.finished_at = masked, "captured", utcnow()
-        store.audit.append("system", "capture.field_replaced", cmd.capture_id, {
-            "call_id": call_id, "fields": list(cmd.replaces), "requested_by": cmd.requested_by,
-            "vaulted": sorted(result.vault_refs)}, session=s)

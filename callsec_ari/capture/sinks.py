@@ -19,7 +19,7 @@ and a 2xx answer ``{"token": "...", "brand": "visa", "last4": "1111"}`` (brand a
 optional). One attempt per capture: a payment is not replayed; ``Idempotency-Key`` carries the
 capture id for gateways that deduplicate.
 
-Each :class:`~callsec_ari.capture.masking.SensitiveDigits` holder is wiped as soon as its value
+Each :class:`~callsec_ari.core.digits.SensitiveDigits` holder is wiped as soon as its value
 was handed over (the card holders while the request body is built, before it is sent); the
 service wipes every holder again afterwards, errors included.
 """
@@ -42,8 +42,8 @@ import aiohttp
 
 from callsec_ari.capture.errors import GatewayFailed
 from callsec_ari.capture.fields import FieldKind, build_iban
-from callsec_ari.capture.masking import SensitiveDigits
 from callsec_ari.config import CaptureSettings
+from callsec_ari.core.digits import SensitiveDigits
 from callsec_ari.core.errors import ConfigError
 from callsec_ari.store.vault import Vault
 from callsec_ari.verification.delivery.http import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign

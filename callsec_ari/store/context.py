@@ -5,10 +5,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from callsec_ari.access.audit import AuditLog
 from callsec_ari.config import Settings
 from callsec_ari.store import custody
-from callsec_ari.store.audit import AuditLog
 from callsec_ari.store.blind import BlindIndex
+from callsec_ari.store.captures import CaptureStore
 from callsec_ari.store.crypto import Envelope, Keyring
 from callsec_ari.store.customers import CustomerStore
 from callsec_ari.store.db import Database, current_revision, head_revision, open_database
@@ -31,6 +32,7 @@ class Store:
     customers: CustomerStore
     vault: Vault
     records: Records
+    captures: CaptureStore
 
     def close(self) -> None:
         self.db.dispose()
@@ -43,7 +45,8 @@ def build_store(settings: Settings, db: Database, keyring: KeyRing | None = None
     audit = AuditLog(db, hmac_key=keyring.audit_key())
     return Store(settings=settings, db=db, keyring=keyring, keys=keys, blind=blind, audit=audit,
                  customers=CustomerStore(db, keys, blind, audit),
-                 vault=Vault(db, keys, audit), records=Records(db, keys))
+                 vault=Vault(db, keys, audit), records=Records(db, keys),
+                 captures=CaptureStore(db, audit))
 
 
 def require_head(db: Database) -> None:

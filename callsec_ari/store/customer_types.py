@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from callsec_ari.core.errors import CallsecError, InvalidInput
-from callsec_ari.logs import mask_phone
+from callsec_ari.core.masking import mask_phone
 from callsec_ari.store.blind import normalise_digits, normalise_phone
 
 LANGUAGES = ("en", "de")

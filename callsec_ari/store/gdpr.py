@@ -23,6 +23,7 @@ from sqlalchemy import delete, exists, select, text, update
 from sqlalchemy.orm import Session
 
 from callsec_ari.core.errors import NotFound
+from callsec_ari.core.masking import mask_stored
 from callsec_ari.store.context import Store
 from callsec_ari.store.db import rowcount
 from callsec_ari.store.errors import DecryptionFailed
@@ -36,7 +37,6 @@ from callsec_ari.store.models import (
     VerificationRow,
     utcnow,
 )
-from callsec_ari.store.vault import mask
 from callsec_ari.store.vcard import to_vcard
 
 log = logging.getLogger(__name__)
@@ -76,7 +76,7 @@ class Gdpr:
                     "updated_at": customer.updated_at.isoformat(),
                 },
                 "verifications": st.records.verifications_for(s, ref),
-                "captures": st.records.captures_for(s, ref),
+                "captures": st.captures.for_customer(s, ref),
                 "vault_items": self._vault_items(s, ref),
                 "audit": [{"seq": e.seq, "ts": e.ts.isoformat(), "action": e.action,
                            "actor": e.actor} for e in st.audit.for_target(ref, session=s)],
@@ -91,7 +91,7 @@ class Gdpr:
                              .order_by(VaultItemRow.created_at)):
             try:
                 key = self.store.keys.load(s, row.key_id)
-                masked = None if row.value_enc is None else mask(row.kind, key.decrypt_text(
+                masked = None if row.value_enc is None else mask_stored(row.kind, key.decrypt_text(
                     row.value_enc, table="vault_items", column="value", row_id=row.ref))
             except DecryptionFailed:
                 masked = None

@@ -1,33 +1,28 @@
-"""Per-call records: verification attempts (caller number encrypted) and capture metadata
-(masked summary only: brand, last 4, lengths; values live in the vault)."""
+"""Per-call records of verification attempts (caller number encrypted); capture rows are
+:mod:`callsec_ari.store.captures`'."""
 
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from callsec_ari.core.errors import InvalidInput, NotFound
-from callsec_ari.logs import mask_phone
+from callsec_ari.core.errors import NotFound
+from callsec_ari.core.masking import mask_phone
 from callsec_ari.store.crypto import DataKey
 from callsec_ari.store.db import Database
 from callsec_ari.store.errors import DecryptionFailed
 from callsec_ari.store.keys import DataKeys
-from callsec_ari.store.models import CaptureRow, VerificationRow, as_utc, utcnow
+from callsec_ari.store.models import VerificationRow, as_utc, utcnow
 
 T = "verifications"
-#: ``sealed``: the envelope sealed to the merchant's public key (``sink = sealed``): ciphertext
-#: that nothing on callsec's side can open.
-#: ``status``: ``cancelled`` | ``skipped`` for a field dropped from the capture (#18).
-_MASKED_KEYS = ("brand", "last4", "length", "lengths", "valid", "country", "attempts", "kind",
-                "sealed", "status")
 
 
-def _iso(value: Any) -> str | None:
+def iso(value: Any) -> str | None:
     return None if value is None else as_utc(value).isoformat()
 
 
@@ -116,28 +111,6 @@ class Records:
                     audit(s, row.id)
             return [row.id for row in rows]
 
-    def save_capture(self, capture_id: str, call_id: str, *, fields: Sequence[str],
-                     customer_ref: str | None = None, result: str | None = None,
-                     masked: Mapping[str, Any] | None = None,
-                     vault_refs: Mapping[str, str] | None = None,
-                     gateway_token: str | None = None, finished: bool = False) -> None:
-        """Insert or update a capture's metadata. ``masked`` may hold only brand, last 4,
-        lengths and validity flags (per field); anything else is refused."""
-        summary = {str(k): dict(v) for k, v in (masked or {}).items()}
-        for per_field in summary.values():
-            if set(per_field) - set(_MASKED_KEYS):
-                raise InvalidInput("masked capture summaries hold brand/last4/lengths only")
-        with self.db.session() as s:
-            row = s.get(CaptureRow, capture_id)
-            if row is None:
-                row = CaptureRow(capture_id=capture_id, call_id=call_id)
-                s.add(row)
-            row.customer_ref, row.fields, row.result = customer_ref, list(fields), result
-            row.masked, row.vault_refs = summary, dict(vault_refs or {})
-            row.gateway_token = gateway_token
-            if finished:
-                row.finished_at = utcnow()
-
     def verifications_for(self, s: Session, customer_ref: str) -> list[dict[str, Any]]:
         out = []
         for row in s.scalars(select(VerificationRow).where(
@@ -151,17 +124,9 @@ class Records:
                     caller = None
             out.append({"id": row.id, "call_id": row.call_id, "method": row.method,
                         "result": row.result, "attempts": row.attempts, "sends": row.sends,
-                        "started_at": _iso(row.started_at), "finished_at": _iso(row.finished_at),
+                        "started_at": iso(row.started_at), "finished_at": iso(row.finished_at),
                         "caller_number": caller, "caller_masked": mask_phone(caller)})
         return out
-
-    @staticmethod
-    def captures_for(s: Session, customer_ref: str) -> list[dict[str, Any]]:
-        return [{"capture_id": r.capture_id, "call_id": r.call_id, "fields": r.fields,
-                 "result": r.result, "masked": r.masked, "vault_refs": r.vault_refs,
-                 "created_at": _iso(r.created_at), "finished_at": _iso(r.finished_at)}
-                for r in s.scalars(select(CaptureRow).where(CaptureRow.customer_ref == customer_ref)
-                                   .order_by(CaptureRow.created_at))]
 
     def failure_times(self, customer_ref: str, since: datetime,
                       results: Sequence[str] = ("failed", "locked")) -> list[float]:

@@ -14,9 +14,9 @@ from typing import Any
 
 from sqlalchemy import Row, bindparam, insert, select
 
+from callsec_ari.access.audit import AuditLog
 from callsec_ari.core.errors import Forbidden, InvalidInput, NotFound
-from callsec_ari.logs import mask_digits
-from callsec_ari.store.audit import AuditLog
+from callsec_ari.core.masking import mask_stored
 from callsec_ari.store.crypto import DataKey
 from callsec_ari.store.customers import new_ref
 from callsec_ari.store.db import Database, Executor
@@ -35,22 +35,6 @@ _BY_REF = select(VAULT.c.ref, VAULT.c.kind, VAULT.c.key_id, VAULT.c.value_enc).w
     VAULT.c.ref == bindparam("ref"))
 _INSERT = insert(VAULT)
 MAX_VALUE = 64
-
-
-def mask(kind: str, value: str) -> str:
-    """What a screen may show of a vaulted value."""
-    compact = "".join(ch for ch in value if not ch.isspace())
-    if kind == "card_number":
-        return "•••• " + compact[-4:]
-    if kind == "iban":
-        return f"{compact[:2].upper()}•• •••• {compact[-4:]}"
-    if kind == "expiry":
-        return "••/••"
-    if kind == "national_id":
-        return mask_digits(compact)
-    if kind == "routing_number" or (kind == "account_number" and len(compact) >= 8):
-        return "•••• " + compact[-4:]
-    return f"<{len(compact)} characters>"
 
 
 class Vault:
@@ -132,4 +116,4 @@ class Vault:
     def masked(self, ref: str) -> str:
         with self.db.read() as conn:
             row = self._row(conn, ref)
-            return mask(row.kind, self._decrypt(conn, row))
+            return mask_stored(row.kind, self._decrypt(conn, row))

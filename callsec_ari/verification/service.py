@@ -29,8 +29,8 @@ from sqlalchemy.orm import Session
 from callsec_ari.config import Settings
 from callsec_ari.core.errors import CallsecError, InvalidInput, Unavailable
 from callsec_ari.core.events import Event
+from callsec_ari.core.masking import last_digits
 from callsec_ari.core.ports import CallHandle, ServiceRegistry
-from callsec_ari.logs import last_digits
 from callsec_ari.store.abuse import Bucket
 from callsec_ari.store.context import Store
 from callsec_ari.store.customers import Customer

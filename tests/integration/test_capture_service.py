@@ -24,11 +24,11 @@ from callsec_ari.capture.errors import (
     CaptureRunning,
     RecordingMuteFailed,
 )
-from callsec_ari.capture.masking import SensitiveDigits
 from callsec_ari.capture.service import CaptureFeature
 from callsec_ari.capture.sinks import VaultSink
 from callsec_ari.config import load_settings
 from callsec_ari.connect.flow import ConnectFlow, K
+from callsec_ari.core.digits import SensitiveDigits
 from callsec_ari.core.errors import Forbidden, InvalidInput
 from callsec_ari.core.events import CallStarted
 from callsec_ari.core.ports import CallContext, CallHandle

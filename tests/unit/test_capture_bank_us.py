@@ -9,11 +9,17 @@ from hypothesis import given
 from hypothesis import strategies as st
 from stdnum.us import rtn
 
-from callsec_ari.capture import FieldKind, ValidationContext, parse_fields, spec_for, validate
+from callsec_ari.capture.fields import (
+    FieldKind,
+    ValidationContext,
+    parse_fields,
+    spec_for,
+    validate,
+)
 from callsec_ari.capture.formats import ROUTING_PREFIXES
-from callsec_ari.capture.masking import mask_result
 from callsec_ari.capture.prompts import error_prompt
-from callsec_ari.store.vault import mask as vault_mask
+from callsec_ari.core.masking import mask_result
+from callsec_ari.core.masking import mask_stored as vault_mask
 
 CTX = ValidationContext(year=2026, month=5)
 US = ValidationContext(year=2026, month=5, postal_code_format="us")

@@ -17,21 +17,20 @@ from stdnum.iso7064 import mod_11_10 as std_mod_11_10
 from stdnum.nl import bsn as std_bsn
 from stdnum.us import ssn as std_ssn
 
-from callsec_ari.capture import (
+from callsec_ari.capture.fields import (
     BRAND_LENGTHS,
     IBAN_DIGITS,
-    NATIONAL_ID_VALIDATORS,
     CardBrand,
     FieldKind,
     ValidationContext,
     build_iban,
     card_brand,
     iban_check_digits,
-    luhn_ok,
     parse_fields,
     spec_for,
     validate,
 )
+from callsec_ari.capture.national_ids import NATIONAL_ID_VALIDATORS
 from callsec_ari.core.errors import InvalidInput
 
 CTX = ValidationContext(year=2026, month=5)
@@ -98,9 +97,22 @@ def test_a_single_mistyped_digit_fails_luhn(card: tuple[CardBrand, str], where: 
     assert result.reason_id in {"luhn", "unknown_brand", "length_for_brand"}
 
 
-@given(digit_strings(1, 30))
-def test_luhn_agrees_with_stdnum(digits: str) -> None:
-    assert luhn_ok(digits) == std_luhn.is_valid(digits)
+def _hand_luhn(digits: str) -> bool:
+    """The hand-written check callsec had before it used python-stdnum (the oracle)."""
+    total = 0
+    for index, char in enumerate(reversed(digits)):
+        value = int(char) * (2 if index % 2 else 1)
+        total += value - 9 if value > 9 else value
+    return total % 10 == 0
+
+
+@given(st.sampled_from([p for _, p in BRAND_PREFIXES]), digit_strings(8, 18))
+def test_card_check_is_the_hand_written_luhn_on_top_of_the_brand_rules(
+        prefix: str, rest: str) -> None:
+    pan = (prefix + rest)[:19]
+    result = validate("card_number", pan, CTX)
+    if result.reason_id in (None, "luhn"):
+        assert result.ok == _hand_luhn(pan)
 
 
 @given(digit_strings(0, 30))
@@ -255,6 +267,17 @@ def test_iban_checksum_agrees_with_stdnum(country: str, data: st.DataObject) -> 
     assert ours.ok == (theirs and digits[:2] not in {"00", "01", "99"})
 
 
+@given(st.sampled_from(sorted(IBAN_DIGITS)), st.data())
+def test_iban_is_stdnum_mod_97_with_check_digits_02_to_98_only(
+        country: str, data: st.DataObject) -> None:
+    size = IBAN_DIGITS[country]
+    digits = data.draw(st.one_of(digit_strings(size, size), st.sampled_from(
+        ["00", "01", "99"]).map(lambda check: check + "0" * (size - 2))))
+    ours = validate("iban", digits, ValidationContext(year=2026, month=5, iban_country=country))
+    number = digits[2:] + str(int("".join(str(ord(c) - 55) for c in country))) + digits[:2]
+    assert ours.ok == (int(number) % 97 == 1 and 2 <= int(digits[:2]) <= 98)
+
+
 def test_check_digits_01_and_99_are_refused_although_mod_97_holds() -> None:
     bbans = (f"{n:018d}" for n in range(10_000))
     for wanted, alias in (("98", "01"), ("02", "99")):
@@ -313,6 +336,26 @@ def test_steuer_id_with_a_correct_check_digit_matches_stdnum(head: str) -> None:
 @given(digit_strings(11, 11))
 def test_steuer_id_accepts_nothing_stdnum_refuses(number: str) -> None:
     if validate("national_id", number, id_ctx("de_steuer_id")).ok:
+        assert std_idnr.is_valid(number)
+
+
+def _hand_steuer_id(digits: str) -> str | None:
+    """callsec's hand-written IdNr check before python-stdnum (the oracle for reason ids)."""
+    head = digits[:10]
+    repeated = [n for n in (head.count(d) for d in set(head)) if n > 1]
+    if head[0] == "0" or len(repeated) != 1 or repeated[0] not in (2, 3) \
+            or any(head[i] == head[i + 1] == head[i + 2] for i in range(8)):
+        return "format"
+    return None if std_mod_11_10.is_valid(digits) else "checksum"
+
+
+@given(st.one_of(digit_strings(11, 11), steuer_id_heads().map(
+    lambda head: head + std_mod_11_10.calc_check_digit(head))))
+def test_steuer_id_reasons_are_those_of_the_hand_written_check(number: str) -> None:
+    """stdnum plus the three-in-a-row rule answers as the old code did, reason ids included."""
+    reason = validate("national_id", number, id_ctx("de_steuer_id")).reason_id
+    assert reason == _hand_steuer_id(number)
+    if reason is None:
         assert std_idnr.is_valid(number)
 
 

@@ -11,17 +11,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 from stdnum import luhn as std_luhn
 
-from callsec_ari.capture import (
-    FieldKind,
-    MaskedProgress,
-    MaskedResult,
-    SensitiveDigits,
-    ValidationContext,
-    iban_check_digits,
-    mask_progress,
-    mask_result,
-    validate,
-)
+from callsec_ari.capture.fields import FieldKind, ValidationContext, iban_check_digits, validate
+from callsec_ari.core.digits import SensitiveDigits
+from callsec_ari.core.masking import MaskedResult, mask_result
 
 CTX = ValidationContext(year=2026, month=5)
 DIGIT_RUN = re.compile(r"\d+")
@@ -46,7 +38,7 @@ def keyed_values(draw: st.DrawFn) -> tuple[FieldKind, str]:
     return kind, draw(digit_strings(0, 24))
 
 
-def rendered(masked: MaskedProgress | MaskedResult) -> list[str]:
+def rendered(masked: MaskedResult) -> list[str]:
     return [str(masked), repr(masked), str(masked.to_json())]
 
 
@@ -70,10 +62,8 @@ def test_masked_output_shows_no_digits_beyond_the_count_and_the_permitted_tail(
     kind, digits = value
     validation = validate(kind, digits, CTX)
     result = mask_result(kind, digits, validation, country="DE")
-    for masked in (mask_progress(kind, digits), result):
-        shown = allowed_runs(kind, digits, result if masked is result else None)
-        for text in rendered(masked):
-            assert set(DIGIT_RUN.findall(text)) <= shown, text
+    for text in rendered(result):
+        assert set(DIGIT_RUN.findall(text)) <= allowed_runs(kind, digits, result), text
 
 
 @given(keyed_values())
@@ -85,16 +75,6 @@ def test_at_most_four_digits_of_a_card_and_two_of_an_iban_are_ever_shown(
              FieldKind.ACCOUNT_NUMBER: 4 if len(digits) >= 8 else 0}.get(kind, 0)
     assert len(result.last_digits) <= limit
     assert result.last_digits == (digits[-limit:] if result.last_digits else "")
-
-
-def test_progress_shows_dots_and_the_brand_only_from_six_card_digits() -> None:
-    five = mask_progress("card_number", "41111")
-    six = mask_progress("card_number", "411111")
-    assert (five.count, five.dots, five.brand) == (5, "•••••", None)
-    assert (six.count, six.brand) == (6, "visa")
-    assert str(six) == "card_number: •••••• (6 digits, visa)"
-    assert mask_progress("cvv", "411111").brand is None
-    assert mask_progress("card_number", "").dots == ""
 
 
 def test_valid_card_result_shows_brand_and_last_four() -> None:
@@ -148,7 +128,6 @@ def test_holder_reveals_what_was_keyed_and_prints_only_the_count(digits: str) ->
 def test_masking_a_holder_equals_masking_its_digits(digits: str, kind: FieldKind) -> None:
     holder = holder_of(digits)
     validation = validate(kind, digits, CTX)
-    assert mask_progress(kind, holder) == mask_progress(kind, digits)
     assert mask_result(kind, holder, validation) == mask_result(kind, digits, validation)
 
 
@@ -200,9 +179,19 @@ def test_holder_cannot_be_pickled_or_copied() -> None:
         copy.copy(holder)
 
 
-def test_holder_tail_and_brand_hint_show_no_more_than_masking_allows() -> None:
+def test_holder_prefix_and_tail_show_no_more_than_masking_allows() -> None:
     holder = holder_of("378282246310005")
-    assert holder.tail(4) == "0005" and holder.brand_hint() == "amex"
+    assert holder.tail(4) == "0005" and holder.prefix(6) == "378282"
     with pytest.raises(ValueError):
         holder.tail(5)
-    assert holder_of("37828").brand_hint() is None
+    with pytest.raises(ValueError):
+        holder.prefix(7)
+
+
+def test_holder_view_is_read_only_and_same_as_compares_without_a_copy() -> None:
+    holder = holder_of("4111")
+    view = holder.view()
+    assert view.readonly and bytes(view) == b"4111"
+    with pytest.raises(TypeError):
+        view[0] = 0  # type: ignore[index]
+    assert holder.same_as(holder_of("4111")) and not holder.same_as(holder_of("4112"))

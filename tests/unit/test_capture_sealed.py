@@ -22,9 +22,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa, x25519
 from cryptography.x509.oid import NameOID
 
-from callsec_ari.capture.masking import SensitiveDigits
 from callsec_ari.capture.sealed import OnceStore, SealedSink, load_sealing_key
 from callsec_ari.capture.sinks import CaptureValues
+from callsec_ari.core.digits import SensitiveDigits
 from callsec_ari.core.errors import ConfigError
 from tests.unit.test_check_config_cli import check_config
 

@@ -18,7 +18,7 @@ def test_hash_submits_exactly_the_digits_typed(digits: str) -> None:
     collector = DigitCollector(CollectorSpec(max_digits=19))
     results = feed_all(collector, digits + "#")
     assert results[-1].outcome is Outcome.COMPLETE
-    assert results[-1].value == digits
+    assert results[-1].digits.reveal() == digits
     assert all(r.outcome is Outcome.PROGRESS for r in results[:-1])
 
 
@@ -29,7 +29,7 @@ def test_star_discards_everything_typed_before_it(first: str, second: str) -> No
     # the collector is done; its result was the second entry only
     collector2 = DigitCollector(CollectorSpec(max_digits=19))
     results = feed_all(collector2, first + "*" + second + "#")
-    assert results[-1].value == second
+    assert results[-1].digits.reveal() == second
 
 
 @given(st.lists(st.sampled_from("0123456789*#ABCD"), max_size=60))
@@ -67,7 +67,7 @@ def test_timeout_with_enough_digits_submits_them() -> None:
     collector = DigitCollector(CollectorSpec(min_digits=2))
     feed_all(collector, "12")
     result = collector.expire()
-    assert result.outcome is Outcome.COMPLETE and result.value == "12"
+    assert result.outcome is Outcome.COMPLETE and result.digits.reveal() == "12"
 
 
 def test_timeout_without_enough_digits_is_a_timeout() -> None:
@@ -79,13 +79,13 @@ def test_timeout_without_enough_digits_is_a_timeout() -> None:
 def test_auto_complete_at_fixed_length() -> None:
     collector = DigitCollector(CollectorSpec(max_digits=4, auto_complete=True))
     results = feed_all(collector, "1225")
-    assert results[-1].outcome is Outcome.COMPLETE and results[-1].value == "1225"
+    assert results[-1].outcome is Outcome.COMPLETE and results[-1].digits.reveal() == "1225"
 
 
 def test_one_digit_too_many_completes_for_validation() -> None:
     collector = DigitCollector(CollectorSpec(max_digits=3))
     results = feed_all(collector, "1234")
-    assert results[-1].outcome is Outcome.COMPLETE and len(results[-1].value) == 4
+    assert results[-1].outcome is Outcome.COMPLETE and len(results[-1].digits) == 4
 
 
 def test_special_key_is_reported_not_collected() -> None:

@@ -11,7 +11,6 @@ from callsec_ari.verification.delivery.base import (
     LatencyStats,
     OutgoingMessage,
     Reason,
-    mask_recipient,
 )
 from callsec_ari.verification.delivery.factory import Deliveries, build_deliveries
 from callsec_ari.verification.delivery.retry import RetryPolicy, send_with_retry
@@ -29,6 +28,5 @@ __all__ = [
     "Reason",
     "RetryPolicy",
     "build_deliveries",
-    "mask_recipient",
     "send_with_retry",
 ]

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Literal, Protocol, runtime_checkable
 
 from callsec_ari.core.errors import CallsecError, InvalidInput
-from callsec_ari.logs import mask_phone
+from callsec_ari.core.masking import mask_recipient
 
 Kind = Literal["sms", "email"]
 Reason = Literal["timeout", "refused", "http_status", "garbage", "auth", "budget"]
@@ -23,13 +23,6 @@ REASONS: tuple[Reason, ...] = ("timeout", "refused", "http_status", "garbage", "
 
 _E164 = re.compile(r"^\+[1-9]\d{6,14}$")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
-
-
-def mask_recipient(to: str) -> str:
-    """A recipient fit for a log line: ``+49…78`` for a number, ``<e-mail @example.org>``."""
-    if "@" in to:
-        return f"<e-mail @{to.rsplit('@', 1)[1]}>"
-    return mask_phone(to)
 
 
 @dataclass(frozen=True, kw_only=True, repr=False)

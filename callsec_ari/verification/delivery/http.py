@@ -23,12 +23,12 @@ from collections.abc import Callable
 import aiohttp
 
 from callsec_ari.config import Secret
+from callsec_ari.core.masking import mask_recipient
 from callsec_ari.verification.delivery import _web
 from callsec_ari.verification.delivery.base import (
     DeliveryReceipt,
     LatencyStats,
     OutgoingMessage,
-    mask_recipient,
 )
 from callsec_ari.verification.delivery.retry import RetryPolicy, send_with_retry
 

@@ -24,12 +24,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from callsec_ari.core.masking import mask_recipient
 from callsec_ari.verification.delivery.base import (
     DeliveryFailed,
     DeliveryReceipt,
     LatencyStats,
     OutgoingMessage,
-    mask_recipient,
 )
 
 logger = logging.getLogger(__name__)

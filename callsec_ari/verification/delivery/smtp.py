@@ -20,12 +20,12 @@ from email.utils import formatdate, make_msgid
 from pathlib import Path
 
 from callsec_ari.config import Secret
+from callsec_ari.core.masking import mask_recipient
 from callsec_ari.verification.delivery.base import (
     DeliveryFailed,
     DeliveryReceipt,
     LatencyStats,
     OutgoingMessage,
-    mask_recipient,
 )
 from callsec_ari.verification.delivery.retry import RetryPolicy, send_with_retry
 

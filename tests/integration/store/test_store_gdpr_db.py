@@ -32,7 +32,7 @@ def history(store: Store, ref: str) -> tuple[str, str]:
     store.records.finish_verification(vid, result="verified", attempts=1, sends=1)
     vault_ref = store.vault.put("card_number", "4111111111111111", customer_ref=ref,
                                 call_id="call-77")
-    store.records.save_capture("cap-1", "call-77", customer_ref=ref,
+    store.captures.save("cap-1", "call-77", customer_ref=ref,
                                fields=["card_number", "expiry", "cvv"], result="captured",
                                masked={"card_number": {"brand": "visa", "last4": "1111",
                                                        "length": 16}},
@@ -107,7 +107,7 @@ def test_purge_deletes_what_is_past_retention_and_keeps_the_chain(store: Store) 
                                      customer_ref=c.ref)
     store.records.start_verification("call-anon", caller_number="+491701234567")
     store.vault.put("card_number", "4111111111111111", call_id="call-old")
-    store.records.save_capture("cap-old", "call-old", fields=["card_number"])
+    store.captures.save("cap-old", "call-old", fields=["card_number"])
     long_ago = utcnow() - timedelta(days=400)
     with store.db.session() as s:
         s.execute(update(VerificationRow).where(VerificationRow.call_id.in_(
