@@ -29,7 +29,7 @@ from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any
 
-from callsec_ari.core.errors import CallsecError
+from callsec_ari.core.errors import CallsecError, ErrorId
 
 #: The formats setup.py converts every prompt into (Asterisk plays them without transcoding).
 PROMPT_FORMATS = ("ulaw", "alaw", "g722", "sln16")
@@ -39,13 +39,13 @@ DIGITS_MARKER = ".callsec"
 class AssetsMissing(CallsecError):
     """This installation has no packaged assets (a source checkout, not a built wheel)."""
 
-    error_id = "assets_missing"
+    error_id = ErrorId.ASSETS_MISSING
 
 
 class AssetTargetInvalid(CallsecError):
     """A target directory named on the command line does not exist."""
 
-    error_id = "asset_target_invalid"
+    error_id = ErrorId.ASSET_TARGET_INVALID
 
 
 def data_root() -> Traversable:

@@ -19,7 +19,7 @@ from types import MappingProxyType
 from typing import ClassVar
 from urllib.parse import parse_qsl, urlsplit
 
-from callsec_ari.core.errors import CallsecError
+from callsec_ari.core.errors import CallsecError, ErrorId
 
 #: Asterisk reads a command into a buffer of this size (``AGI_BUF_LEN``), newline included.
 MAX_COMMAND_BYTES = 2047
@@ -33,33 +33,33 @@ ALL_DTMF_KEYS = "0123456789*#ABCD"
 # --- errors -------------------------------------------------------------------------------
 
 class AgiError(CallsecError):
-    error_id = "agi_error"
+    error_id = ErrorId.AGI_ERROR
     status = 502
 
 
 class AgiProtocolError(AgiError):
     """The peer sent something that is not FastAGI (or the stream is out of step)."""
 
-    error_id = "agi_protocol_error"
+    error_id = ErrorId.AGI_PROTOCOL_ERROR
 
 
 class AgiDisconnected(AgiError):
     """The connection closed before the header block was complete."""
 
-    error_id = "agi_disconnected"
+    error_id = ErrorId.AGI_DISCONNECTED
 
 
 class AgiArgumentError(AgiError):
     """An argument AGI cannot carry (a newline, a NUL) or a command that is too long."""
 
-    error_id = "agi_invalid_argument"
+    error_id = ErrorId.AGI_INVALID_ARGUMENT
     status = 422
 
 
 class AgiCommandError(AgiError):
     """Asterisk refused or failed a command (``510``, ``520``, ``result=-1``...)."""
 
-    error_id = "agi_command_failed"
+    error_id = ErrorId.AGI_COMMAND_FAILED
 
     def __init__(self, message: str, *, code: int = 0, usage: tuple[str, ...] = ()) -> None:
         super().__init__(message, details={"code": code})
@@ -70,7 +70,7 @@ class AgiCommandError(AgiError):
 class AgiHangup(AgiError):
     """The channel hung up (``HANGUP`` line, ``511`` dead channel, ``result=-1``, EOF)."""
 
-    error_id = "agi_hangup"
+    error_id = ErrorId.AGI_HANGUP
     status = 410
 
 

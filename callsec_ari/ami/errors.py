@@ -7,7 +7,7 @@ Asterisk's ``Message:`` header, passed through :func:`callsec_ari.logs.redact_te
 
 from __future__ import annotations
 
-from callsec_ari.core.errors import CallsecError
+from callsec_ari.core.errors import CallsecError, ErrorId
 from callsec_ari.logs import redact_text
 
 __all__ = [
@@ -26,7 +26,7 @@ _MAX_AMI_MESSAGE = 200
 class AmiError(CallsecError):
     """Asterisk's manager interface refused or failed a request."""
 
-    error_id = "ami_error"
+    error_id = ErrorId.AMI_ERROR
     status = 502
 
     def __init__(self, message: str = "", *, server: str | None = None,
@@ -42,40 +42,40 @@ class AmiError(CallsecError):
 class AmiConnectionError(AmiError):
     """No connection: refused, timed out, lost, or not connected yet."""
 
-    error_id = "ami_unreachable"
+    error_id = ErrorId.AMI_UNREACHABLE
     status = 503
 
 
 class AmiAuthError(AmiError):
     """Asterisk refused the ``[ami] username`` / ``password`` (or the ``permit`` ACL)."""
 
-    error_id = "ami_auth_failed"
+    error_id = ErrorId.AMI_AUTH_FAILED
     status = 503
 
 
 class AmiActionError(AmiError):
     """An action answered ``Response: Error``."""
 
-    error_id = "ami_action_failed"
+    error_id = ErrorId.AMI_ACTION_FAILED
 
 
 class AmiPermissionError(AmiActionError):
     """The AMI user lacks the write class the action needs (``Permission denied``)."""
 
-    error_id = "ami_permission_denied"
+    error_id = ErrorId.AMI_PERMISSION_DENIED
 
 
 class AmiNoSuchChannel(AmiActionError):
     """The channel named in the action does not exist (any more)."""
 
-    error_id = "ami_no_such_channel"
+    error_id = ErrorId.AMI_NO_SUCH_CHANNEL
     status = 404
 
 
 class AmiConfigNotFound(AmiActionError):
     """``GetConfig`` of a file Asterisk's config dir does not hold."""
 
-    error_id = "ami_config_not_found"
+    error_id = ErrorId.AMI_CONFIG_NOT_FOUND
     status = 404
 
 

@@ -12,7 +12,7 @@ it (502: a backend misbehaved; 503 when it cannot be reached at all).
 
 from __future__ import annotations
 
-from callsec_ari.core.errors import CallsecError
+from callsec_ari.core.errors import CallsecError, ErrorId
 from callsec_ari.logs import redact_text
 
 __all__ = [
@@ -34,7 +34,7 @@ _MAX_ARI_MESSAGE = 200
 class AriError(CallsecError):
     """Asterisk's REST interface refused or failed a request."""
 
-    error_id = "ari_error"
+    error_id = ErrorId.ARI_ERROR
     status = 502
 
     def __init__(
@@ -84,43 +84,43 @@ def _describe(
 class AriBadRequest(AriError):
     """400: a parameter was missing or invalid."""
 
-    error_id = "ari_bad_request"
+    error_id = ErrorId.ARI_BAD_REQUEST
 
 
 class AriAuthError(AriError):
     """401/403: wrong ARI user or password (or a read-only user). Never retried."""
 
-    error_id = "ari_auth_failed"
+    error_id = ErrorId.ARI_AUTH_FAILED
 
 
 class AriNotFound(AriError):
     """404: the channel, bridge, playback or recording is gone (usually: the caller hung up)."""
 
-    error_id = "ari_not_found"
+    error_id = ErrorId.ARI_NOT_FOUND
 
 
 class AriConflict(AriError):
     """409 (e.g. channel not in a Stasis application) or 412 (channel in the wrong state)."""
 
-    error_id = "ari_conflict"
+    error_id = ErrorId.ARI_CONFLICT
 
 
 class AriUnprocessable(AriError):
     """422: the request referenced something that does not fit (e.g. channel not in bridge)."""
 
-    error_id = "ari_unprocessable"
+    error_id = ErrorId.ARI_UNPROCESSABLE
 
 
 class AriServerError(AriError):
     """5xx: Asterisk failed internally."""
 
-    error_id = "ari_server_error"
+    error_id = ErrorId.ARI_SERVER_ERROR
 
 
 class AriConnectionError(AriError):
     """Asterisk could not be reached: connection refused, timeout, websocket dropped."""
 
-    error_id = "ari_unavailable"
+    error_id = ErrorId.ARI_UNAVAILABLE
     status = 503
 
 
@@ -128,7 +128,7 @@ class AriProtocolError(AriError):
     """Asterisk sent something that is not ARI: a frame without ``type``, a non-object JSON
     value, an event without the object its type requires, a non-JSON REST body."""
 
-    error_id = "ari_protocol_error"
+    error_id = ErrorId.ARI_PROTOCOL_ERROR
 
 
 _BY_STATUS: dict[int, type[AriError]] = {

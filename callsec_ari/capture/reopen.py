@@ -13,7 +13,7 @@ from __future__ import annotations
 from callsec_ari.capture.errors import CaptureNotFound
 from callsec_ari.capture.steering import CaptureSteering
 from callsec_ari.connect.flow import ConnectFlow, K
-from callsec_ari.core.errors import Conflict, InvalidInput
+from callsec_ari.core.errors import Conflict, ErrorId, InvalidInput
 from callsec_ari.core.ports import CallHandle
 
 #: The sinks whose stored values are per field (a field can be replaced on its own).
@@ -23,7 +23,7 @@ REOPENABLE_SINKS = frozenset({"vault"})
 class CaptureNotReopenable(Conflict):
     """The finished capture cannot take one field again (its sink stores the card whole)."""
 
-    error_id = "capture_not_reopenable"
+    error_id = ErrorId.CAPTURE_NOT_REOPENABLE
 
 
 def finished_capture(call: CallHandle, capture_id: str) -> CaptureSteering | None:

@@ -75,6 +75,8 @@ class ErrorId(StrEnum):
     MFA_FAILED = "mfa_failed"
     MFA_REQUIRED = "mfa_required"
     NOT_FOUND = "not_found"
+    NODE_REQUEST_REFUSED = "node_request_refused"
+    NODE_UNAVAILABLE = "node_unavailable"
     RATE_LIMITED = "rate_limited"
     RECORDING_MUTE_FAILED = "recording_mute_failed"
     RTP_MALFORMED = "rtp_malformed"

@@ -26,7 +26,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from callsec_ari.core.errors import Unavailable
+from callsec_ari.core.errors import ErrorId, Unavailable
 from callsec_ari.media import ipc
 from callsec_ari.media.evidence import Evidence
 from callsec_ari.media.relay import Address, BoundPorts, FilterOptions, RelayClosed
@@ -38,13 +38,13 @@ _ROOT = str(Path(__file__).resolve().parents[2])  # where ``callsec_ari`` is imp
 class MediaWorkerLost(Unavailable):
     """The media worker process died or did not answer; its relays are gone."""
 
-    error_id = "media_worker_lost"
+    error_id = ErrorId.MEDIA_WORKER_LOST
 
 
 class RelayOpenFailed(Unavailable):
     """The worker could not bind the relay's sockets (``details["reason"]``: why)."""
 
-    error_id = "media_relay_open_failed"
+    error_id = ErrorId.MEDIA_RELAY_OPEN_FAILED
 
 
 class ProcessRelay(BoundPorts):

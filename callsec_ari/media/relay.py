@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Literal
 
-from callsec_ari.core.errors import Conflict
+from callsec_ari.core.errors import Conflict, ErrorId
 from callsec_ari.logs import Figure
 from callsec_ari.media.evidence import Evidence
 from callsec_ari.media.pipeline import CallerPath, Outgoing
@@ -40,7 +40,7 @@ class FilterOptions:
 
 
 class RelayClosed(Conflict):
-    error_id = "media_relay_closed"
+    error_id = ErrorId.MEDIA_RELAY_CLOSED
 
 
 class _Side(asyncio.DatagramProtocol):

@@ -16,7 +16,7 @@ import enum
 import struct
 from typing import NamedTuple
 
-from callsec_ari.core.errors import InvalidInput
+from callsec_ari.core.errors import ErrorId, InvalidInput
 
 PCMU = 0
 HEADER_LEN = 12
@@ -30,7 +30,7 @@ class MalformedRtp(InvalidInput):
     """A datagram that is not a well-formed RTP version 2 packet. The message names the defect,
     never the payload."""
 
-    error_id = "rtp_malformed"
+    error_id = ErrorId.RTP_MALFORMED
 
 
 class RtpPacket(NamedTuple):

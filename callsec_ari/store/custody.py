@@ -26,7 +26,7 @@ from typing import Protocol
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
-from callsec_ari.core.errors import ConfigError
+from callsec_ari.core.errors import ConfigError, ErrorId
 from callsec_ari.store.db import Database
 from callsec_ari.store.errors import KeyUnavailable
 from callsec_ari.store.models import KeyFingerprintRow, as_utc, utcnow
@@ -59,7 +59,7 @@ class KeyRing(Protocol):
 class KeyRingMismatch(ConfigError):
     """The key ring is not the one the database was written with (or a key is missing)."""
 
-    error_id = "key_ring_mismatch"
+    error_id = ErrorId.KEY_RING_MISMATCH
 
     def __init__(self, message: str) -> None:
         super().__init__(message, section="crypto")
@@ -68,7 +68,7 @@ class KeyRingMismatch(ConfigError):
 class KeysNotInitialised(ConfigError):
     """The database records no keys yet: ``callsec keys init`` has not been run for it."""
 
-    error_id = "keys_not_initialised"
+    error_id = ErrorId.KEYS_NOT_INITIALISED
 
     def __init__(self, message: str) -> None:
         super().__init__(message, section="crypto")

@@ -3,13 +3,20 @@ versions, never a value (no names, numbers, keys or passwords)."""
 
 from __future__ import annotations
 
-from callsec_ari.core.errors import CallsecError, ConfigError, Forbidden, NotFound, Unavailable
+from callsec_ari.core.errors import (
+    CallsecError,
+    ConfigError,
+    ErrorId,
+    Forbidden,
+    NotFound,
+    Unavailable,
+)
 
 
 class KeyUnavailable(CallsecError):
     """A key-encryption key (or the blind-index / audit key) is missing, retired or malformed."""
 
-    error_id = "key_unavailable"
+    error_id = ErrorId.KEY_UNAVAILABLE
     status = 500
 
     def __init__(self, message: str, *, kek_version: int | None = None) -> None:
@@ -21,7 +28,7 @@ class DecryptionFailed(CallsecError):
     """A ciphertext did not authenticate: tampered, moved to another row/column, or the key
     is wrong. Never returns garbage plaintext."""
 
-    error_id = "decryption_failed"
+    error_id = ErrorId.DECRYPTION_FAILED
     status = 500
 
     def __init__(self, table: str, column: str, row_id: str, reason: str = "authentication failed"
@@ -34,13 +41,13 @@ class DecryptionFailed(CallsecError):
 class DataKeyDestroyed(DecryptionFailed):
     """The row's data key was crypto-shredded (GDPR erasure or retention purge)."""
 
-    error_id = "data_key_destroyed"
+    error_id = ErrorId.DATA_KEY_DESTROYED
 
 
 class DatabaseUnavailable(Unavailable):
     """The database cannot be reached; names the host (or SQLite file), never the password."""
 
-    error_id = "database_unavailable"
+    error_id = ErrorId.DATABASE_UNAVAILABLE
 
     def __init__(self, where: str, reason: str = "unreachable") -> None:
         super().__init__(f"database at {where} is {reason}", details={"where": where})
@@ -50,14 +57,14 @@ class DatabaseUnavailable(Unavailable):
 class VaultRefused(Forbidden):
     """The vault refuses to store this kind of value (CVV, by design: PCI DSS 3.2)."""
 
-    error_id = "vault_refused"
+    error_id = ErrorId.VAULT_REFUSED
     status = 422
 
 
 class CustomerErased(NotFound):
     """The customer existed but was erased (GDPR); only a tombstone is left."""
 
-    error_id = "customer_erased"
+    error_id = ErrorId.CUSTOMER_ERASED
     status = 410
 
 
@@ -65,7 +72,7 @@ class SchemaOutdated(ConfigError):
     """The database is behind the newest migration and this command does not migrate (only
     ``callsec run`` and ``callsec db upgrade`` do): exit 2, naming both revisions."""
 
-    error_id = "schema_outdated"
+    error_id = ErrorId.SCHEMA_OUTDATED
 
     def __init__(self, current: str | None, head: str | None) -> None:
         if current is None:  # a new database: set it up as the README says

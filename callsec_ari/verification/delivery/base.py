@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal, Protocol, runtime_checkable
 
-from callsec_ari.core.errors import CallsecError, InvalidInput
+from callsec_ari.core.errors import CallsecError, ErrorId, InvalidInput
 from callsec_ari.core.masking import mask_recipient
 
 Kind = Literal["sms", "email"]
@@ -72,7 +72,7 @@ class DeliveryFailed(CallsecError):
     """A message could not be delivered. ``reason`` is one of :data:`REASONS`; ``retryable``
     tells the retry loop whether another attempt may help (timeouts, 5xx, connection errors)."""
 
-    error_id = "delivery_failed"
+    error_id = ErrorId.DELIVERY_FAILED
     status = 502
 
     def __init__(
