@@ -26,6 +26,7 @@ from callsec_ari.core.events import (
     PlaybackFinished,
     TimerExpired,
 )
+from callsec_ari.core.flow import CaptureHost
 
 OVERALL = "capture-overall"
 LOOP = "sound:callsec/customer-entering-details"
@@ -271,3 +272,12 @@ class CaptureSteering:
             groups[str(how or "missing")].append(kind)
         flat.update({f"fields_{k}": ",".join(v) for k, v in groups.items() if v})
         return flat
+
+
+def hosted(flow: object) -> tuple[bool, CaptureSteering | None]:
+    """Whether ``flow`` hosts captures now (``core.flow.CaptureHost``: a connected call), and
+    its running or last route."""
+    if not isinstance(flow, CaptureHost):
+        return False, None
+    route = flow.capture
+    return flow.hosting, route if isinstance(route, CaptureSteering) else None

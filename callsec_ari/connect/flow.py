@@ -101,6 +101,11 @@ class ConnectFlow(TableFlow[K]):
         self.resume(K.CONNECTED)
 
     @property
+    def hosting(self) -> bool:
+        """Captures may start (``core.flow.CaptureHost``): the call is connected."""
+        return self.state is K.CONNECTED
+
+    @property
     def capture(self) -> CaptureSteering | None:
         """The capture slot's route: running, or the one that ended last."""
         return self.slot.route

@@ -108,7 +108,7 @@ class CallsecError(Exception):
 class ConfigError(CallsecError):
     """A bad configuration value; names the section and the key."""
 
-    error_id = ErrorId.CONFIG_INVALID
+    error_id: ClassVar[str] = ErrorId.CONFIG_INVALID
 
     def __init__(self, message: str, *, section: str | None = None, key: str | None = None) -> None:
         where = ""
@@ -124,36 +124,36 @@ class ConfigError(CallsecError):
 class FlowError(CallsecError):
     """An event arrived that the flow's transition table does not allow."""
 
-    error_id = ErrorId.FLOW_PROTOCOL_ERROR
+    error_id: ClassVar[str] = ErrorId.FLOW_PROTOCOL_ERROR
 
 
 class NotFound(CallsecError):
-    error_id = ErrorId.NOT_FOUND
+    error_id: ClassVar[str] = ErrorId.NOT_FOUND
     status = 404
 
 
 class Conflict(CallsecError):
-    error_id = ErrorId.CONFLICT
+    error_id: ClassVar[str] = ErrorId.CONFLICT
     status = 409
 
 
 class InvalidInput(CallsecError):
-    error_id = ErrorId.INVALID_INPUT
+    error_id: ClassVar[str] = ErrorId.INVALID_INPUT
     status = 422
 
 
 class Unauthorized(CallsecError):
-    error_id = ErrorId.UNAUTHORIZED
+    error_id: ClassVar[str] = ErrorId.UNAUTHORIZED
     status = 401
 
 
 class Forbidden(CallsecError):
-    error_id = ErrorId.FORBIDDEN
+    error_id: ClassVar[str] = ErrorId.FORBIDDEN
     status = 403
 
 
 class Unavailable(CallsecError):
     """A backend (Asterisk, database, gateway) cannot be reached."""
 
-    error_id = ErrorId.UNAVAILABLE
+    error_id: ClassVar[str] = ErrorId.UNAVAILABLE
     status = 503

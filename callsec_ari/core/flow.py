@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any, ClassVar, Generic, Protocol, TypeAlias, TypeVar
+from typing import Any, ClassVar, Generic, Protocol, TypeAlias, TypeVar, runtime_checkable
 
 from callsec_ari.core.commands import Command
 from callsec_ari.core.errors import FlowError
@@ -43,6 +43,19 @@ class Flow(Protocol):
     def state_name(self) -> str: ...
 
     def handle(self, event: Event) -> list[Command]: ...
+
+
+@runtime_checkable
+class CaptureHost(Protocol):
+    """A flow that hosts captures (``connect``), as the capture slice sees it: captures start
+    only while it is ``hosting``; ``capture`` is the running route or the one that ended last
+    (a ``capture.steering.CaptureSteering``)."""
+
+    @property
+    def hosting(self) -> bool: ...
+
+    @property
+    def capture(self) -> object | None: ...
 
 
 @dataclass(frozen=True)
