@@ -10,6 +10,10 @@
 3. Talk-through: ``N`` (default 100) talk-through captures open at once, voice both ways
    through callsec's DTMF filter (``bench/talkthrough.py``); runs before the ramps, once the
    machine's load average has settled.
+   Then one call with both sides talking through a talk-through capture for five minutes
+   (``--talk-delay``): the added one-way delay caller -> agent at the capture's start and at
+   its end, measured in a recording, with the plain bridge's (the floor) beside it
+   (``bench/talkthrough_delay.py``).
 4. Store: vault stores/reveals per second and caller-ID look-ups at 1,000,000 customers, on
    SQLite and PostgreSQL (``bench/store_bench.py``).
 
@@ -35,7 +39,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench import core_bench, procstat, report, talkthrough
+from bench import core_bench, procstat, report, talkthrough, talkthrough_delay
 from bench.calls import CallBench, callsec_targets
 
 REPO = Path(__file__).resolve().parents[1]
@@ -95,6 +99,9 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
     tt = results.get("talk_through") or {}
     if tt and not tt.get("error"):
         out.append(talkthrough.target_row(tt, tt["captures"]))
+    delay = results.get("talk_through_delay") or {}
+    if delay and not delay.get("error"):
+        out.append(talkthrough_delay.target_row(delay))
     store = results.get("store") or {}
     for kind, figures in store.items():
         vault = figures.get("vault") if isinstance(figures, dict) else None
@@ -134,6 +141,14 @@ def run_talk_through(captures: int) -> dict[str, Any]:
     return figures | {"load_average_at_start": round(load, 2)}
 
 
+def run_talk_delay(seconds: float) -> dict[str, Any]:
+    print(f"talk-through delay: one capture, both talking, {seconds:.0f} s ...", flush=True)
+    try:
+        return asyncio.run(talkthrough_delay.measure(seconds))
+    except (OSError, RuntimeError, TimeoutError, AssertionError) as exc:
+        return {"error": str(exc)[:300]}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--ramps", default="50,100,250,500")
@@ -144,6 +159,8 @@ def main() -> int:
     parser.add_argument("--skip-calls", action="store_true")
     parser.add_argument("--talk-through", type=int, default=100, metavar="N",
                         help="concurrent talk-through captures (0: skip)")
+    parser.add_argument("--talk-delay", type=float, default=300.0, metavar="SECONDS",
+                        help="length of the talk-through delay capture (0: skip)")
     parser.add_argument("--no-readme", action="store_true")
     parser.add_argument("--profile", type=Path, metavar="DIR",
                         help="py-spy profile of callsec per ramp (DIR/profile-N.speedscope.json)")
@@ -161,6 +178,8 @@ def main() -> int:
         # before the ramps: 500 calls leave Asterisk busy tearing down for minutes, and a 40 ms
         # frame budget measures that backlog, not callsec
         results["talk_through"] = run_talk_through(args.talk_through)
+    if args.talk_delay:
+        results["talk_through_delay"] = run_talk_delay(args.talk_delay)
     if not args.skip_calls:
         results["calls"] = asyncio.run(run_calls(args))
     if not args.skip_store:

@@ -19,7 +19,6 @@ import aiohttp
 from prometheus_client import CollectorRegistry, Info, PlatformCollector, ProcessCollector
 
 from callsec_ari import __version__
-from callsec_ari.access.audit_watch import export_head
 from callsec_ari.agi.adapter import AgiPort
 from callsec_ari.agi.confirm import AriSessionCheck
 from callsec_ari.agi.refusals import RefusalAudit
@@ -40,15 +39,19 @@ from callsec_ari.flows import FlowRegistry
 from callsec_ari.logoutput import reopen_log_files
 from callsec_ari.logs import setup_logging
 from callsec_ari.runtime.bus import EventBus
+from callsec_ari.runtime.cluster import ClusterNode, NodeRegistry, Observers
 from callsec_ari.runtime.dispatcher import Dispatcher
 from callsec_ari.runtime.executor import CallExecutor
 from callsec_ari.runtime.loopwatch import LoopWatch, settle_heap
 from callsec_ari.runtime.metrics import CallMetrics, LinkCollector, LinkState
+from callsec_ari.runtime.pgbus import PgBus
 from callsec_ari.runtime.prompts import PromptBook
 from callsec_ari.runtime.sdnotify import Notifier, watchdog, watchdog_interval
 from callsec_ari.runtime.trace import BenchTrace
 from callsec_ari.status import ControlServer, ErrorRing
 from callsec_ari.store.abuse import DbAbuseStore
+from callsec_ari.store.audit_watch import export_head
+from callsec_ari.store.cluster import ClusterStore
 from callsec_ari.store.context import Store, open_store
 from callsec_ari.verification.confirm import ConfirmationService
 from callsec_ari.verification.delivery.factory import build_deliveries
@@ -56,6 +59,7 @@ from callsec_ari.verification.late import LateRecords
 from callsec_ari.verification.service import VerificationService
 from callsec_ari.web import confirm as confirm_web
 from callsec_ari.web.app import WebServer, build_web_server
+from callsec_ari.web.cluster import Forwarder, NodeAuth
 from callsec_ari.web.deps import CaptureService, WebDeps
 from callsec_ari.webhooks import NullNotifier, WebhookNotifier
 from callsec_ari.webhooks.service import WebhookService
@@ -86,7 +90,11 @@ class Application:
         # --- end signed webhooks ---
         self.finish_hooks: list[Callable[[CallHandle], None]] = []
         # --- metrics and status (prometheus-client registry of this application; no globals) ---
-        self.registry = build_registry()
+        # --- cluster (#16): heartbeat, call registry, other nodes' calls ---
+        self.cluster = ClusterNode(ClusterStore(self.store.db), settings.cluster,
+                                   settings.ari.app)
+        self.registry = build_registry(self.cluster.node_id)
+        self.registry.register(self.cluster)
         self.metrics: CallMetrics | None = CallMetrics(self.registry)
         self.error_ring = ErrorRing(settings.status.last_errors)
         self.started_monotonic = time.monotonic()
@@ -94,7 +102,7 @@ class Application:
         self.refusals: RefusalAudit | None = None
         # --- end metrics and status ---
         self.dispatcher = Dispatcher(self.executor, on_finish=self._finished,
-                                     observer=self.metrics)
+                                     observer=Observers(self.metrics, self.cluster))
         self.flows: Mapping[str, FlowFactory] = FlowRegistry(settings).as_mapping()
         self.adapters: list[AriAdapter] = []
         self.agi_server: AgiServer | None = None  # FastAGI, when [agi] enabled
@@ -203,6 +211,11 @@ class Application:
                     runners.append(tg.create_task(watchdog(self.notifier, every),
                                                   name="sd-watchdog"))
                 runners.append(tg.create_task(late_records.run(), name="late-records"))
+                runners.append(tg.create_task(self.cluster.run(), name="cluster"))
+                if self.store.db.dialect == "postgresql":  # other nodes' live events
+                    runners.append(tg.create_task(PgBus(
+                        self.store.db.engine.url, self.cluster.node_id, self.bus).run(),
+                        name="pgbus"))
                 runners.append(tg.create_task(  # the audit head, for rollback checks
                     export_head(self.store.audit, self.settings.logging.audit_head_minutes),
                     name="audit-head"))
@@ -238,6 +251,13 @@ class Application:
                     confirm_web.install(self.web.app, confirmations, self.settings,
                                         self.store.keyring.blind_index_key())
                     self.web_deps.approvals = self.approvals
+                    # any node serves every call: the registry's calls, commands forwarded
+                    self.web_deps.cluster = self.cluster
+                    cluster = self.settings.cluster
+                    self.web_deps.forwarder = forwarder = Forwarder(
+                        self.cluster, NodeAuth(cluster.secret.encode(), self.cluster.node_id),
+                        dead_after=cluster.dead_after_seconds)
+                    stack.push_async_callback(forwarder.close)
                     runners.append(tg.create_task(self.web.serve(), name="web"))
                     await self.web.started.wait()
                 # --- end HTTP API ---
@@ -257,10 +277,11 @@ class Application:
                     runner.cancel()
 
 
-def build_registry() -> CollectorRegistry:
+def build_registry(node_id: str = "") -> CollectorRegistry:
     """The application's metrics registry: process and platform metrics and build info (the
-    runtime's counters and the web layer's state collector register themselves)."""
-    registry = CollectorRegistry()
+    runtime's counters and the web layer's state collector register themselves); with a node
+    id, every sample is labelled ``node`` (:class:`NodeRegistry`)."""
+    registry = NodeRegistry(node_id) if node_id else CollectorRegistry()
     ProcessCollector(registry=registry)
     PlatformCollector(registry=registry)
     Info("callsec_build", "callsec version", registry=registry).info({"version": __version__})

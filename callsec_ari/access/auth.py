@@ -28,13 +28,13 @@ from sqlalchemy import and_, delete, or_, select, update
 from sqlalchemy.orm import Session
 
 from callsec_ari.access import credentials as cred
-from callsec_ari.access.audit import AuditLog
 from callsec_ari.access.errors import InvalidCredentials, MfaFailed, MfaRequired, SessionInvalid
 from callsec_ari.access.models import SessionRow, UserRow
 from callsec_ari.access.throttle import LOGIN, MFA, Attempt, LoginThrottle
 from callsec_ari.access.users import User, UserStore, to_user
 from callsec_ari.config import WebSettings
 from callsec_ari.core.errors import NotFound
+from callsec_ari.store.audit import AuditLog
 from callsec_ari.store.db import Database, rowcount
 from callsec_ari.store.models import as_utc, utcnow
 

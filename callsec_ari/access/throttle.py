@@ -40,11 +40,11 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from callsec_ari.access import credentials as cred
-from callsec_ari.access.audit import AuditLog
 from callsec_ari.access.errors import LoginDelayed, RateLimited
 from callsec_ari.access.models import LoginThrottleRow, UserRow
 from callsec_ari.config import WebSettings
 from callsec_ari.core.errors import ConfigError
+from callsec_ari.store.audit import AuditLog
 from callsec_ari.store.db import Database
 from callsec_ari.store.models import as_utc
 

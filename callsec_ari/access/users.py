@@ -18,10 +18,10 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from callsec_ari.access import credentials as cred
-from callsec_ari.access.audit import AuditLog
 from callsec_ari.access.models import SessionRow, UserRow
 from callsec_ari.access.roles import Role, Subject
 from callsec_ari.core.errors import Conflict, InvalidInput, NotFound
+from callsec_ari.store.audit import AuditLog
 from callsec_ari.store.db import Database
 from callsec_ari.store.keys import DataKeys
 from callsec_ari.store.models import as_utc, utcnow

@@ -30,7 +30,7 @@ OTHER_PEERS = "other-peers"
 
 
 class AuditTrail(Protocol):
-    """The audit log (:class:`callsec_ari.access.audit.AuditLog`): one blocking append."""
+    """The audit log (:class:`callsec_ari.store.audit.AuditLog`): one blocking append."""
 
     def append(self, actor: str, action: str, target: str = ...,
                details: Mapping[str, Any] | None = ...) -> object: ...

@@ -11,7 +11,7 @@ import asyncio
 import itertools
 import time
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,6 +19,7 @@ from typing import Any
 from callsec_ari.core.commands import Publish
 from callsec_ari.core.events import Event
 from callsec_ari.core.ports import CallHandle
+from callsec_ari.logs import redact_text
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -28,6 +29,8 @@ class BusEvent:
     topic: str
     payload: dict[str, Any]
     ts: float = field(default_factory=time.time)
+    #: The node that published it, when another node did (``runtime/pgbus.py``).
+    origin: str = ""
 
     def to_json(self) -> dict[str, Any]:
         return {"seq": self.seq, "call_id": self.call_id, "topic": self.topic,
@@ -42,10 +45,13 @@ class EventBus:
         #: (topic, stage/result) -> count, for /metrics.
         self.counters: Counter[tuple[str, str]] = Counter()
 
-    def publish(self, call_id: str, topic: str, payload: dict[str, Any]) -> BusEvent:
-        event = BusEvent(seq=next(self._seq), call_id=call_id, topic=topic, payload=payload)
-        label = str(payload.get("result") or payload.get("stage") or "")
-        self.counters[(topic, label)] += 1
+    def publish(self, call_id: str, topic: str, payload: dict[str, Any], *,
+                origin: str = "") -> BusEvent:
+        event = BusEvent(seq=next(self._seq), call_id=call_id, topic=topic, payload=payload,
+                         origin=origin)
+        if not origin:  # another node's events count in its own metrics
+            label = str(payload.get("result") or payload.get("stage") or "")
+            self.counters[(topic, label)] += 1
         for queue in list(self._subscribers):
             if queue.full():
                 queue.get_nowait()
@@ -72,3 +78,23 @@ class EventBus:
             call.context.stage = str(payload["stage"])
         self.publish(call.call_id, command.topic, payload)
         return ()
+
+
+#: Payload keys whose values are short digit tails by design (last 4 of a card).
+TAIL_KEYS = frozenset({"last_digits", "last4"})
+
+
+def safe_payload(payload: Mapping[str, Any]) -> dict[str, Any]:
+    """What may leave the process (desk streams, other nodes): scalars only, digit runs in
+    free text blanked, digit tails only where expected."""
+    out: dict[str, Any] = {}
+    for key, value in payload.items():
+        if isinstance(value, str):
+            if key in TAIL_KEYS:
+                if len(value) <= 4 and value.isdigit():
+                    out[key] = value
+                continue
+            out[key] = redact_text(value[:200])
+        elif isinstance(value, bool | int | float) or value is None:
+            out[key] = value
+    return out

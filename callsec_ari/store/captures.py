@@ -12,8 +12,8 @@ from typing import Any
 from sqlalchemy import delete, select, text
 from sqlalchemy.orm import Session
 
-from callsec_ari.access.audit import AuditLog
 from callsec_ari.core.errors import InvalidInput
+from callsec_ari.store.audit import AuditLog
 from callsec_ari.store.db import Database
 from callsec_ari.store.models import CaptureRow, VaultItemRow, utcnow
 from callsec_ari.store.records import iso

@@ -16,9 +16,9 @@ from typing import Any, TextIO
 
 from alembic.util import CommandError as AlembicCommandError
 
-from callsec_ari.access import audit_cli
 from callsec_ari.config import Settings
 from callsec_ari.core.errors import InvalidInput
+from callsec_ari.store import audit_cli
 from callsec_ari.store.context import Store, init_keys, open_store
 from callsec_ari.store.customers import CustomerData, Name, Phone
 from callsec_ari.store.db import current_revision, open_database, upgrade

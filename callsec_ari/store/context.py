@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from callsec_ari.access.audit import AuditLog
 from callsec_ari.config import Settings
 from callsec_ari.store import custody
+from callsec_ari.store.audit import AuditLog
 from callsec_ari.store.blind import BlindIndex
 from callsec_ari.store.captures import CaptureStore
 from callsec_ari.store.crypto import Envelope, Keyring

@@ -19,8 +19,8 @@ from sqlalchemy import bindparam, delete, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from callsec_ari.access.audit import AuditLog
 from callsec_ari.core.errors import CallsecError, Conflict, InvalidInput, NotFound
+from callsec_ari.store.audit import AuditLog
 from callsec_ari.store.blind import BlindIndex
 from callsec_ari.store.crypto import DataKey
 from callsec_ari.store.customer_types import (

@@ -14,9 +14,9 @@ from typing import Any
 
 from sqlalchemy import Row, bindparam, insert, select
 
-from callsec_ari.access.audit import AuditLog
 from callsec_ari.core.errors import Forbidden, InvalidInput, NotFound
 from callsec_ari.core.masking import mask_stored
+from callsec_ari.store.audit import AuditLog
 from callsec_ari.store.crypto import DataKey
 from callsec_ari.store.customers import new_ref
 from callsec_ari.store.db import Database, Executor

@@ -26,6 +26,7 @@ from callsec_ari.runtime.bus import EventBus
 from callsec_ari.store.context import Store
 from callsec_ari.verification.delivery.base import LatencyStats
 from callsec_ari.web import approvals, captures, metrics, routes, sse
+from callsec_ari.web.cluster import forwarding
 from callsec_ari.web.customer import NameCache
 from callsec_ari.web.deps import AriLink, CallDirectory, CaptureService, WebDeps
 from callsec_ari.web.guard import DEPS, Handler, register
@@ -89,7 +90,8 @@ async def _desk(request: web.Request) -> web.StreamResponse:
 def build_web_app(deps: WebDeps) -> web.Application:
     revealable_kinds(deps.web.reveal_kinds)  # a bad [web] reveal_kinds fails at start-up
     app = web.Application(client_max_size=deps.web.max_body_bytes,
-                          middlewares=[errors, _body_limit(deps.web.max_body_bytes)])
+                          middlewares=[errors, _body_limit(deps.web.max_body_bytes),
+                                       forwarding(lambda r: r.app[DEPS].forwarder)])
     app[DEPS] = deps
     app[sse.STREAMS] = set()
     app.on_response_prepare.append(security_headers(deps.web.secure_cookies))

@@ -15,14 +15,15 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from prometheus_client import CollectorRegistry
 
-from callsec_ari.access.audit import AuditLog
 from callsec_ari.access.auth import Auth
 from callsec_ari.access.users import UserStore
 from callsec_ari.config import WebSettings
 from callsec_ari.core.ports import CallHandle
 from callsec_ari.runtime.bus import EventBus
+from callsec_ari.store.audit import AuditLog
 from callsec_ari.store.db import Database
 from callsec_ari.verification.delivery.base import LatencyStats
+from callsec_ari.web.cluster import ClusterView, Forwarder
 from callsec_ari.web.customer import NameCache
 
 if TYPE_CHECKING:
@@ -124,6 +125,10 @@ class WebDeps:
     sse_heartbeat_seconds: float = 15.0
     #: What ``/metrics`` renders (the application's registry; None: a new one of its own).
     registry: CollectorRegistry | None = None
+    #: The other nodes' calls (``runtime.cluster.ClusterNode``) and the forwarding of
+    #: commands to their owners (``web/cluster.py``); None: a single node.
+    cluster: ClusterView | None = None
+    forwarder: Forwarder | None = None
 
     def __post_init__(self) -> None:
         from callsec_ari.web.metrics import StateCollector  # it reads these deps

@@ -24,9 +24,11 @@ from callsec_ari.access.roles import ENDPOINTS, Endpoint, Owner, Permission, all
 from callsec_ari.access.users import User
 from callsec_ari.core.errors import CallsecError, Forbidden, NotFound
 from callsec_ari.core.ports import CallHandle
+from callsec_ari.store.cluster import ClusterCall
+from callsec_ari.web.cluster import FORWARDED, ForwardTo
 from callsec_ari.web.deps import WebDeps
 from callsec_ari.web.security import authenticate
-from callsec_ari.web.views import call_owner
+from callsec_ari.web.views import call_owner, owner_of
 
 DEPS = web.AppKey("callsec_deps", WebDeps)
 #: Who may see a call at all (and so learn that it exists).
@@ -82,14 +84,31 @@ async def visible_call(request: web.Request, principal: Principal,
     """The active call ``call_id`` if ``principal`` may use ``permissions`` on it; its owner
     and the endpoint owners. Unknown and unseeable calls answer the same 404 after the same
     look-ups (:func:`require_visible`)."""
+    call, remote, owner, owners = await visible_anywhere(request, principal, permissions,
+                                                         call_id)
+    if remote is not None:
+        raise ForwardTo(remote)  # the middleware asks the node that runs it
+    assert call is not None  # an unknown id was refused
+    return call, owner, owners
+
+
+async def visible_anywhere(request: web.Request, principal: Principal,
+                           permissions: Iterable[Permission], call_id: str
+                           ) -> tuple[CallHandle | None, ClusterCall | None, Owner,
+                                      Mapping[str, User]]:
+    """:func:`visible_call` for a call this node runs or, from the registry, another node
+    runs (not for a request another node forwarded: that one is answered here)."""
     deps = deps_of(request)
     call = deps.calls.get(call_id)
     owners = await asyncio.to_thread(deps.users.endpoint_owners)
-    owner = await require_visible(request, principal, permissions,
-                                  call_owner(call, owners) if call is not None else None,
-                                  f"call {call_id}", no_such_call(call_id))
-    assert call is not None  # an unknown id was refused above
-    return call, owner, owners
+    remote = None
+    if call is None and deps.cluster is not None and FORWARDED not in request:
+        remote = await deps.cluster.owner_of(call_id)
+    found = call_owner(call, owners) if call is not None else \
+        owner_of(remote.agent_endpoint, owners) if remote is not None else None
+    owner = await require_visible(request, principal, permissions, found, f"call {call_id}",
+                                  no_such_call(call_id))
+    return call, remote, owner, owners
 
 
 async def admit(request: web.Request, ep: Endpoint) -> Principal:

@@ -22,7 +22,7 @@ from callsec_ari.web.security import (
     set_session_cookies,
     text_field,
 )
-from callsec_ari.web.views import call_owner, call_view
+from callsec_ari.web.views import call_owner, call_view, owner_of, remote_call_view
 
 VIEW_CALLS = (Permission.CALLS_VIEW_OWN, Permission.CALLS_VIEW_TEAM)
 MAX_AUDIT = 1000
@@ -81,7 +81,12 @@ async def calls(request: web.Request, principal: Principal) -> web.StreamRespons
             view = call_view(call, owner, owners)
             view["customer"] = await verified_customer(deps.customer_names, principal, call,
                                                        owner)
+            view["node"] = deps.cluster.node_id if deps.cluster is not None else None
             out.append(view)
+    for row in deps.cluster.remote_calls() if deps.cluster is not None else ():
+        owner = owner_of(row.agent_endpoint, owners)  # another node runs it (the registry)
+        if deps.calls.get(row.call_id) is None and allowed_any(subject, VIEW_CALLS, owner):
+            out.append(remote_call_view(row, owner, owners))
     out.sort(key=lambda c: c["call_id"])
     return _json({"calls": out})
 

@@ -3,6 +3,8 @@
 The stream opens with a ``snapshot`` of the call, then relays the call's bus events
 (``verification``, ``call``, ``capture``: counts, dots, brand, last 4, valid/invalid, attempt;
 capture events only with ``captures.view`` on the call), with a comment line as heartbeat.
+A call another node runs streams the same way: its snapshot from the call registry, its events
+as the owner published them, relayed over PostgreSQL ``NOTIFY`` (``runtime/pgbus.py``).
 It ends with an ``end`` event when the call is over, and quietly when the session has ended
 (logout, ``callsec users disable`` in another process, expiry) or the server shuts down.
 
@@ -27,10 +29,10 @@ from aiohttp import web
 from callsec_ari.access.auth import Principal
 from callsec_ari.access.errors import SessionInvalid
 from callsec_ari.access.roles import Owner, Permission, allowed
-from callsec_ari.runtime.bus import BusEvent
+from callsec_ari.runtime.bus import BusEvent, safe_payload
 from callsec_ari.web.customer import verified_customer
-from callsec_ari.web.guard import SEE_CALL, Guarded, deps_of, visible_call
-from callsec_ari.web.views import call_view, safe_payload
+from callsec_ari.web.guard import SEE_CALL, Guarded, deps_of, visible_anywhere
+from callsec_ari.web.views import call_view, remote_call_view
 
 STREAMS = web.AppKey("callsec_sse_streams", set[asyncio.Queue[BusEvent]])
 CLOSE_TOPIC = "__close__"
@@ -116,17 +118,21 @@ async def _still_signed_in(request: web.Request, principal: Principal) -> bool:
 
 async def events(request: web.Request, principal: Principal) -> web.StreamResponse:
     deps = deps_of(request)
-    call, owner, owners = await visible_call(request, principal, SEE_CALL,
-                                             request.match_info["call_id"])
+    call, remote, owner, owners = await visible_anywhere(request, principal, SEE_CALL,
+                                                         request.match_info["call_id"])
     response = web.StreamResponse(headers={"Content-Type": "text/event-stream",
                                            "X-Accel-Buffering": "no"})
     with deps.bus.subscribe() as queue, session_checks(request.app).watching(principal.token):
         request.app[STREAMS].add(queue)
         try:
             await response.prepare(request)
-            snapshot = call_view(call, owner, owners)
-            snapshot["customer"] = await verified_customer(deps.customer_names, principal, call,
-                                                           owner)
+            if call is not None:
+                snapshot = call_view(call, owner, owners)
+                snapshot["customer"] = await verified_customer(deps.customer_names, principal,
+                                                               call, owner)
+            else:  # another node runs it: its events come over the PostgreSQL bus
+                assert remote is not None
+                snapshot = remote_call_view(remote, owner, owners)
             await response.write(_frame("snapshot", snapshot))
             await _relay(request, response, queue, principal, owner)
         except ConnectionResetError:
@@ -155,7 +161,8 @@ async def _relay(request: web.Request, response: web.StreamResponse,
         if loop.time() >= next_check:  # on time, however busy the bus is
             if not await session_checks(request.app).signed_in(request, principal):
                 return
-            if deps.calls.get(call_id) is None:
+            if deps.calls.get(call_id) is None and (
+                    deps.cluster is None or await deps.cluster.owner_of(call_id) is None):
                 await response.write(_frame("end", {"call_id": call_id}))
                 return
             if loop.time() - last_write >= deps.sse_heartbeat_seconds:

@@ -15,12 +15,11 @@ from typing import Any
 from callsec_ari.access.roles import Owner
 from callsec_ari.access.users import User, endpoint_name
 from callsec_ari.core.ports import CallHandle
-from callsec_ari.logs import redact_text
+from callsec_ari.store.cluster import ClusterCall
+from callsec_ari.store.models import utcnow
 
 #: At most this many digits may appear in a masked caller number (``+49…78``).
 MAX_MASKED_DIGITS = 4
-#: Payload keys whose values are short digit tails by design (last 4 of a card).
-TAIL_KEYS = frozenset({"last_digits", "last4"})
 
 
 def owner_of(endpoint: str | None, owners: Mapping[str, User]) -> Owner:
@@ -41,12 +40,6 @@ def masked_caller(value: Any) -> str | None:
     return value
 
 
-def _scalar(value: Any) -> str | int | float | bool | None:
-    if isinstance(value, bool | int | float) or value is None:
-        return value
-    return None
-
-
 def call_view(call: CallHandle, owner: Owner, owners: Mapping[str, User]) -> dict[str, Any]:
     data = call.context
     agent = owners.get(owner.agent_endpoint) if owner.agent_endpoint else None
@@ -65,16 +58,16 @@ def call_view(call: CallHandle, owner: Owner, owners: Mapping[str, User]) -> dic
     }
 
 
-def safe_payload(payload: Mapping[str, Any]) -> dict[str, Any]:
-    """Scalars only; digit runs in free text blanked; digit tails only where expected."""
-    out: dict[str, Any] = {}
-    for key, value in payload.items():
-        if isinstance(value, str):
-            if key in TAIL_KEYS:
-                if len(value) <= 4 and value.isdigit():
-                    out[key] = value
-                continue
-            out[key] = redact_text(value[:200])
-        elif not isinstance(value, dict | list | tuple | set):
-            out[key] = _scalar(value)
-    return out
+def remote_call_view(row: ClusterCall, owner: Owner,
+                     owners: Mapping[str, User]) -> dict[str, Any]:
+    """A call another node runs, as the registry shows it (what :func:`call_view` shows,
+    without the caller and the verification, which only the owner holds)."""
+    agent = owners.get(owner.agent_endpoint) if owner.agent_endpoint else None
+    started = row.started_at
+    return {
+        "call_id": row.call_id, "state": row.state.lower(), "verification": None,
+        "agent": owner.agent_endpoint, "agent_user": agent.name if agent is not None else None,
+        "team": owner.team, "caller": None, "server": None, "capture_id": row.capture_id,
+        "seconds": round((utcnow() - started).total_seconds()) if started else None,
+        "node": row.node_id, "customer": None,
+    }

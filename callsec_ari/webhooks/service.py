@@ -20,8 +20,8 @@ from collections.abc import Callable, Mapping, Sequence
 
 import aiohttp
 
-from callsec_ari.access.audit import AuditLog
 from callsec_ari.config import Settings
+from callsec_ari.store.audit import AuditLog
 from callsec_ari.store.errors import DatabaseUnavailable
 from callsec_ari.verification.delivery.base import DeliveryFailed
 from callsec_ari.verification.delivery.retry import RetryPolicy

@@ -5,8 +5,8 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from callsec_ari.access.audit_check import parse_expected, read_expected_file
-from callsec_ari.access.audit_targets import MARKER, fits, keyed_marker, safe_target
+from callsec_ari.store.audit_check import parse_expected, read_expected_file
+from callsec_ari.store.audit_targets import MARKER, fits, keyed_marker, safe_target
 
 KEY = b"k" * 32
 

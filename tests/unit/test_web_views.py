@@ -6,7 +6,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from callsec_ari.access.roles import Owner
-from callsec_ari.web.views import masked_caller, owner_of, safe_payload
+from callsec_ari.runtime.bus import safe_payload
+from callsec_ari.web.views import masked_caller, owner_of
 
 
 def test_masked_caller_keeps_mask_phone_output_and_drops_anything_longer() -> None:

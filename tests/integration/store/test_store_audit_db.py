@@ -8,7 +8,7 @@ from datetime import timedelta
 
 from sqlalchemy import delete, select, update
 
-from callsec_ari.access.audit import GENESIS, AuditLog
+from callsec_ari.store.audit import GENESIS, AuditLog
 from callsec_ari.store.context import Store
 from callsec_ari.store.models import AuditHeadRow, AuditRow, utcnow
 

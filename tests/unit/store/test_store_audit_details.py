@@ -7,7 +7,7 @@ import json
 from hypothesis import given
 from hypothesis import strategies as st
 
-from callsec_ari.access.audit import canonical_details
+from callsec_ari.store.audit import canonical_details
 
 
 def test_details_are_sorted_compact_json() -> None:

@@ -14,8 +14,8 @@ import logging
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from callsec_ari.access.audit import AuditLog
 from callsec_ari.core.errors import CallsecError
+from callsec_ari.store.audit import AuditLog
 
 log = logging.getLogger(__name__)
 

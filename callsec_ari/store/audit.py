@@ -42,8 +42,9 @@ from typing import Any, NamedTuple, cast
 from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
-from callsec_ari.access import audit_targets
-from callsec_ari.access.audit_check import (
+from callsec_ari.logs import redact_text
+from callsec_ari.store import audit_targets
+from callsec_ari.store.audit_check import (
     AuditHead,
     AuditHeadMissing,
     Expected,
@@ -51,7 +52,6 @@ from callsec_ari.access.audit_check import (
     check_expected,
     head_problem,
 )
-from callsec_ari.logs import redact_text
 from callsec_ari.store.db import Database, Executor, rowcount
 from callsec_ari.store.models import AuditHeadRow, AuditRow, Base, as_utc, utcnow
 

@@ -17,10 +17,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from callsec_ari.access.audit import AuditLog
-from callsec_ari.access.audit_check import Expected, parse_expected, read_expected_file
 from callsec_ari.config import Settings
 from callsec_ari.core.errors import InvalidInput
+from callsec_ari.store.audit import AuditLog
+from callsec_ari.store.audit_check import Expected, parse_expected, read_expected_file
 from callsec_ari.store.context import open_store
 
 

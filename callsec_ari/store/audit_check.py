@@ -1,6 +1,6 @@
 """Judging a walked audit chain against its head and against exported heads (pure).
 
-:class:`Walk` is what :meth:`~callsec_ari.access.audit.AuditLog.verify` learnt walking the
+:class:`Walk` is what :meth:`~callsec_ari.store.audit.AuditLog.verify` learnt walking the
 entries; :func:`head_problem` compares it with the head row (truncation, moved head, forged or
 stripped MAC, a forged head recorded by an append); :func:`check_expected` with heads an
 operator exported earlier (``callsec audit head``): one that is no longer in the chain means
