@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import itertools
 import json as jsonlib
 import logging
 import random
@@ -31,11 +32,10 @@ import aiohttp
 from yarl import URL
 
 from callsec_ari.ari.errors import (
-    AriConnectionError,
     AriProtocolError,
     error_for_status,
 )
-from callsec_ari.ari.events import AriEvents, connection_reason
+from callsec_ari.ari.events import AriEvents
 from callsec_ari.ari.operations import AriOperations, Params
 from callsec_ari.core.errors import ConfigError
 
@@ -109,6 +109,7 @@ class AriClient(AriEvents, AriOperations):
         stable_after: float = 10.0,
         max_connections: int = MAX_CONNECTIONS,
         app_check: float | None = 5.0,
+        rest_over_websocket: bool = False,
     ) -> None:
         if not 0 < reconnect_min <= reconnect_max or request_timeout <= 0:
             raise ValueError("need 0 < reconnect_min <= reconnect_max and request_timeout > 0")
@@ -137,6 +138,10 @@ class AriClient(AriEvents, AriOperations):
         self._header_values = {"Authorization": self._authorization, "Accept": "application/json"}
         self._websockets: set[aiohttp.ClientWebSocketResponse] = set()
         self._closed = False
+        self.rest_over_websocket = rest_over_websocket
+        self._rest_ws: aiohttp.ClientWebSocketResponse | None = None
+        self._answers: dict[str, asyncio.Future[tuple[int, bytes]]] = {}
+        self._request_ids = itertools.count(1)
         #: Successful websocket reconnects since construction (for metrics).
         self.reconnects = 0
 
@@ -172,27 +177,36 @@ class AriClient(AriEvents, AriOperations):
         return self._header_values
 
     # -- REST -------------------------------------------------------------------------------
-    async def request(
-        self, method: str, path: str, *, params: Params | None = None, json: Any = None
-    ) -> Any:
-        """One REST call: ``path`` below ``/ari`` (ids percent-encoded, no query string: query
-        values go in ``params``). Returns the parsed JSON, or ``None`` for an empty answer."""
-        session = self._open_session()
-        if not path.startswith("/") or "?" in path or "#" in path:
-            raise ValueError("ARI path must start with '/' and carry no query; use params")
-        method = method.upper()
+    async def _http_request(self, session: aiohttp.ClientSession, method: str, path: str,
+                            params: Params | None, json: Any) -> tuple[int, bytes]:
         try:
             async with session.request(
                 method, URL(self._rest_base + path), params=_query(params),
                 json=json, headers=self._header_values, allow_redirects=False,
                 timeout=self._timeout,
             ) as response:
-                status = response.status
-                body = await response.read()
+                return response.status, await response.read()
         except (aiohttp.ClientError, TimeoutError) as exc:
-            reason = connection_reason(exc, self.request_timeout)
-            raise AriConnectionError(f"{self.name}: {method} {path}: {reason}", server=self.name,
-                                     method=method, path=path) from None
+            raise self._lost(method, path, exc) from None
+
+    async def request(
+        self, method: str, path: str, *, params: Params | None = None, json: Any = None
+    ) -> Any:
+        """One REST call: ``path`` below ``/ari`` (ids percent-encoded, no query string: query
+        values go in ``params``). Returns the parsed JSON, or ``None`` for an empty answer.
+
+        With ``rest_over_websocket``, a call made while the events websocket is read goes over
+        it (Asterisk 22 ``RESTRequest``); otherwise, and for ids that need percent-encoding,
+        over the HTTP pool."""
+        session = self._open_session()
+        if not path.startswith("/") or "?" in path or "#" in path:
+            raise ValueError("ARI path must start with '/' and carry no query; use params")
+        method = method.upper()
+        ws = self._rest_ws
+        if ws is not None and "%" not in path:
+            status, body = await self._ws_request(ws, method, path, _query(params), json)
+        else:
+            status, body = await self._http_request(session, method, path, params, json)
         log.debug("ARI %s: %s %s -> %d", self.name, method, path, status)
         if status >= 400:
             raise error_for_status(status)(server=self.name, method=method, path=path,
@@ -205,6 +219,7 @@ class AriClient(AriEvents, AriOperations):
             raise AriProtocolError(f"{self.name}: {method} {path}: answer is not JSON",
                                    server=self.name, method=method, path=path,
                                    ari_status=status) from None
+
 
 def _error_message(body: bytes) -> str | None:
     """The ``message`` field of Asterisk's JSON error body, if there is one."""

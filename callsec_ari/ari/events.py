@@ -15,7 +15,7 @@ import contextlib
 import json as jsonlib
 import logging
 import random
-from collections.abc import AsyncGenerator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -94,6 +94,11 @@ class AriEvents:
     _sleep: Callable[[float], Awaitable[None]]
     _ws_url: URL
     _websockets: set[aiohttp.ClientWebSocketResponse]
+    #: REST requests go over the events websocket (Asterisk 22 ``RESTRequest``) while it is read
+    rest_over_websocket: bool
+    _rest_ws: aiohttp.ClientWebSocketResponse | None
+    _answers: dict[str, asyncio.Future[tuple[int, bytes]]]
+    _request_ids: Iterator[int]
 
     def _open_session(self) -> aiohttp.ClientSession:
         raise NotImplementedError
@@ -154,6 +159,7 @@ class AriEvents:
             link.drop_reason = item
         finally:
             link.uptime = loop.time() - started
+            self._fail_answers(link.drop_reason)
             self._websockets.discard(ws)
             await ws.close()
 
@@ -215,7 +221,11 @@ class AriEvents:
         while True:
             timeout = self.app_check if probe_due is None else max(probe_due - loop.time(), 0)
             try:
-                message = await ws.receive(timeout=timeout)
+                self._rest_ws = ws if self.rest_over_websocket else None
+                try:
+                    message = await ws.receive(timeout=timeout)
+                finally:
+                    self._rest_ws = None
             except TimeoutError:
                 if probe_due is not None:
                     return "Asterisk delivers no events to the app (liveness probe unanswered)"
@@ -251,7 +261,11 @@ class AriEvents:
 
     def _decode(self, text: str) -> AriEvent | None:
         try:
-            event = parse_event(jsonlib.loads(text))
+            data = jsonlib.loads(text)
+            if isinstance(data, dict) and data.get("type") == "RESTResponse":
+                self._answer(data)
+                return None
+            event = parse_event(data)
         except ValueError:
             log.warning("ARI %s: skipped an events frame that is not JSON", self.name)
             return None
@@ -260,6 +274,54 @@ class AriEvents:
             return None
         log.debug("ARI %s: event %s", self.name, event.type)
         return event
+
+
+    # -- REST over the events websocket ---------------------------------------------------
+    async def _ws_request(self, ws: aiohttp.ClientWebSocketResponse, method: str, path: str,
+                          query: dict[str, str], json: Any) -> tuple[int, bytes]:
+        """One REST call as a ``RESTRequest`` frame on the events websocket (Asterisk 22):
+        no HTTP session, no connection pool; the answer comes back as a ``RESTResponse``
+        frame that :meth:`_receive` hands to the waiting caller. (status, body)."""
+        request_id = str(next(self._request_ids))
+        frame: dict[str, Any] = {
+            "type": "RESTRequest", "request_id": request_id, "method": method,
+            "uri": path.lstrip("/"),
+            "query_strings": [{"name": k, "value": v} for k, v in query.items()]}
+        if json is not None:
+            frame["content_type"] = "application/json"
+            frame["message_body"] = jsonlib.dumps(json)
+        answer: asyncio.Future[tuple[int, bytes]] = asyncio.get_running_loop().create_future()
+        self._answers[request_id] = answer
+        try:
+            await ws.send_str(jsonlib.dumps(frame))
+            async with asyncio.timeout(self.request_timeout):
+                return await answer
+        except (aiohttp.ClientError, ConnectionError, TimeoutError) as exc:
+            raise self._lost(method, path, exc) from None
+        finally:
+            self._answers.pop(request_id, None)
+
+    def _lost(self, method: str, path: str, exc: BaseException) -> AriConnectionError:
+        """A REST call that got no answer, without any URL or query value."""
+        reason = connection_reason(exc, self.request_timeout)
+        return AriConnectionError(f"{self.name}: {method} {path}: {reason}", server=self.name,
+                                  method=method, path=path)
+
+    def _answer(self, data: dict[str, Any]) -> None:
+        answer = self._answers.pop(str(data.get("request_id")), None)
+        if answer is None or answer.done():
+            return  # its caller gave up (timeout) or the frame is not ours
+        status = data.get("status_code")
+        body = data.get("message_body")
+        answer.set_result((status if isinstance(status, int) else 500,
+                           body.encode() if isinstance(body, str) else b""))
+
+    def _fail_answers(self, reason: str) -> None:
+        """The websocket ended: REST calls waiting on it fail as a lost connection."""
+        for answer in self._answers.values():
+            if not answer.done():
+                answer.set_exception(ConnectionError(reason))
+        self._answers.clear()
 
 
 def _is_probe(event: AriEvent) -> bool:

@@ -78,6 +78,7 @@ class FakeAri:
         self.responses: dict[tuple[str, str], tuple[int, Any]] = {}
         self.sessions: list[Session] = []
         self.ws_requests: list[Recorded] = []
+        self.ws_rest: list[dict[str, Any]] = []  # RESTRequest frames on the events websocket
         self.ws_status: int | None = None
         self.ws_closed_by_client = asyncio.Event()
         self.release = asyncio.Event()
@@ -117,12 +118,23 @@ class FakeAri:
             if script.drop:
                 await ws.close()
                 return ws
-            async for _ in ws:
-                pass
+            async for message in ws:
+                await self._ws_rest(ws, message)
             self.ws_closed_by_client.set()
             return ws
         finally:
             self.open_ws.discard(ws)
+
+    async def _ws_rest(self, ws: web.WebSocketResponse, message: aiohttp.WSMessage) -> None:
+        """Asterisk 22: a ``RESTRequest`` frame is answered by a ``RESTResponse`` frame."""
+        frame = json.loads(message.data) if message.type is aiohttp.WSMsgType.TEXT else {}
+        if frame.get("type") != "RESTRequest":
+            return
+        self.ws_rest.append(frame)
+        status, body = self.responses.get((frame["method"], "/ari/" + frame["uri"]), (204, None))
+        await ws.send_str(json.dumps({
+            "type": "RESTResponse", "request_id": frame["request_id"], "status_code": status,
+            "uri": frame["uri"], "message_body": "" if body is None else json.dumps(body)}))
 
     async def _shutdown(self, app: web.Application) -> None:
         self.release.set()
@@ -302,6 +314,51 @@ async def test_helpers_percent_encode_ids_and_use_swagger_paths(
                                                "priority": "1"}),
         ("DELETE", "/ari/playbacks/pb%2F1", {}),
     ]
+
+
+async def test_rest_goes_over_the_events_websocket_while_it_is_read(
+        fake: tuple[FakeAri, str]) -> None:
+    server, url = fake
+    server.responses[("GET", "/ari/channels/c1/variable")] = (200, {"value": "yes"})
+    server.responses[("DELETE", "/ari/channels/c2")] = (404, {"message": "Channel not found"})
+    async with make_client(url, rest_over_websocket=True) as ari:
+        assert await ari.get_variable("c1", "CALLSEC_OK") == "yes"  # no websocket yet: HTTP
+        async with contextlib.aclosing(ari.events()) as events:
+            assert isinstance(await anext(events), m.Connected)
+            reader = asyncio.create_task(anext(events))  # the adapter reads the events
+            await asyncio.sleep(0.05)
+            assert await ari.get_variable("c1", "CALLSEC_OK") == "yes"
+            with pytest.raises(AriNotFound) as caught:
+                await ari.hangup("c2")
+            await ari.set_variable("c1", "CALLSEC_X", "4111111111111111")
+            reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reader
+    assert caught.value.ari_message == "Channel not found" and "4111" not in str(caught.value)
+    assert [(r.method, r.path) for r in server.requests] == [
+        ("GET", "/ari/channels/c1/variable")]
+    assert [(f["method"], f["uri"], f["query_strings"]) for f in server.ws_rest] == [
+        ("GET", "channels/c1/variable", [{"name": "variable", "value": "CALLSEC_OK"}]),
+        ("DELETE", "channels/c2", [{"name": "reason", "value": "normal"}]),
+        ("POST", "channels/c1/variable", [{"name": "variable", "value": "CALLSEC_X"},
+                                          {"name": "value", "value": "4111111111111111"}])]
+
+
+async def test_rest_waiting_on_a_dropped_websocket_fails_as_a_lost_connection(
+        fake: tuple[FakeAri, str]) -> None:
+    server, url = fake
+    async with make_client(url, rest_over_websocket=True, request_timeout=5.0) as ari:
+        async with contextlib.aclosing(ari.events()) as events:
+            await anext(events)
+            reader = asyncio.create_task(anext(events))
+            await asyncio.sleep(0.05)
+            server.responses[("POST", "/ari/channels/c1/answer")] = (204, None)
+            for ws in list(server.open_ws):  # Asterisk goes away before it answers
+                server.open_ws.discard(ws)
+                await ws.close()
+            with contextlib.suppress(AriConnectionError):
+                await ari.answer("c1")  # sent on the closing websocket or over HTTP
+            assert isinstance(await reader, m.Disconnected)
 
 
 async def test_client_closes_its_own_session_but_not_a_passed_one(
