@@ -21,7 +21,9 @@ it records an ``audit.head_forged`` entry first, and verify fails on that entry 
 :meth:`AuditLog.verify` walks the chain and names the first entry that was edited, deleted,
 inserted or reordered. Appends are serialised and update the head (and its MAC) in the same
 transaction: SQLite takes its write lock with a first ``UPDATE`` of the head row, PostgreSQL
-locks the head row with ``SELECT ... FOR UPDATE``.
+locks the head row with ``SELECT ... FOR UPDATE`` -- so several callsec nodes on one database
+keep one chain. A node's concurrent appends go in as a group (:class:`~.group.GroupCommit`):
+one transaction, one head lock for all of them, so calls do not queue on the head one by one.
 
 Details must not hold personal data: string values pass through :func:`redact_text` anyway.
 Targets must be identifiers of their action's kind (:mod:`.audit_targets`); one that is not is
@@ -53,6 +55,7 @@ from callsec_ari.store.audit_check import (
     head_problem,
 )
 from callsec_ari.store.db import Database, Executor, rowcount
+from callsec_ari.store.group import GroupCommit
 from callsec_ari.store.models import AuditHeadRow, AuditRow, Base, as_utc, utcnow
 
 log = logging.getLogger(__name__)
@@ -119,6 +122,9 @@ def _ts_text(ts: datetime) -> str:
     return as_utc(ts).isoformat(timespec="microseconds")
 
 
+_Entry = tuple[str, str, str, Mapping[str, Any] | None]  # actor, action, target, details
+
+
 class _Head(NamedTuple):
     seq: int
     hash: str
@@ -130,6 +136,7 @@ class AuditLog:
     def __init__(self, db: Database, *, hmac_key: bytes | None = None) -> None:
         self.db = db
         self._key = hmac_key
+        self._group: GroupCommit[_Entry, AuditEntry] = GroupCommit(self._append_group)
 
     def _mac(self, payload: dict[str, Any]) -> str:
         data = json.dumps(payload, sort_keys=True, separators=(",", ":"),
@@ -216,11 +223,15 @@ class AuditLog:
                session: Executor | None = None) -> AuditEntry:
         """Append one entry; with ``session`` (a Session or Connection) it commits (or
         rolls back) with that work. A target that is not an identifier of its action's kind
-        is stored as a keyed marker."""
+        is stored as a keyed marker. Without ``session``, the entries of concurrent callers
+        (threads) go in together: one transaction locks the head once for the group."""
         if session is None:
-            with self.db.connect() as conn:
-                return self._append(conn, actor, action, target, details)
+            return self._group.submit((actor, action, target, details))
         return self._append(session, actor, action, target, details)
+
+    def _append_group(self, group: list[_Entry]) -> list[AuditEntry]:
+        with self.db.connect() as conn:
+            return [self._append(conn, *entry) for entry in group]
 
     def _append(self, s: Executor, actor: str, action: str, target: str,
                 details: Mapping[str, Any] | None) -> AuditEntry:
