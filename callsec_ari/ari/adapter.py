@@ -42,8 +42,10 @@ log = logging.getLogger(__name__)
 #: more than half of its traffic, serialised by Asterisk and parsed here for nothing.
 #: Handle a new event type in ``_translate``? Add it here (tests/unit/test_ari_adapter.py
 #: replays recorded calls with and without the filtered events to catch a missing one).
+#: ``RESTResponse`` answers REST calls made over the events websocket: Asterisk filters it
+#: like an event (left out, every such call would wait for an answer that never comes).
 EVENT_TYPES = ("StasisStart", "StasisEnd", "ChannelDtmfReceived", "PlaybackFinished",
-               "ChannelDestroyed", "ChannelHangupRequest", LIVENESS_TYPE)
+               "ChannelDestroyed", "ChannelHangupRequest", LIVENESS_TYPE, "RESTResponse")
 
 FlowFactory = Callable[[str, e.CallStarted], Flow]
 #: What a ``ChannelDtmfReceived`` may carry: one key (a malformed event never reaches a flow).
