@@ -36,13 +36,12 @@ from callsec_ari.core.commands import Publish
 from callsec_ari.core.errors import CallsecError
 from callsec_ari.core.ports import CallHandle
 from callsec_ari.flows import FlowRegistry
-from callsec_ari.logoutput import reopen_log_files
-from callsec_ari.logs import setup_logging
+from callsec_ari.logoutput import reopen_log_files, setup_logging
+from callsec_ari.loopwatch import LoopWatch, settle_heap
 from callsec_ari.runtime.bus import EventBus
 from callsec_ari.runtime.cluster import ClusterNode, NodeRegistry, Observers
 from callsec_ari.runtime.dispatcher import Dispatcher
 from callsec_ari.runtime.executor import CallExecutor
-from callsec_ari.runtime.loopwatch import LoopWatch, settle_heap
 from callsec_ari.runtime.metrics import CallMetrics, LinkCollector, LinkState
 from callsec_ari.runtime.pgbus import PgBus
 from callsec_ari.runtime.prompts import PromptBook

@@ -2,7 +2,7 @@
 logrotate may move (reopened when moved and on SIGHUP), or stderr for journald.
 
 The handlers built here carry :class:`callsec_ari.logs.RedactingFilter` (added by
-``setup_logging``), so a message is redacted before any formatter sees it; the JSON formatter
+:func:`setup_logging`), so a message is redacted before any formatter sees it; the JSON formatter
 also redacts an exception's text, which no filter reaches.
 """
 
@@ -13,8 +13,11 @@ import logging
 import logging.handlers
 import os
 import sys
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
+
+from callsec_ari.logs import RedactingFilter, redact_text
 
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(call_id)s] %(message)s"
 #: journald stamps every line itself: no second time stamp.
@@ -22,12 +25,6 @@ JOURNAL_FORMAT = "%(levelname)s %(name)s [%(call_id)s] %(message)s"
 #: sd-daemon(3) priority prefixes, which journald reads from a service's stderr.
 _PRIORITY = {logging.DEBUG: 7, logging.INFO: 6, logging.WARNING: 4, logging.ERROR: 3,
              logging.CRITICAL: 2}
-
-
-def _redact(text: str) -> str:
-    from callsec_ari.logs import redact_text  # logs imports this module
-
-    return redact_text(text)
 
 
 class JsonFormatter(logging.Formatter):
@@ -44,7 +41,7 @@ class JsonFormatter(logging.Formatter):
             "message": record.getMessage(),
         }
         if record.exc_info:
-            entry["exc"] = _redact(self.formatException(record.exc_info))
+            entry["exc"] = redact_text(self.formatException(record.exc_info))
         return json.dumps(entry, ensure_ascii=False)
 
 
@@ -102,3 +99,21 @@ def reopen_log_files() -> int:
                 handler.release()
             count += 1
     return count
+
+
+def setup_logging(level: str = "INFO", file: Path | None = None,
+                  extra_handlers: Mapping[str, logging.Handler] | None = None,
+                  fmt: str = "text") -> None:
+    """The root logger's one handler: ``file`` (reopened when moved and on SIGHUP) or stderr
+    (journald-friendly), ``fmt`` ``text`` or ``json`` (see above)."""
+    handler = build_handler(file, fmt)
+    handler.addFilter(RedactingFilter())
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
+    for extra in (extra_handlers or {}).values():
+        extra.addFilter(RedactingFilter())
+        root.addHandler(extra)
+    root.setLevel(level)
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)

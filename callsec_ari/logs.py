@@ -14,9 +14,8 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Mapping, MutableMapping
+from collections.abc import MutableMapping
 from contextvars import ContextVar
-from pathlib import Path
 from typing import Any
 
 from stdnum import luhn
@@ -118,26 +117,3 @@ class CallLogger(logging.LoggerAdapter[logging.Logger]):
 
 def call_logger(logger: logging.Logger, call_id: str) -> CallLogger:
     return CallLogger(logger, {"call_id": call_id})
-
-
-FORMAT = "%(asctime)s %(levelname)s %(name)s [%(call_id)s] %(message)s"
-
-
-def setup_logging(level: str = "INFO", file: Path | None = None,
-                  extra_handlers: Mapping[str, logging.Handler] | None = None,
-                  fmt: str = "text") -> None:
-    """The root logger's one handler: ``file`` (reopened when moved and on SIGHUP) or stderr
-    (journald-friendly), ``fmt`` ``text`` or ``json`` (see :mod:`callsec_ari.logoutput`)."""
-    from callsec_ari.logoutput import build_handler
-
-    handler = build_handler(file, fmt)
-    handler.addFilter(RedactingFilter())
-    root = logging.getLogger()
-    for old in list(root.handlers):
-        root.removeHandler(old)
-    root.addHandler(handler)
-    for extra in (extra_handlers or {}).values():
-        extra.addFilter(RedactingFilter())
-        root.addHandler(extra)
-    root.setLevel(level)
-    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)

@@ -18,8 +18,8 @@ from collections.abc import Callable
 
 from callsec_ari.ami.errors import AmiAuthError, AmiConnectionError, AmiError
 from callsec_ari.ami.manager import AmiManager, Direction, MuteOutcome
-from callsec_ari.ari.events import ReconnectBackoff
 from callsec_ari.config import AmiSettings
+from callsec_ari.core.backoff import ReconnectBackoff
 
 __all__ = ["AmiLink"]
 

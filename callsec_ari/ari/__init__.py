@@ -18,7 +18,6 @@ from callsec_ari.ari.errors import (
     AriServerError,
     AriUnprocessable,
 )
-from callsec_ari.ari.events import ReconnectBackoff
 from callsec_ari.ari.models import AriEvent, Connected, Disconnected, UnknownEvent, parse_event
 
 __all__ = [
@@ -35,7 +34,6 @@ __all__ = [
     "AriUnprocessable",
     "Connected",
     "Disconnected",
-    "ReconnectBackoff",
     "UnknownEvent",
     "parse_event",
 ]

@@ -17,8 +17,9 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 from callsec_ari.ari import models as m
-from callsec_ari.ari.client import LIVENESS_TYPE, AriClient
+from callsec_ari.ari.client import AriClient
 from callsec_ari.ari.errors import AriError, AriNotFound
+from callsec_ari.ari.events import LIVENESS_TYPE
 from callsec_ari.ari.external_media import open_external_media
 from callsec_ari.ari.moments import PressClock, ReturnToDialplan
 from callsec_ari.ari.operations import segment

@@ -31,32 +31,14 @@ from callsec_ari.ari.errors import (
 )
 from callsec_ari.ari.models import AriEvent, Connected, Disconnected, parse_event
 from callsec_ari.ari.operations import Params
+from callsec_ari.core.backoff import ReconnectBackoff
 
 log = logging.getLogger("callsec_ari.ari.client")  # one logger for the whole client
 
-_MAX_EXPONENT = 60
 #: The user event callsec sends its own app when the events go quiet (``_receive``), and the
 #: ARI type it arrives as; the adapter's event filter lets it through.
 LIVENESS_EVENT = "callsec-liveness"
 LIVENESS_TYPE = "ChannelUserevent"
-
-class ReconnectBackoff:
-    """Exponential backoff with full jitter, floored at ``minimum``."""
-
-    def __init__(self, minimum: float, maximum: float, rng: random.Random) -> None:
-        self.minimum = minimum
-        self.maximum = maximum
-        self._rng = rng
-        self._attempt = 0
-
-    def next_delay(self) -> float:
-        ceiling = min(self.maximum, self.minimum * 2 ** min(self._attempt, _MAX_EXPONENT))
-        self._attempt += 1
-        return self._rng.uniform(self.minimum, ceiling)
-
-    def reset(self) -> None:
-        self._attempt = 0
-
 
 def connection_reason(exc: BaseException, timeout: float) -> str:
     """Why a connection failed, without any URL (aiohttp's texts may hold the query string)."""

@@ -22,9 +22,9 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+from callsec_ari.loopwatch import LoopWatch, settle_heap
 from callsec_ari.media import ipc
 from callsec_ari.media.relay import FilterOptions, MediaRelay
-from callsec_ari.runtime.loopwatch import LoopWatch, settle_heap
 
 log = logging.getLogger("callsec_ari.media.worker")  # not __main__ (run with -m)
 

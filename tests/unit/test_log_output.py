@@ -13,8 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from callsec_ari.logoutput import JournalFormatter, JsonFormatter, reopen_log_files
-from callsec_ari.logs import setup_logging
+from callsec_ari.logoutput import JournalFormatter, JsonFormatter, reopen_log_files, setup_logging
 from callsec_ari.runtime.sdnotify import Notifier, watchdog_interval
 
 

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from callsec_ari.runtime.loopwatch import LoopWatch, thread_times
+from callsec_ari.loopwatch import LoopWatch, thread_times
 
 
 def test_a_stall_above_the_threshold_is_logged_with_the_collectors_share(
@@ -13,7 +13,7 @@ def test_a_stall_above_the_threshold_is_logged_with_the_collectors_share(
     watch = LoopWatch(interval=0.05, warn_after=0.1)
     watch.gc.callback("start", {"generation": 2})
     watch.gc.callback("stop", {"generation": 2})
-    with caplog.at_level(logging.WARNING, logger="callsec_ari.runtime.loopwatch"):
+    with caplog.at_level(logging.WARNING, logger="callsec_ari.loopwatch"):
         watch._measured(0.02)
         watch._measured(0.25)
     assert [r.getMessage().split(" (")[0] for r in caplog.records] == \
@@ -35,7 +35,7 @@ def test_collections_are_summed_per_generation() -> None:
 def test_a_stall_says_how_much_of_it_the_loop_worked_and_how_much_it_waited_for_a_cpu(
         caplog: pytest.LogCaptureFixture) -> None:
     watch = LoopWatch(interval=0.05, warn_after=0.1)
-    with caplog.at_level(logging.WARNING, logger="callsec_ari.runtime.loopwatch"):
+    with caplog.at_level(logging.WARNING, logger="callsec_ari.loopwatch"):
         watch._measured(0.25, (0.04, 0.21))
     assert "of the last 300 ms: on a CPU 40 ms, waiting for one 210 ms" in caplog.text
 
