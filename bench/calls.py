@@ -104,7 +104,7 @@ def mobile(index: int) -> str:
 
 def create_customers(target: Target, count: int) -> list[str]:
     """Customers with one mobile each, in callsec's own database; their refs."""
-    from callsec_ari.config import load_settings
+    from callsec_ari.config_check import load_settings
     from callsec_ari.store.context import init_keys, open_store
     from callsec_ari.store.customers import CustomerData, Name, Phone
 

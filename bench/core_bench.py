@@ -24,7 +24,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
 
 from callsec_ari.capture import protocol as cp
-from callsec_ari.config import load_settings
+from callsec_ari.config_check import load_settings
 from callsec_ari.core import commands as c
 from callsec_ari.core import events as e
 from callsec_ari.flows import FlowRegistry

@@ -37,7 +37,7 @@ from typing import Any
 
 from sqlalchemy import create_engine, insert, make_url, text
 
-from callsec_ari.config import load_settings
+from callsec_ari.config_check import load_settings
 from callsec_ari.store.context import Store, init_keys, open_store
 from callsec_ari.store.customers import CustomerData, Name, Phone
 from callsec_ari.store.models import Base, utcnow

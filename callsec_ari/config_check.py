@@ -16,12 +16,47 @@ connected and nothing is created, so ``check-config`` works on a new machine bef
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from pathlib import Path
+
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
-from callsec_ari.config import Settings
+from callsec_ari.access.roles import revealable_kinds
+from callsec_ari.access.throttle import check_login_settings
+from callsec_ari.agi.trust import check_allowed_peers
+from callsec_ari.approval.messages import check_approval_settings
+from callsec_ari.capture.formats import ACCOUNT_DIGITS_RANGE
+from callsec_ari.config import Settings, read_settings
 from callsec_ari.core.errors import ConfigError
+from callsec_ari.runtime.prompts import check_overrides
 from callsec_ari.store.errors import KeyUnavailable
+from callsec_ari.verification.confirm_links import check_public_url
+from callsec_ari.verification.limits import check_limit_settings
+from callsec_ari.verification.messages import check_message_settings
+from callsec_ari.web.clientaddr import trusted_networks
+from callsec_ari.webhooks.config import check_webhook_settings
+
+
+def load_settings(path: Path | str | None = None, env: Mapping[str, str] | None = None) -> Settings:
+    """The settings every command runs on: :func:`~callsec_ari.config.read_settings` plus the
+    checks the slices own (config/ knows no slice), each a ``ConfigError`` naming its key."""
+    settings = read_settings(path, env)
+    check_message_settings(settings.verification)
+    check_limit_settings(settings.verification)
+    check_approval_settings(settings.approval)
+    revealable_kinds(settings.web.reveal_kinds)
+    check_login_settings(settings.web)
+    trusted_networks(settings.web.trusted_proxies)
+    check_allowed_peers(settings.agi.allowed_peers)
+    check_webhook_settings(settings.webhooks)
+    check_public_url(settings)
+    (low, high), capture = ACCOUNT_DIGITS_RANGE, settings.capture
+    for key in ("account_number_min_digits", "account_number_max_digits"):
+        if not low <= getattr(capture, key) <= high:
+            raise ConfigError(f"must be between {low} and {high}", section="capture", key=key)
+    check_overrides(settings.prompt_overrides)
+    return settings
 
 
 def check_database_url(raw: str) -> None:

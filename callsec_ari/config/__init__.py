@@ -10,7 +10,7 @@ Precedence for ``[section] key``: environment ``CALLSEC_<SECTION>__<KEY>`` > env
 Sections named ``policy:<name>`` are verification policies (env: ``CALLSEC_POLICY_<NAME>__<KEY>``).
 """
 
-from callsec_ari.config.loader import load_settings
+from callsec_ari.config.loader import read_settings
 from callsec_ari.config.sections import (
     CHOICES,
     DEFAULT_CONFIG_PATH,
@@ -36,5 +36,5 @@ __all__ = [
     "CHOICES", "DEFAULT_CONFIG_PATH", "SECTIONS", "AgiSettings", "AmiSettings", "AriSettings",
     "CaptureSettings", "CryptoSettings", "DatabaseSettings", "EmailSettings", "LoggingSettings",
     "PolicySettings", "RetentionSettings", "Secret", "Settings", "SmsSettings",
-    "VerificationSettings", "WebSettings", "load_settings",
+    "VerificationSettings", "WebSettings", "read_settings",
 ]

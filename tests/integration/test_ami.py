@@ -23,7 +23,8 @@ from callsec_ari.ami import (
     MuteOutcome,
 )
 from callsec_ari.app import Application
-from callsec_ari.config import Settings, load_settings
+from callsec_ari.config import Settings
+from callsec_ari.config_check import load_settings
 from callsec_ari.store.context import init_keys
 from tests.harness.ari import AriClient, is_event, new_id
 from tests.harness.local import LocalCall, LocalCaller

@@ -22,7 +22,7 @@ import aiohttp
 import pytest
 
 from callsec_ari.approval.record import record_key, verify_record
-from callsec_ari.config import load_settings
+from callsec_ari.config_check import load_settings
 from callsec_ari.store.keyrings import open_keyring
 from tests.harness.agent import AgentPhones
 from tests.harness.callsec_proc import code_from

@@ -19,7 +19,8 @@ from callsec_ari.approval.record import Terms, record_key, verify_record
 from callsec_ari.approval.service import ApprovalFeature, record_of
 from callsec_ari.capture.service import CaptureFeature
 from callsec_ari.capture.sinks import VaultSink
-from callsec_ari.config import Settings, load_settings
+from callsec_ari.config import Settings
+from callsec_ari.config_check import load_settings
 from callsec_ari.connect.flow import ConnectFlow, K
 from callsec_ari.core.digits import SensitiveDigits
 from callsec_ari.core.events import CallStarted

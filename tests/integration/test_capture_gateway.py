@@ -32,7 +32,8 @@ from callsec_ari.capture import protocol as cp
 from callsec_ari.capture.errors import GatewayFailed
 from callsec_ari.capture.service import CaptureFeature
 from callsec_ari.capture.sinks import CaptureValues, GatewaySink, VaultSink, build_sink
-from callsec_ari.config import CaptureSettings, Secret, load_settings
+from callsec_ari.config import CaptureSettings, Secret
+from callsec_ari.config_check import load_settings
 from callsec_ari.core.digits import SensitiveDigits
 from callsec_ari.core.errors import ConfigError
 from callsec_ari.core.ports import CallHandle

@@ -22,7 +22,8 @@ from callsec_ari.capture.errors import MediaUnavailable
 from callsec_ari.capture.media_service import MediaFeature, evidence_key
 from callsec_ari.capture.service import CaptureFeature
 from callsec_ari.capture.sinks import VaultSink
-from callsec_ari.config import CaptureSettings, load_settings
+from callsec_ari.config import CaptureSettings
+from callsec_ari.config_check import load_settings
 from callsec_ari.core.events import DtmfReceived, Event
 from callsec_ari.core.ports import CallHandle
 from callsec_ari.logs import call_logger

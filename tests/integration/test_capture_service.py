@@ -26,7 +26,7 @@ from callsec_ari.capture.errors import (
 )
 from callsec_ari.capture.service import CaptureFeature
 from callsec_ari.capture.sinks import VaultSink
-from callsec_ari.config import load_settings
+from callsec_ari.config_check import load_settings
 from callsec_ari.connect.flow import ConnectFlow, K
 from callsec_ari.core.digits import SensitiveDigits
 from callsec_ari.core.errors import Forbidden, InvalidInput

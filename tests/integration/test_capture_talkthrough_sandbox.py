@@ -42,7 +42,7 @@ import aiohttp
 import pytest
 
 from callsec_ari.capture.media_service import evidence_key
-from callsec_ari.config import load_settings
+from callsec_ari.config_check import load_settings
 from callsec_ari.media.evidence import verify_evidence
 from callsec_ari.store.crypto import Keyring
 from tests.harness.agent import AgentPhones

@@ -18,7 +18,7 @@ import pytest
 from callsec_ari.capture import protocol as cp
 from callsec_ari.capture.service import CaptureFeature
 from callsec_ari.capture.sinks import VaultSink
-from callsec_ari.config import load_settings
+from callsec_ari.config_check import load_settings
 from callsec_ari.connect.flow import ConnectFlow, K
 from callsec_ari.core.events import CallStarted
 from callsec_ari.core.ports import CallContext, CallHandle

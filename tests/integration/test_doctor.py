@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from callsec_ari.config import load_settings
+from callsec_ari.config_check import load_settings
 from callsec_ari.doctor import Severity, exit_code, run_checks
 from callsec_ari.doctor.gather import gather
 from tests.harness.ari import AriClient, is_event

@@ -25,7 +25,7 @@ import pytest
 from aiohttp import web
 from sqlalchemy import select
 
-from callsec_ari.config import load_settings
+from callsec_ari.config_check import load_settings
 from callsec_ari.core.errors import ConfigError
 from callsec_ari.store.context import Store, init_keys, open_store
 from callsec_ari.store.models import AuditRow

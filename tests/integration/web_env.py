@@ -22,7 +22,8 @@ from aiohttp.test_utils import TestClient, TestServer
 from callsec_ari.access import credentials as cred
 from callsec_ari.access.auth import Auth
 from callsec_ari.access.users import UserStore
-from callsec_ari.config import Settings, load_settings
+from callsec_ari.config import Settings
+from callsec_ari.config_check import load_settings
 from callsec_ari.core.commands import Command, Publish
 from callsec_ari.core.errors import NotFound
 from callsec_ari.core.events import CallStarted, Event

@@ -27,7 +27,7 @@ from callsec_ari.agi.trust import (
     safe_call_id,
 )
 from callsec_ari.ari.errors import AriConnectionError, AriNotFound, AriServerError
-from callsec_ari.config import load_settings
+from callsec_ari.config_check import load_settings
 from callsec_ari.core.errors import ConfigError
 
 NAME = "PJSIP/pstn-00000007"

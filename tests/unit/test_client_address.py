@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from callsec_ari.config import load_settings
+from callsec_ari.config_check import load_settings
 from callsec_ari.core.errors import ConfigError
 from callsec_ari.web.clientaddr import client_address, trusted_networks
 

@@ -3,7 +3,8 @@ from pathlib import Path
 import pytest
 
 from callsec_ari.cli import main
-from callsec_ari.config import Secret, load_settings
+from callsec_ari.config import Secret
+from callsec_ari.config_check import load_settings
 from callsec_ari.core.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[2]

@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 
 from callsec_ari.ami.manager import ConfigCategory
-from callsec_ari.config import SECTIONS, PolicySettings, Settings, load_settings
+from callsec_ari.config import SECTIONS, PolicySettings, Settings
 from callsec_ari.config.loader import resolve_paths
+from callsec_ari.config_check import load_settings
 from callsec_ari.doctor import run_checks
 from callsec_ari.doctor.gather import apply_config_files
 from callsec_ari.doctor.model import Facts, Severity

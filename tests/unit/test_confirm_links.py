@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from callsec_ari.config import PolicySettings, Settings, WebSettings, load_settings
+from callsec_ari.config import PolicySettings, Settings, WebSettings
+from callsec_ari.config_check import load_settings
 from callsec_ari.core.errors import ConfigError
 from callsec_ari.verification import confirm_links as links
 

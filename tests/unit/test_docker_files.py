@@ -15,7 +15,8 @@ from typing import Any
 import pytest
 import yaml
 
-from callsec_ari.config import SECTIONS, PolicySettings, load_settings
+from callsec_ari.config import SECTIONS, PolicySettings
+from callsec_ari.config_check import load_settings
 
 REPO = Path(__file__).resolve().parents[2]
 DOCKERFILES = [REPO / "Dockerfile", REPO / "docker" / "asterisk" / "Dockerfile"]

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from callsec_ari.config.loader import load_settings
+from callsec_ari.config_check import load_settings
 from callsec_ari.core.errors import ConfigError
 from callsec_ari.store.abuse import sliding_count
 from callsec_ari.verification.limits import (

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from callsec_ari.config import load_settings
+from callsec_ari.config_check import load_settings
 from callsec_ari.core import commands as c
 from callsec_ari.core.errors import ConfigError
 from callsec_ari.runtime.prompts import PromptBook, known_prompt_names, scan_sounds

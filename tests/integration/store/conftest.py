@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, make_url, text
 
-from callsec_ari.config import Settings, load_settings
+from callsec_ari.config import Settings
+from callsec_ari.config_check import load_settings
 from callsec_ari.store.context import Store, init_keys, open_store
 
 PG_ENV = "CALLSEC_TEST_PG_URL"

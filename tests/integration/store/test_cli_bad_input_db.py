@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from callsec_ari.config import load_settings
+from callsec_ari.config_check import load_settings
 from callsec_ari.store.context import init_keys, open_store
 from tests.integration.store.conftest import write_config
 

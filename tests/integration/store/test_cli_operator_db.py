@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from callsec_ari.config import load_settings
+from callsec_ari.config_check import load_settings
 from callsec_ari.store.context import init_keys
 from callsec_ari.store.db import current_revision, head_revision, open_database
 from tests.integration.store.conftest import write_config

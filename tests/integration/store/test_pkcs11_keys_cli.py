@@ -20,7 +20,7 @@ HANS = ("--name", "Hans Groß", "--mobile", "+49 160 5550102")
 THREADS = """
 import logging, sys, threading
 logging.basicConfig(level=logging.INFO)
-from callsec_ari.config import load_settings
+from callsec_ari.config_check import load_settings
 from callsec_ari.store.crypto import Envelope
 from callsec_ari.store.keyrings import open_keyring
 settings = load_settings(sys.argv[1])
