@@ -101,6 +101,7 @@ def snapshot(app: Application) -> dict[str, Any]:
     return {"version": __version__, "pid": os.getpid(),
             "uptime_seconds": round(time.monotonic() - app.started_monotonic, 1),
             "connections": _connections(app), "calls": calls, "queues": queues,
+            "cluster": app.cluster.status(),
             "last_errors": list(app.error_ring.records)}
 
 

@@ -87,12 +87,25 @@ def _calls(calls: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _cluster(cluster: dict[str, Any]) -> list[str]:
+    if not cluster:
+        return []
+    lines = [f"Cluster: this node {cluster.get('node_id')} ({cluster.get('advertise_url')})"]
+    for node in cluster.get("nodes") or []:
+        state = "stopped" if node["stopped"] else "alive" if node["alive"] else "DEAD"
+        lines.append(f"  {node['node_id']:<16} {state:<8} heartbeat"
+                     f" {node['heartbeat_age_seconds']:>6.1f} s ago, {node['calls']} call(s),"
+                     f" app {node['stasis_app']}, {node['advertise_url']}")
+    return lines
+
+
 def render(answer: dict[str, Any]) -> str:
     up = int(float(answer.get("uptime_seconds", 0)))
     lines = [f"callsec {answer.get('version')} running, pid {answer.get('pid')},"
              f" up {up // 3600}h {up % 3600 // 60}m {up % 60}s"]
     lines += _connections(answer.get("connections") or {})
     lines += _calls(answer.get("calls") or {"active": 0})
+    lines += _cluster(answer.get("cluster") or {})
     queues = answer.get("queues") or {}
     lines.append("Queues: " + ", ".join(f"{k} {v}" for k, v in sorted(queues.items())))
     errors = answer.get("last_errors") or []

@@ -15,6 +15,7 @@ import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import GaugeMetricFamily, Metric
@@ -172,6 +173,26 @@ class ClusterNode:
                 await asyncio.sleep(self.settings.heartbeat_seconds)
                 self._wake.set()
 
+    def counts(self) -> dict[str, int]:
+        """Live calls per node, as last read (this node's own: now)."""
+        counts: dict[str, int] = {self.node_id: len(self._shown)}
+        for call in self._remote.values():
+            counts[call.node_id] = counts.get(call.node_id, 0) + 1
+        return counts
+
+    def status(self) -> dict[str, Any]:
+        """``callsec status``: every node, its heartbeat age, liveness and live calls."""
+        now, counts = utcnow(), self.counts()
+        return {"node_id": self.node_id, "advertise_url": self.settings.advertise_url,
+                "read_at": self.read_at.isoformat() if self.read_at else None,
+                "nodes": [{"node_id": n.node_id, "advertise_url": n.advertise_url,
+                           "stasis_app": n.stasis_app,
+                           "heartbeat_age_seconds": round((now - n.heartbeat_at)
+                                                          .total_seconds(), 1),
+                           "alive": n.alive(now, self.settings.dead_after_seconds),
+                           "stopped": n.stopped_at is not None,
+                           "calls": counts.get(n.node_id, 0)} for n in self.nodes]}
+
     def collect(self) -> Iterable[Metric]:
         """``callsec_cluster_*``: each node's heartbeat age and live calls, as last read."""
         now = utcnow()
@@ -179,9 +200,7 @@ class ClusterNode:
                                 "Seconds since each node's last heartbeat", labels=["peer"])
         calls = GaugeMetricFamily("callsec_cluster_calls", "Live calls per owning node",
                                   labels=["peer"])
-        counts: dict[str, int] = {self.node_id: len(self._shown)}
-        for call in self._remote.values():
-            counts[call.node_id] = counts.get(call.node_id, 0) + 1
+        counts = self.counts()
         for node in self.nodes:
             age.add_metric([node.node_id], (now - node.heartbeat_at).total_seconds())
         for node_id, count in sorted(counts.items()):

@@ -24,7 +24,23 @@ def fake_app(ring: ErrorRing) -> Any:
         settings=SimpleNamespace(web=web), adapters=[], ami=None, agi_server=None, web=None,
         dispatcher=[], metrics=None, late_records=[], refusals=None, bus=EventBus(),
         webhook_service=None,
-        started_monotonic=0.0, error_ring=ring)
+        started_monotonic=0.0, error_ring=ring, cluster=SimpleNamespace(status=lambda: CLUSTER))
+
+
+CLUSTER = {"node_id": "n1", "advertise_url": "http://10.0.0.1:8080", "read_at": None,
+           "nodes": [{"node_id": "n1", "advertise_url": "http://10.0.0.1:8080",
+                      "stasis_app": "callsec-n1", "heartbeat_age_seconds": 0.4, "alive": True,
+                      "stopped": False, "calls": 3},
+                     {"node_id": "n2", "advertise_url": "http://10.0.0.2:8080",
+                      "stasis_app": "callsec-n2", "heartbeat_age_seconds": 12.0,
+                      "alive": False, "stopped": False, "calls": 1}]}
+
+
+def test_status_text_shows_each_node_its_heartbeat_and_calls() -> None:
+    text = render({"version": "x", "pid": 1, "uptime_seconds": 5, "cluster": CLUSTER})
+    assert "Cluster: this node n1 (http://10.0.0.1:8080)" in text
+    assert "n1               alive    heartbeat    0.4 s ago, 3 call(s)" in text
+    assert "n2               DEAD     heartbeat   12.0 s ago, 1 call(s)" in text
 
 
 def test_error_ring_keeps_the_last_warnings_redacted() -> None:
