@@ -14,7 +14,7 @@ import asyncio
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from prometheus_client import CollectorRegistry
@@ -155,7 +155,15 @@ class ClusterNode:
         calls = self.store.calls()
         self.nodes = self.store.nodes()
         self._remote = {c.call_id: c for c in calls if c.node_id != self.node_id}
-        self.read_at = utcnow()
+        self.read_at = now = utcnow()
+        grace = timedelta(seconds=3 * self.settings.dead_after_seconds)
+        stale = [c.call_id for c in calls if c.node_id == self.node_id
+                 and c.call_id not in self._shown and c.call_id not in self._pending
+                 and c.updated_at is not None and now - c.updated_at > grace]
+        if stale:  # left by this node's previous life (or adopted, then not recovered)
+            log.info("%d call(s) this node no longer runs removed from the registry",
+                     len(stale), extra=_NO_CALL)
+            self.store.write_calls([], stale)
 
     async def _write_loop(self) -> None:
         while True:

@@ -1,10 +1,12 @@
 """This node in the registry (SQLite and PostgreSQL): the dispatcher's observer writes a call's
-start, changes and end (no digit), the heartbeat keeps the node alive and reads the other
+start, changes and end (no digit), a row this node left in an earlier life is removed, the
+heartbeat keeps the node alive and reads the other
 nodes' calls back, a clean stop is recorded, and /metrics carries the node label."""
 
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 
 import pytest
 from prometheus_client import generate_latest
@@ -20,6 +22,7 @@ from callsec_ari.runtime.executor import CallExecutor
 from callsec_ari.runtime.metrics import CallMetrics
 from callsec_ari.store.cluster import ClusterCall, ClusterStore
 from callsec_ari.store.context import Store
+from callsec_ari.store.models import utcnow
 from tests.integration.web_env import HoldFlow
 
 pytestmark = pytest.mark.asyncio
@@ -56,6 +59,8 @@ async def test_calls_reach_the_registry_and_the_node_heart_beats(store: Store) -
     executor.register(Publish, bus.handle)
     dispatcher = Dispatcher(executor, observer=Observers(CallMetrics(registry), node))
     cluster_store.register_call(ClusterCall("R-1", "n2", "connect", "bridged", "R-1"))
+    cluster_store.register_call(ClusterCall("OLD-1", "n1", "verify", "collecting", "OLD-1"),
+                                utcnow() - timedelta(seconds=60))  # this node's last life
     cluster_store.heartbeat("n2", advertise_url="http://n2:8080", stasis_app="callsec",
                             started_at=node.started_at)
     async with asyncio.TaskGroup() as tg:
@@ -78,6 +83,7 @@ async def test_calls_reach_the_registry_and_the_node_heart_beats(store: Store) -
         await _until(lambda: (cluster_store.call("C-1") or row).state == "capturing")
         assert (cluster_store.call("C-1") or row).customer_ref == "C-77"
         await _until(lambda: node.remote_call("R-1") is not None)
+        await _until(lambda: cluster_store.call("OLD-1") is None)  # stale: removed
         status = node.status()
         assert {n["node_id"]: (n["calls"], n["alive"]) for n in status["nodes"]} == \
             {"n1": (1, True), "n2": (1, True)}
