@@ -17,6 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from callsec_ari.capture import protocol as cp
+from callsec_ari.capture.entry import TIMER as ENTRY_TIMER
 from callsec_ari.capture.entry import FieldEntry
 from callsec_ari.core import commands as c
 from callsec_ari.core.events import (
@@ -206,25 +207,36 @@ class CaptureSteering:
             result, reason = "captured", f"rerequest_{result}"
             self.entry.masked.clear()
         self.stage, self.result = "done", result
+        back = f"sound:callsec/{RETURN_PROMPTS.get(result, 'capture-cancelled')}"
         commands: list[c.Command] = [
-            c.CancelTimer(name=OVERALL), c.CancelTimer(name="capture-entry"),
-            c.StopPlayback(playback_id=self.loop_id),
-            *[c.StopPlayback(playback_id=pid) for pid in self.entry.prompts],
-            c.RemoveFromBridge(bridge_id=self.o.capture_bridge, leg="caller"),
-            c.AddToBridge(bridge_id=self.o.agent_bridge, leg="caller", absorb_dtmf=True),
-            c.DestroyBridge(bridge_id=self.o.capture_bridge),
-            cp.MuteRecording(leg="caller", mute=False),
-            c.Play(playback_id=f"{self.capture_id}-back", language=self.o.language,
-                   media=(f"sound:callsec/{RETURN_PROMPTS.get(result, 'capture-cancelled')}",
-                          "sound:beep")),
-            c.Play(playback_id=f"{self.capture_id}-beep", media=("sound:beep",), leg="agent"),
+            c.CancelTimer(name=OVERALL), c.CancelTimer(name=ENTRY_TIMER),
+            *self._return_caller(), cp.MuteRecording(leg="caller", mute=False),
+            *self._back_prompts(back),
             self._publish("finished", result=result, **({"reason": reason} if reason else {}),
-                          **({"stored_as": self.stored_as} if self.stored_as else {}),
-                          **self._masked_flat()),
+                          **self._finished_extra(), **self._masked_flat()),
         ]
         if result != "captured":
             commands.append(self._record(result, reason))
         return commands
+
+    # -- what the routes' endings differ in ------------------------------------------------
+    def _return_caller(self) -> list[c.Command]:
+        return [c.StopPlayback(playback_id=self.loop_id),
+                *[c.StopPlayback(playback_id=pid) for pid in self.entry.prompts],
+                c.RemoveFromBridge(bridge_id=self.o.capture_bridge, leg="caller"),
+                c.AddToBridge(bridge_id=self.o.agent_bridge, leg="caller", absorb_dtmf=True),
+                *self._tear_down()]
+
+    def _tear_down(self) -> list[c.Command]:
+        return [c.DestroyBridge(bridge_id=self.o.capture_bridge)]
+
+    def _back_prompts(self, back: str) -> list[c.Command]:
+        return [c.Play(playback_id=f"{self.capture_id}-back", language=self.o.language,
+                       media=(back, "sound:beep")),
+                c.Play(playback_id=f"{self.capture_id}-beep", media=("sound:beep",), leg="agent")]
+
+    def _finished_extra(self) -> dict[str, str | int | bool]:
+        return {"stored_as": self.stored_as} if self.stored_as else {}
 
     def reopen(self, event: cp.FieldControl) -> cp.CaptureRequested | None:
         """A re-request of a field of this just-finished, stored capture: the request that
@@ -243,8 +255,7 @@ class CaptureSteering:
         self.entry.wipe()
         self.stage, self.result = "done", result
         record = [] if self.request.reopen_fields else [self._record(result, reason)]
-        return [c.CancelTimer(name=OVERALL), c.CancelTimer(name="capture-entry"),
-                c.DestroyBridge(bridge_id=self.o.capture_bridge),
+        return [c.CancelTimer(name=OVERALL), c.CancelTimer(name=ENTRY_TIMER), *self._tear_down(),
                 cp.MuteRecording(leg="caller", mute=False),
                 self._publish("finished", result=result, reason=reason), *record]
 

@@ -39,9 +39,8 @@ from __future__ import annotations
 from dataclasses import replace
 
 from callsec_ari.capture import protocol as cp
-from callsec_ari.capture.entry import TIMER as ENTRY_TIMER
 from callsec_ari.capture.entry import FieldEntry
-from callsec_ari.capture.steering import OVERALL, RETURN_PROMPTS, CaptureSteering, SteeringOptions
+from callsec_ari.capture.steering import OVERALL, CaptureSteering, SteeringOptions
 from callsec_ari.core import commands as c
 from callsec_ari.core.events import (
     CommandFailed,
@@ -141,7 +140,7 @@ class TalkThroughSteering(CaptureSteering):
 
     def media_failed(self, error_id: str) -> list[c.Command]:
         """The media path could not be built; the caller never left the agent."""
-        teardown = self._teardown()
+        teardown = self._tear_down()
         if self.fallback:
             self.stage, self.result = "done", "fallback"
             self.successor = CaptureSteering(self.request, self.entry, self.o)
@@ -163,7 +162,7 @@ class TalkThroughSteering(CaptureSteering):
             return self.give_back("cancelled", "media_lost")
         return []
 
-    def _teardown(self) -> list[c.Command]:
+    def _tear_down(self) -> list[c.Command]:
         """Media legs, relay, capture bridge: in this order (the bridge outlives the legs, so
         a restarted callsec still finds and hangs up legs a dead one left)."""
         return [*[c.HangupLeg(leg=leg) for leg in MEDIA_LEGS],
@@ -205,42 +204,19 @@ class TalkThroughSteering(CaptureSteering):
     def played(self, playback_id: str) -> list[c.Command]:
         return []  # no hold loop: the agent hears the caller
 
-    # -- ending ----------------------------------------------------------------------------
-    def give_back(self, result: str, reason: str = "") -> list[c.Command]:
-        """The caller back to the agent's bridge first, then the media torn down."""
-        self.entry.wipe()
-        self.stage, self.result = "done", result
-        commands: list[c.Command] = [
-            c.CancelTimer(name=OVERALL), c.CancelTimer(name=ENTRY_TIMER),
-            *[c.StopPlayback(playback_id=pid) for pid in self.entry.prompts]]
-        if self.caller_moved:
-            commands += [c.RemoveFromBridge(bridge_id=self.o.capture_bridge, leg="caller"),
-                         c.AddToBridge(bridge_id=self.o.agent_bridge, leg="caller",
-                                       absorb_dtmf=True)]
-        commands += [
-            *self._teardown(),
-            cp.MuteRecording(leg="caller", mute=False),
-            c.Play(playback_id=f"{self.capture_id}-back", language=self.o.language,
-                   bridge_id=self.o.agent_bridge,
-                   media=(f"sound:callsec/{RETURN_PROMPTS.get(result, 'capture-cancelled')}",
-                          "sound:beep")),
-            self._publish("finished", result=result, **({"reason": reason} if reason else {}),
-                          **self._masked_flat()),
-        ]
-        if result != "captured":
-            commands.append(self._record(result, reason))
-        return commands
+    # -- ending: the caller back to the agent's bridge first, then the media torn down ----------
+    def _return_caller(self) -> list[c.Command]:
+        back = [c.RemoveFromBridge(bridge_id=self.o.capture_bridge, leg="caller"),
+                c.AddToBridge(bridge_id=self.o.agent_bridge, leg="caller", absorb_dtmf=True)]
+        return [*[c.StopPlayback(playback_id=pid) for pid in self.entry.prompts],
+                *(back if self.caller_moved else []), *self._tear_down()]
 
-    def abandon(self, result: str, reason: str) -> list[c.Command]:
-        """A leg left: digits discarded, media and capture bridge torn down, capture recorded."""
-        self.entry.wipe()
-        self.stage, self.result = "done", result
-        return [c.CancelTimer(name=OVERALL), c.CancelTimer(name=ENTRY_TIMER),
-                *self._teardown(),
-                cp.MuteRecording(leg="caller", mute=False),
-                self._publish("finished", result=result, reason=reason),
-                self._record(result, reason)]
+    def _back_prompts(self, back: str) -> list[c.Command]:
+        return [c.Play(playback_id=f"{self.capture_id}-back", language=self.o.language,
+                       bridge_id=self.o.agent_bridge, media=(back, "sound:beep"))]
 
+    def _finished_extra(self) -> dict[str, str | int | bool]:
+        return {}
 
 def steer(request: cp.CaptureRequested, entry: FieldEntry, options: SteeringOptions, *,
           mode: str, fallback: bool) -> CaptureSteering:
