@@ -10,6 +10,7 @@ import asyncio
 import dataclasses
 import time
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,7 @@ class Pair:
     one: WebEnv  # node n1: runs C-100 (anna's, team blue) and C-102 (carla's, team red)
     two: TestClient[Any, Any]  # node n2
     two_captures: FakeCaptures
+    two_deps: WebDeps
     clusters: tuple[ClusterNode, ClusterNode]
 
     async def login(self, name: str) -> dict[str, str]:
@@ -50,7 +52,14 @@ def _node(env: WebEnv, node_id: str, url: str) -> ClusterNode:
 
 @pytest.fixture
 async def pair(tmp_path: Path) -> AsyncIterator[Pair]:
-    async with web_env(tmp_path) as one:
+    async with two_nodes(tmp_path) as nodes:
+        yield nodes
+
+
+@asynccontextmanager
+async def two_nodes(tmp_path: Path, db_url: str = "") -> AsyncIterator[Pair]:
+    """Node n1 (``web_env``: its dispatcher runs the calls) and node n2, on one database."""
+    async with web_env(tmp_path, db_url=db_url) as one:
         bus = EventBus()
         dispatcher = Dispatcher(CallExecutor())
         runner = asyncio.create_task(dispatcher.run())
@@ -58,6 +67,7 @@ async def pair(tmp_path: Path) -> AsyncIterator[Pair]:
         deps = WebDeps(web=one.settings.web, auth=one.auth, users=one.users,
                        audit=one.store.audit, db=one.store.db, calls=dispatcher, bus=bus,
                        captures=captures)
+        deps.sse_heartbeat_seconds = 0.5
         two: TestClient[Any, Any] = TestClient(TestServer(build_web_app(deps),
                                                           host="127.0.0.1"))
         await two.start_server()
@@ -75,7 +85,7 @@ async def pair(tmp_path: Path) -> AsyncIterator[Pair]:
                 if len(n2.remote_calls()) == 2 and n2.node("n1") is not None:
                     break
                 await asyncio.sleep(0.05)
-            yield Pair(one, two, captures, (n1, n2))
+            yield Pair(one, two, captures, deps, (n1, n2))
         finally:
             for task in tasks:
                 task.cancel()

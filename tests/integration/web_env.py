@@ -197,10 +197,11 @@ class WebEnv:
                                                       else {}, **values))
 
 
-def write_config(tmp_path: Path, web: str = "") -> Path:
+def write_config(tmp_path: Path, web: str = "", db_url: str = "") -> Path:
     path = tmp_path / "callsec.conf"
+    db_url = db_url or f"sqlite:///{tmp_path / 'callsec.db'}"
     path.write_text(
-        f"[database]\nurl = sqlite:///{tmp_path / 'callsec.db'}\n"
+        f"[database]\nurl = {db_url}\n"
         f"[crypto]\nkeyring_dir = {tmp_path / 'keys'}\n"
         "[web]\nport = 0\nmax_body_bytes = 4096\nlogin_max_failures = 5\n"
         "login_lockout_seconds = 900\nsession_ttl_seconds = 3600\n"
@@ -209,9 +210,9 @@ def write_config(tmp_path: Path, web: str = "") -> Path:
 
 
 @asynccontextmanager
-async def web_env(tmp_path: Path, web: str = "", *,
-                  with_captures: bool = True) -> AsyncIterator[WebEnv]:
-    config_path = write_config(tmp_path, web)
+async def web_env(tmp_path: Path, web: str = "", *, with_captures: bool = True,
+                  db_url: str = "") -> AsyncIterator[WebEnv]:
+    config_path = write_config(tmp_path, web, db_url)
     settings = load_settings(config_path, env={})
     init_keys(settings)  # keys are created only on purpose
     store = open_store(settings)
