@@ -7,7 +7,10 @@ No phone number or customer reference is stored in plaintext.
 
 Counting is atomic with several writers: a counter is one ``INSERT ... ON CONFLICT DO UPDATE
 SET count = count + 1 RETURNING count`` (PostgreSQL takes a row lock on the conflict; SQLite
-serialises writers); a failure is one inserted row. :class:`DbAbuseStore` implements the
+serialises writers); a failure is one inserted row, recorded under a transaction-scoped
+advisory lock of its subject on PostgreSQL, so two nodes recording one customer's wrong codes
+at once count them one after the other (each sees the other's: the lockout triggers on the
+same count as on one node). :class:`DbAbuseStore` implements the
 :class:`~callsec_ari.verification.limits.AbuseStore` port; the lockout rule is in that module.
 """
 
@@ -21,7 +24,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import cast
 
-from sqlalchemy import BigInteger, DateTime, Integer, String, Table, delete, select
+from sqlalchemy import BigInteger, DateTime, Integer, String, Table, delete, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Mapped, mapped_column
@@ -193,6 +196,9 @@ class DbAbuseStore:
 
     def _fail(self, conn: Connection, subject: str, now: float, since: float) -> None:
         table = cast(Table, AbuseFailureRow.__table__)
+        if conn.dialect.name == "postgresql":  # one subject's failures one after another:
+            # the next writer waits for this commit, then counts this failure too
+            conn.execute(select(func.pg_advisory_xact_lock(int(subject[:15], 16))))
         conn.execute(table.insert().values(subject=subject, at=_when(now)))
         conn.execute(delete(table).where(table.c.subject == subject,
                                          table.c.at < _when(since)))

@@ -4,6 +4,7 @@ keyed by a keyed hash (no number in plaintext), and a TOTP step can be claimed o
 
 from __future__ import annotations
 
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -92,3 +93,23 @@ def test_rows_of_idle_subjects_are_purged_once_no_rule_needs_them(store: Store) 
     assert own.failures("customer:new", now - 60) == [now]
     assert own.purge(now - own.keep_seconds) == 0
     assert own.purge(now + 1) == 2  # nothing younger than ``before`` survives a purge
+
+
+def test_concurrent_wrong_codes_for_one_customer_are_counted_one_after_another(
+        store: Store) -> None:
+    """Two nodes recording a wrong code for one customer at the same moment: each sees the
+    other's (the lockout triggers on the same count as on one node)."""
+    now = float(int(time.time()))
+    barrier = threading.Barrier(8)
+
+    def fail(i: int) -> int:
+        own = limits(store)  # like another node: its own object and connection
+        barrier.wait()
+        return len(own.take([], now + i / 1000, failures_of="customer:C-RACE", failed=True,
+                            since=now - 60).failures)
+
+    for _ in range(3):
+        with ThreadPoolExecutor(8) as pool:
+            seen = sorted(pool.map(fail, range(8)))
+        base = seen[0] - 1
+        assert seen == [base + n for n in range(1, 9)]  # every count seen exactly once
