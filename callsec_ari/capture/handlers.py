@@ -109,12 +109,37 @@ class CaptureHandlers:
     async def mute_recording(self, call: CallHandle, cmd: cp.MuteRecording) -> Sequence[Event]:
         capture = active_capture(call)
         if cmd.mute and capture is not None:
-            await self.record_start(call, capture)
-        count = await self._mute(call, cmd)
+            count = await self._start_muted(call, cmd, capture)
+        else:
+            count = await self._mute(call, cmd)
         call.log.info("recordings of the %s %s: %d", cmd.leg,
                       "muted" if cmd.mute else "unmuted", count)
         return [cp.RecordingMuted(mute=cmd.mute, count=count,
                                   at=asyncio.get_running_loop().time())]
+
+    async def _start_muted(self, call: CallHandle, cmd: cp.MuteRecording,
+                           capture: CaptureSteering) -> int:
+        """The capture's start (audit entry, row) and the AMI mute side by side: the caller
+        waits for the slower, not for both. No digit is collected before both are done (the
+        flow waits for ``RecordingMuted``); when the start fails the recording is unmuted
+        again (it may have been muted meanwhile) and the start's error is the command's."""
+        try:
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(self.record_start(call, capture))
+                muted = tg.create_task(self._mute(call, cmd))
+        except* CallsecError as group:
+            failed = group.exceptions[0]
+            if not isinstance(failed, RecordingMuteFailed):
+                await self._unmute_after(call, cmd)
+            raise failed from None
+        return muted.result()
+
+    async def _unmute_after(self, call: CallHandle, cmd: cp.MuteRecording) -> None:
+        try:
+            await self._mute(call, cp.MuteRecording(leg=cmd.leg, mute=False))
+        except CallsecError as exc:
+            call.log.warning("recordings of the %s not unmuted after a failed capture start: %s",
+                             cmd.leg, exc.error_id)
 
     async def record_start(self, call: CallHandle, capture: CaptureSteering) -> None:
         """A capture's start, independent of the mute: its ``capture.requested`` entry (from

@@ -4,6 +4,7 @@ reveal through the vault's permission callback."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Iterator
 from pathlib import Path
@@ -130,6 +131,36 @@ async def test_no_channel_name_fails_and_disabled_ami_mutes_nothing(store: Store
     events = await feature(store, None).mute_recording(handle(), cp.MuteRecording(
         leg="caller", mute=True))
     assert isinstance(events[0], cp.RecordingMuted) and events[0].count == 0
+
+
+async def test_a_capture_start_mutes_beside_its_row_and_unmutes_when_the_row_fails(
+        store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    from callsec_ari.capture import handlers
+    from callsec_ari.store.errors import DatabaseUnavailable
+
+    monkeypatch.setattr(handlers, "active_capture", lambda call: object())
+    muter = Muter(answer=1)
+    captured = feature(store, muter)
+    started: list[str] = []
+
+    async def record_start(call: CallHandle, capture: object) -> None:
+        started.append(call.call_id)
+        await asyncio.sleep(0)  # the mute runs meanwhile
+
+    monkeypatch.setattr(captured, "record_start", record_start)
+    events = await captured.mute_recording(handle(), cp.MuteRecording(leg="caller", mute=True))
+    assert started == ["call-1"] and muter.calls == [("PJSIP/pstn-00000001", "both", True)]
+    assert isinstance(events[0], cp.RecordingMuted) and events[0].count == 1
+
+    async def failing(call: CallHandle, capture: object) -> None:
+        await asyncio.sleep(0)
+        raise DatabaseUnavailable("the database is down")
+
+    monkeypatch.setattr(captured, "record_start", failing)
+    muter.calls.clear()
+    with pytest.raises(DatabaseUnavailable):
+        await captured.mute_recording(handle(), cp.MuteRecording(leg="caller", mute=True))
+    assert muter.calls[-1] == ("PJSIP/pstn-00000001", "both", False)  # unmuted again
 
 
 # --- the API side -------------------------------------------------------------------------------
