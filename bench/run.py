@@ -178,7 +178,7 @@ def main() -> int:
         # before the ramps: 500 calls leave Asterisk busy tearing down for minutes, and a 40 ms
         # frame budget measures that backlog, not callsec
         results["talk_through"] = run_talk_through(args.talk_through)
-    if args.talk_delay:
+    if args.talk_through and args.talk_delay:  # --talk-through 0 skips both
         results["talk_through_delay"] = run_talk_delay(args.talk_delay)
     if not args.skip_calls:
         results["calls"] = asyncio.run(run_calls(args))

@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import shutil
 import statistics
 import sys
 from pathlib import Path
@@ -36,7 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tests.harness.agent import AgentPhones
 from tests.harness.carrier import Carrier
 from tests.harness.sandbox import ensure_sandbox
-from tests.integration.capture_env import connected_call, running_product
+from tests.integration.capture_env import connected_call, running_product, workdir
 from tests.integration.talkthrough_checks import (
     Monitor,
     Whisper,
@@ -67,6 +68,7 @@ async def measure(talk: float, *, floor: float = 5.0, span: float = 5.0,
     ref = write_reference("tt-delay-caller", seconds, seed=31)
     write_reference("tt-delay-agent", seconds, seed=32)
     headers = {"Authorization": sandbox.a.basic_auth}
+    shutil.rmtree(workdir(name), ignore_errors=True)  # nothing of an earlier run
     async with running_product(name, env) as product, Carrier(sandbox.b) as carrier, \
             AgentPhones(sandbox.b) as agents, aiohttp.ClientSession(
                 base_url=sandbox.a.base_url, headers=headers,
@@ -93,6 +95,7 @@ async def measure(talk: float, *, floor: float = 5.0, span: float = 5.0,
         status, _ = await product.desk.call(
             "DELETE", f"/api/v1/calls/{live.call_id}/captures/{capture_id}")
         await live.sse.wait_stage(capture_id, "finished", timeout=15)
+        stored = await product.desk.wait_capture(capture_id, "cancelled")
         await caller_voice.stop()
         await agent_voice.stop()
         await monitor.stop()
@@ -113,7 +116,10 @@ async def measure(talk: float, *, floor: float = 5.0, span: float = 5.0,
         return None if lag is None or floor_ms is None else round(lag - floor_ms, 1)
 
     every = max(1, int(10.0 / WINDOW))  # one figure per 10 s of capture
+    evidence = (stored.get("media_evidence") or {}).get("evidence") or {}
     return {"talk_seconds": talk, "worker": worker, "floor_lag_ms": floor_ms,
+            "relay": {k: evidence.get(k) for k in (
+                "frames_relayed", "agent_frames_relayed", "packets_dropped", "max_hold_ms")},
             "start_lag_ms": start_ms, "end_lag_ms": end_ms,
             "added_start_ms": added(start_ms), "added_end_ms": added(end_ms),
             "target_ms": TARGET_MS,
