@@ -28,6 +28,7 @@ from callsec_ari.ami.link import AmiLink  # --- AMI ---
 from callsec_ari.approval.service import ApprovalFeature
 from callsec_ari.ari.adapter import AriAdapter, FlowFactory
 from callsec_ari.ari.client import AriClient
+from callsec_ari.ari.takeover import Takeover, lease_app
 from callsec_ari.capture.media_service import MediaFeature
 from callsec_ari.capture.service import CaptureFeature
 from callsec_ari.capture.sinks import build_sink
@@ -49,6 +50,7 @@ from callsec_ari.runtime.sdnotify import Notifier, watchdog, watchdog_interval
 from callsec_ari.runtime.trace import BenchTrace
 from callsec_ari.status import ControlServer, ErrorRing
 from callsec_ari.store.abuse import DbAbuseStore
+from callsec_ari.store.cluster import ClusterStore, Node
 from callsec_ari.store.audit_watch import export_head
 from callsec_ari.store.cluster import ClusterStore
 from callsec_ari.store.context import Store, open_store
@@ -137,6 +139,22 @@ class Application:
     def stop(self) -> None:
         self._stop.set()
 
+    def _takeover(self) -> Takeover:
+        """A dead node's calls adopted by the first alive node (#16.4, ari/takeover.py)."""
+        cluster = self.settings.cluster
+        every = cluster.heartbeat_seconds
+
+        async def lease(node: Node) -> None:
+            await lease_app(self.settings.ari, node, dispatcher=self.dispatcher,
+                            flows=self.flows, hooks=self.finish_hooks,
+                            released=takeover.node_back(node.node_id), every=every)
+
+        takeover = Takeover(ClusterStore(self.store.db), me=cluster.node(),
+                            own_app=self.settings.ari.app, every=every,
+                            dead_after=cluster.dead_after_seconds,
+                            clients=[a.client for a in self.adapters], lease=lease)
+        return takeover
+
     def reload(self) -> None:
         """SIGHUP: reopen the log files (after logrotate); the configuration is not re-read."""
         count = reopen_log_files()
@@ -206,6 +224,7 @@ class Application:
                 tg.create_task(self.dispatcher.run(), name="dispatcher")
                 runners = [tg.create_task(a.run(), name=f"ari-{a.server}") for a in self.adapters]
                 runners.append(tg.create_task(self.loop_watch.run(), name="loop-watch"))
+                runners.append(tg.create_task(self._takeover().run(), name="cluster-takeover"))
                 if self.notifier.enabled and (every := watchdog_interval()) is not None:
                     runners.append(tg.create_task(watchdog(self.notifier, every),
                                                   name="sd-watchdog"))

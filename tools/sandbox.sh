@@ -4,6 +4,8 @@
 #   tools/sandbox.sh up       build (or reuse) the Asterisk root, start A and B, wait for ARI
 #   tools/sandbox.sh down     stop both instances, unmount /proc
 #   tools/sandbox.sh restart  down + up (e.g. after changing CALLSEC_SANDBOX_DTMF_MODE)
+#   tools/sandbox.sh reload   re-render the running instances' configs and apply them without a
+#                             restart (dialplan reload, module reload res_ari.so): calls go on
 #   tools/sandbox.sh stop a|b stop one instance (`up` starts it again)
 #   tools/sandbox.sh clear-logs empty both instances' logs (Asterisk appends; files stay open)
 #   tools/sandbox.sh status   show both instances; exit 0 when both answer, 3 otherwise
@@ -421,6 +423,28 @@ cmd_down() {
     say "down"
 }
 
+cmd_reload() { # new dialplan / ARI users or apps on the running instances, calls untouched
+    require_root reload
+    validate_env
+    mkdir -p "$(dirname "$LOCK")"
+    exec 9>"$LOCK"
+    flock -w 300 9 || die "another tools/sandbox.sh holds $LOCK"
+    local inst staged
+    for inst in a b; do
+        [ -n "$(instance_pid "$inst")" ] || die "instance $inst is not running (use up)"
+        staged=$SRV/$inst/etc.new
+        render "$inst" "$staged"
+        if diff -rq "$SRV/$inst/etc" "$staged" >/dev/null 2>&1; then rm -rf "$staged"; continue; fi
+        cp -a "$staged"/. "$SRV/$inst/etc/"
+        rm -rf "$staged"
+        for cmd in 'dialplan reload' 'module reload res_ari.so'; do
+            timeout 10 chroot "$ROOT" asterisk -C "$(conf_in "$inst")" -rx "$cmd" >/dev/null ||
+                die "instance $inst: '$cmd' failed"
+        done
+        say "instance $inst: configuration reloaded"
+    done
+}
+
 cmd_status() {
     local inst pid rc=0 ver=""
     if root_ok; then ver=$(chroot "$ROOT" asterisk -V 2>/dev/null); fi
@@ -482,6 +506,7 @@ clear-logs) cmd_clear_logs ;;
 down) cmd_down ;;
 stop) cmd_stop "${2:-}" ;;
 restart) cmd_down; cmd_up ;;
+reload) cmd_reload ;;
 status) cmd_status ;;
 paths) cmd_paths ;;
 *) echo "usage: $0 up|down|restart|stop a|b|clear-logs|status|paths" >&2; exit 2 ;;

@@ -29,6 +29,8 @@ class CallsecProcess:
     proc: subprocess.Popen[bytes] | None = None
     #: ``callsec keys init`` ran (keys are created only on purpose, never implicitly).
     keys_ready: bool = False
+    #: The ARI app ``callsec run`` registers (``[ari] app``; a cluster node has its own).
+    app: str = "callsec"
 
     @property
     def config(self) -> Path:
@@ -99,7 +101,7 @@ class CallsecProcess:
         await self.wait_registered(timeout)
 
     async def wait_registered(self, timeout: float = 30.0) -> None:
-        """Until A's ARI shows the ``callsec`` app with a websocket (callsec is connected)."""
+        """Until A's ARI shows :attr:`app` with a websocket (callsec is connected)."""
         deadline = time.monotonic() + timeout
         headers = {"Authorization": aiohttp.encode_basic_auth("callsec", "callsec")}
         async with aiohttp.ClientSession(headers=headers) as session:
@@ -108,7 +110,7 @@ class CallsecProcess:
                     raise RuntimeError(f"callsec run exited with {self.proc.returncode}: "
                                        f"{(self.workdir / 'stderr.log').read_text()[-2000:]}")
                 try:
-                    async with session.get(f"{A_ARI}/ari/applications/callsec") as resp:
+                    async with session.get(f"{A_ARI}/ari/applications/{self.app}") as resp:
                         if resp.status == 200:
                             return
                 except aiohttp.ClientError:

@@ -35,7 +35,9 @@ def test_every_wrapper_exists() -> None:
 def test_no_agent_app_name_or_agi_address_is_hard_coded() -> None:
     code = "\n".join(line for lines in contexts().values() for line in lines)
     assert "agent100" not in code and "PJSIP/" not in code
-    assert not re.search(r"Stasis\((?!\$\{CALLSEC_APP\})", code)
+    # the one Stasis() runs on a node's app taken from CALLSEC_APP ([callsec-node])
+    assert re.findall(r"Stasis\([^)]*\)", code) == ["Stasis(${CALLSEC_NODE},${CALLSEC_STASIS_ARGS})"]
+    assert "Set(CALLSEC_NODE=${CUT(CALLSEC_APP,&," in code
     assert not re.search(r"AGI\((?!\$\{CALLSEC_AGI\})", code)
     assert "agi://" not in code
 
@@ -44,7 +46,15 @@ def test_stasis_wrappers_walk_every_argument_up_to_argc() -> None:
     for name in ("callsec-verify", "callsec-connect"):
         code = "\n".join(contexts()[name])
         assert "${ARGC}" in code and "${ARG${i}}" in code, name
-        assert "Stasis(${CALLSEC_APP},${args})" in code, name
+        assert "Set(CALLSEC_STASIS_ARGS=${args})" in code, name
+        assert "Gosub(callsec-node,s,1)" in code, name
+
+
+def test_nodes_are_tried_in_turn_and_a_down_one_is_skipped() -> None:
+    code = "\n".join(contexts()["callsec-node"])
+    assert "FIELDQTY(CALLSEC_APP,&)" in code and "GLOBAL(CALLSEC_NEXT_NODE)" in code
+    assert '"${STASISSTATUS}" != "FAILED"' in code  # app not registered: the next node
+    assert "Set(CALLSEC_ERROR=no_node)" in code and "Set(CALLSEC_RESULT=error)" in code
 
 
 def test_fastagi_wrappers_share_one_runner_that_walks_every_argument() -> None:
