@@ -215,7 +215,7 @@ class Application:
                     request_timeout=ari.request_timeout_seconds,
                     reconnect_min=ari.reconnect_min_seconds,
                     reconnect_max=ari.reconnect_max_seconds,
-                    app_check=ari.app_check_seconds))
+                    app_check=ari.app_check_seconds, rest_over_websocket=True))
                 adapter = AriAdapter(client, self.dispatcher, self.flows,
                                      server=f"asterisk{index + 1}", app=ari.app, trace=trace)
                 self.adapters.append(adapter)
