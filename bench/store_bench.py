@@ -31,6 +31,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -82,17 +83,25 @@ def database(kind: str, pg_url: str | None) -> Iterator[Store]:
             admin.dispose()
 
 
-def bench_vault(store: Store, ops: int) -> dict[str, float]:
+def bench_vault(store: Store, ops: int, writers: int) -> dict[str, float]:
+    """``ops`` stores from ``writers`` threads at once (calls storing their captures side by
+    side; three values per call), then the reveals one by one."""
     pans = [f"4{random.randrange(10**14, 10**15)}" for _ in range(ops)]
-    started = time.perf_counter()
-    refs = [store.vault.put("card_number", pan, call_id=f"call-{i // 3}")
-            for i, pan in enumerate(pans)]
-    stores = ops / (time.perf_counter() - started)
+    store.vault.put("card_number", pans[0], call_id="warm-up")  # pool and statements warm
+
+    def put(i: int) -> str:
+        return store.vault.put("card_number", pans[i], call_id=f"call-{i // 3}")
+
+    with ThreadPoolExecutor(writers) as pool:
+        started = time.perf_counter()
+        refs = list(pool.map(put, range(ops), chunksize=3))
+        stores = ops / (time.perf_counter() - started)
     started = time.perf_counter()
     for ref in refs:
         store.vault.reveal(ref, actor="bench", reason="benchmark", allowed=lambda kind: True)
     reveals = ops / (time.perf_counter() - started)
-    return {"stores_per_s": round(stores, 1), "reveals_per_s": round(reveals, 1), "ops": ops}
+    return {"stores_per_s": round(stores, 1), "reveals_per_s": round(reveals, 1), "ops": ops,
+            "writers": writers}
 
 
 def _name(i: int) -> str:
@@ -183,7 +192,7 @@ def bench_lookup(store: Store, customers: int, lookups: int) -> dict[str, Any]:
 def run(kind: str, args: argparse.Namespace, pg_url: str | None) -> dict[str, Any]:
     with database(kind, pg_url) as store:
         print(f"[{kind}] vault ...", file=sys.stderr, flush=True)
-        vault = bench_vault(store, args.ops)
+        vault = bench_vault(store, args.ops, args.writers)
         print(f"[{kind}] {vault}; building {args.customers} customers ...", file=sys.stderr,
               flush=True)
         lookup = bench_lookup(store, args.customers, args.lookups)
@@ -197,6 +206,8 @@ def main() -> int:
     parser.add_argument("--customers", type=int, default=1_000_000)
     parser.add_argument("--ops", type=int, default=3000)
     parser.add_argument("--lookups", type=int, default=5000)
+    parser.add_argument("--writers", type=int, default=2,
+                        help="threads storing vault items at once")
     parser.add_argument("--pg-url", default=os.environ.get("CALLSEC_TEST_PG_URL"))
     args = parser.parse_args()
     random.seed(1)
@@ -204,7 +215,7 @@ def main() -> int:
         "benchmark": "store", "created": utcnow().isoformat(),
         "machine": {"python": platform.python_version(), "cpus": os.cpu_count(),
                     "platform": platform.platform()},
-        "targets": {"sqlite_vault_stores_per_s": 2000, "lookup_p99_ms": 2.0},
+        "targets": {"vault_stores_per_s": 2000, "lookup_p99_ms": 2.0},
         "sqlite": run("sqlite", args, None),
     }
     results["postgresql"] = run("postgresql", args, args.pg_url) if args.pg_url else \
