@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gzip
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -35,6 +37,8 @@ B = Server(url=os.environ.get("CALLSEC_SANDBOX_B_ARI_URL", "http://127.0.0.1:180
 #: Calls placed per second in a ramp (500 calls: 50 s): a busy contact center's peak, for
 #: one PBX; each caller then stays until all are up, so a ramp of N has N calls up at once.
 ARRIVALS = 10.0
+#: Ramps this large get a py-spy profile of callsec (``bench/run.py --profile DIR``).
+PROFILE_FROM = 250
 SCENARIO = ("Each caller: the app answers, finds the customer by caller ID and sends an SMS code "
             "(outbox); the caller keys `<code>#`; the app connects an agent (a Local channel "
             "answered by the driver); the agent keys `*1`; the caller keys card number `#`, "
@@ -214,8 +218,9 @@ class CallBench:
             for watch in watches.values():
                 watch.stop()
         if spy is not None:
-            spy.send_signal(signal.SIGINT)  # py-spy writes its profile on SIGINT
-            await asyncio.to_thread(spy.wait, 60)
+            spy[0].send_signal(signal.SIGINT)  # py-spy writes its profile on SIGINT
+            await asyncio.to_thread(spy[0].wait, 60)
+            await asyncio.to_thread(_gzip, spy[1])
         if _asterisk_pid() != self.asterisk_pid:
             self._read_trace(target)  # skip this attempt's lines
             raise SandboxRestarted
@@ -224,17 +229,20 @@ class CallBench:
         latencies, events = self._read_trace(target)
         return _figures(calls, latencies, events, watches, wall, busy, load)
 
-    def _py_spy(self, target: Target, size: int) -> subprocess.Popen[bytes] | None:
-        """py-spy sampling the callsec process for the ramp (``--profile DIR``)."""
-        if self.profile is None or target.name != "callsec":
+    def _py_spy(self, target: Target,
+                size: int) -> tuple[subprocess.Popen[bytes], Path] | None:
+        """py-spy sampling the callsec process in a ramp of ``PROFILE_FROM`` calls or more
+        (``--profile DIR``; speedscope JSON, gzipped once the ramp ends)."""
+        spy = Path(sys.executable).with_name("py-spy")
+        if self.profile is None or target.name != "callsec" or size < PROFILE_FROM \
+                or not spy.exists():
             return None
         self.profile.mkdir(parents=True, exist_ok=True)
-        spy = Path(sys.executable).with_name("py-spy")
         out = self.profile / f"profile-{size}.speedscope.json"
         with (self.work / "py-spy.log").open("ab") as log:
             return subprocess.Popen(
                 [str(spy), "record", "--pid", str(target.pid), "--rate", "100", "--nonblocking",
-                 "--format", "speedscope", "-o", str(out)], stdout=log, stderr=log)
+                 "--format", "speedscope", "-o", str(out)], stdout=log, stderr=log), out
 
     async def _recover(self) -> None:
         assert self.driver is not None
@@ -320,6 +328,14 @@ def _peak(calls: list[BenchCall]) -> int:
         now += step
         peak = max(peak, now)
     return peak
+
+
+def _gzip(path: Path) -> None:
+    """``profile-N.speedscope.json`` -> ``.json.gz`` (speedscope.app opens it gunzipped)."""
+    if path.exists():
+        with path.open("rb") as src, gzip.open(f"{path}.gz", "wb") as dst:
+            shutil.copyfileobj(src, dst)
+        path.unlink()
 
 
 def _round(value: float | None, digits: int) -> float | None:

@@ -162,8 +162,9 @@ def main() -> int:
     parser.add_argument("--talk-delay", type=float, default=300.0, metavar="SECONDS",
                         help="length of the talk-through delay capture (0: skip)")
     parser.add_argument("--no-readme", action="store_true")
-    parser.add_argument("--profile", type=Path, metavar="DIR",
-                        help="py-spy profile of callsec per ramp (DIR/profile-N.speedscope.json)")
+    parser.add_argument("--profile", type=Path, metavar="DIR", default=RESULTS,
+                        help="py-spy profiles of callsec in the 250+ ramps "
+                             "(DIR/profile-N.speedscope.json.gz; default: the results)")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
     started = time.monotonic()
