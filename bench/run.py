@@ -100,7 +100,7 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
     if tt and not tt.get("error"):
         out.append(talkthrough.target_row(tt, tt["captures"]))
     delay = results.get("talk_through_delay") or {}
-    if delay and not delay.get("error"):
+    if delay and not delay.get("error") and "talk_seconds" in delay:  # a run that measured
         out.append(talkthrough_delay.target_row(delay))
     store = results.get("store") or {}
     for kind, figures in store.items():
