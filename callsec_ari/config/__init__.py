@@ -12,9 +12,7 @@ Sections named ``policy:<name>`` are verification policies (env: ``CALLSEC_POLIC
 
 from callsec_ari.config.loader import read_settings
 from callsec_ari.config.sections import (
-    CHOICES,
     DEFAULT_CONFIG_PATH,
-    SECTIONS,
     AgiSettings,
     AmiSettings,
     AriSettings,
@@ -26,11 +24,11 @@ from callsec_ari.config.sections import (
     PolicySettings,
     RetentionSettings,
     Secret,
-    Settings,
     SmsSettings,
     VerificationSettings,
     WebSettings,
 )
+from callsec_ari.config.settings import CHOICES, SECTIONS, Settings
 
 __all__ = [
     "CHOICES", "DEFAULT_CONFIG_PATH", "SECTIONS", "AgiSettings", "AmiSettings", "AriSettings",

@@ -12,16 +12,13 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from callsec_ari.config.sections import (
-    CHOICES,
     DEFAULT_CONFIG_PATH,
-    REMOVED,
-    SECTIONS,
     AriSettings,
     ClusterSettings,
     PolicySettings,
     Secret,
-    Settings,
 )
+from callsec_ari.config.settings import CHOICES, REMOVED, SECTIONS, Settings
 from callsec_ari.core.errors import ConfigError
 
 _T = TypeVar("_T")
