@@ -4,8 +4,8 @@ Password KDF: stdlib ``hashlib.scrypt`` (RFC 7914), memory-hard, with N=2**14, r
 (16 MiB and ~50 ms per hash: the RFC's interactive-login parameters) and a 16-byte random salt.
 Chosen over argon2id because it needs no extra native dependency and scrypt is equally
 memory-hard for this purpose; the parameters are stored in each hash
-(``scrypt$<log2 N>$<r>$<p>$<salt>$<hash>``), so they can be raised later
-(:func:`needs_rehash`) without breaking existing accounts.
+(``scrypt$<log2 N>$<r>$<p>$<salt>$<hash>``), so they can be raised later without breaking
+existing accounts.
 
 Session tokens are 256-bit ``secrets.token_urlsafe`` values; only their SHA-256 is stored.
 The desk's CSRF token is derived from the session token (signed double-submit: an attacker
@@ -78,11 +78,6 @@ def verify_password(password: str, encoded: str) -> bool:
         return False
     log_n, r, p, salt, digest = parsed
     return hmac.compare_digest(_scrypt(password, salt, log_n, r, p), digest)
-
-
-def needs_rehash(encoded: str) -> bool:
-    parsed = _parse(encoded)
-    return parsed is None or parsed[:3] != (SCRYPT_LOG_N, SCRYPT_R, SCRYPT_P)
 
 
 #: Verified against unknown users so that a missing account costs the same time.

@@ -220,10 +220,6 @@ class ReplyParser:
         self._block_code: str | None = None
         self._block: list[str] = []
 
-    @property
-    def in_block(self) -> bool:
-        return self._block_code is not None
-
     def feed(self, line: str) -> AgiReply | HangupLine | None:
         line = line.rstrip("\r\n")
         if self._block_code is not None:

@@ -172,9 +172,6 @@ class AgiSession:
     async def get_variable(self, name: str) -> str | None:
         return self._value(await self.command("GET VARIABLE", name))
 
-    async def get_full_variable(self, expression: str) -> str | None:
-        return self._value(await self.command("GET FULL VARIABLE", expression))
-
     async def verbose(self, message: str, level: int = 1) -> None:
         await self.command("VERBOSE", message, str(level))
 
@@ -185,13 +182,6 @@ class AgiSession:
     async def hangup(self) -> None:
         await self.command("HANGUP")
         self._hung_up = True
-
-    async def exec(self, app: str, args: str = "") -> int:
-        """``EXEC app args``; returns the application's result (``-2``: no such application)."""
-        result = (await self.command("EXEC", app, args)).result_int
-        if result is None or result == -2:
-            raise AgiCommandError(f"EXEC {app} failed", code=200)
-        return result
 
     @staticmethod
     def _key(reply: AgiReply, command: str) -> str | None:

@@ -38,11 +38,6 @@ class CallStarted(Event):
 
 
 @dataclass(frozen=True, kw_only=True)
-class CallAnswered(Event):
-    pass
-
-
-@dataclass(frozen=True, kw_only=True)
 class DtmfReceived(Event):
     """One DTMF END on a leg. ``digit`` is secret: never logged (repr hides it)."""
 

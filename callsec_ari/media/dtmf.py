@@ -27,7 +27,6 @@ them or puts them in an error.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Generic, Literal, NamedTuple, TypeVar
 
@@ -154,10 +153,6 @@ class FrameAnalyser:
                     and dominance >= th.dominance):
                 flags |= bit
         return (KEYS[lows.index(lo)][highs.index(hi)] if flags else None), flags
-
-    def count_tone_frames(self, payloads: Iterable[bytes], flag: int = IS_LEAK) -> int:
-        """How many frames one configuration (LEAK_SCAN by default) calls a tone, singly."""
-        return sum(bool(self.analyse(p)[1] & flag) for p in payloads)
 
 
 class DigitTracker:

@@ -70,12 +70,6 @@ def decode(payload: bytes) -> Int16Array:
     return samples
 
 
-def decode_float(payload: bytes) -> FloatArray:
-    """μ-law bytes -> float64 samples in the int16 scale."""
-    samples: FloatArray = DECODE_FLOAT[np.frombuffer(payload, dtype=np.uint8)]
-    return samples
-
-
 def encode(samples: npt.ArrayLike) -> bytes:
     """int16 samples (floats are rounded and clipped first) -> μ-law bytes."""
     arr = np.asarray(samples)

@@ -15,8 +15,6 @@ import phonenumbers
 
 from callsec_ari.core.errors import InvalidInput
 
-INDEX_BYTES = 32
-
 
 def normalise_phone(number: str, default_region: str = "DE") -> str:
     """E.164 form of ``number``; :class:`InvalidInput` (without the number) if it is not a

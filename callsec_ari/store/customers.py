@@ -334,18 +334,9 @@ class CustomerStore:
             row = conn.execute(_BY_NUMBER, {"bi": bi}).first()
             return None if row is None else self._load(conn, row, row.ref)
 
-    def find_ref_by_uid(self, uid: str) -> str | None:
-        with self.db.session() as s:
-            return s.scalar(select(CustomerRow.ref)
-                            .where(CustomerRow.uid_bi == self.blind.uid(uid)))
-
     def list_refs(self, *, include_erased: bool = False) -> list[str]:
         query = select(CustomerRow.ref).order_by(CustomerRow.created_at, CustomerRow.ref)
         if not include_erased:
             query = query.where(CustomerRow.erased_at.is_(None))
         with self.db.session() as s:
             return list(s.scalars(query))
-
-    def create_many(self, items: Sequence[CustomerData], *, actor: str = "system"
-                    ) -> list[Customer]:
-        return [self.create(item, actor=actor) for item in items]

@@ -31,17 +31,11 @@ def test_malformed_or_foreign_hashes_verify_nothing() -> None:
     for encoded in ("", "plain", "scrypt$14$8$1$salt", "bcrypt$2b$12$abc$def$ghi",
                     "scrypt$40$8$1$AAAA$AAAA", "scrypt$x$8$1$AAAA$AAAA"):
         assert not cred.verify_password("anything", encoded)
-        assert cred.needs_rehash(encoded)
 
 
 def test_dummy_hash_costs_a_real_kdf_run_but_matches_nothing() -> None:
     assert cred._parse(cred.DUMMY_HASH) is not None
     assert not cred.verify_password("", cred.DUMMY_HASH)
-
-
-def test_rehash_is_needed_when_the_parameters_change() -> None:
-    assert not cred.needs_rehash(cred.hash_password("a fine password"))
-    assert cred.needs_rehash("scrypt$12$8$1$AAAAAAAAAAAAAAAAAAAAAA$" + "A" * 43)
 
 
 def test_password_rules() -> None:

@@ -20,6 +20,11 @@ from tests.unit.media.signals import DIGITS, dtmf, noise, speech_like, to_frames
 ANALYSER = FrameAnalyser()
 
 
+def count_tone_frames(payloads: list[bytes], flag: int) -> int:
+    """How many frames one configuration calls a tone, singly."""
+    return sum(bool(ANALYSER.analyse(p)[1] & flag) for p in payloads)
+
+
 @pytest.mark.parametrize("key", list(DIGITS))
 @pytest.mark.parametrize("level", [-30.0, -20.0, -10.0, 0.0])
 @pytest.mark.parametrize("twist", [-4.0, 0.0, 8.0])
@@ -57,13 +62,13 @@ def test_a_half_filled_edge_frame_extends_a_run_but_is_not_main() -> None:
 @pytest.mark.parametrize("seed", range(4))
 def test_speech_like_signals_are_rarely_called_tones(seed: int) -> None:
     frames = to_frames(speech_like(10, seed))
-    assert ANALYSER.count_tone_frames(frames, IS_MAIN) <= len(frames) // 200
+    assert count_tone_frames(frames, IS_MAIN) <= len(frames) // 200
 
 
 @pytest.mark.parametrize("pink", [False, True])
 def test_noise_is_never_a_tone(pink: bool) -> None:
     frames = to_frames(noise(5, 3, -20.0, pink=pink))
-    assert ANALYSER.count_tone_frames(frames, IS_EDGE) == 0
+    assert count_tone_frames(frames, IS_EDGE) == 0
 
 
 def _feed(tracker: DigitTracker, pattern: list[tuple[str | None, int]]) -> list[str]:
