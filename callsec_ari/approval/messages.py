@@ -8,21 +8,25 @@ message (:mod:`callsec_ari.verification.messages`).
 
 from __future__ import annotations
 
-import string
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
 
 from callsec_ari.approval.record import Terms
 from callsec_ari.core.errors import ConfigError, InvalidInput
-from callsec_ari.verification.messages import LANGUAGES, WARNINGS, Channel, _values
+from callsec_ari.verification.messages import (
+    WARNINGS,
+    Channel,
+    _sms,
+    _values,
+    check_templates,
+)
 
 if TYPE_CHECKING:
     from callsec_ari.config.sections import ApprovalSettings, VerificationSettings
 
 PLACEHOLDERS = frozenset({"company", "code", "amount", "currency", "payee", "time", "zone",
                           "ref", "warning"})
-SMS_REQUIRED = frozenset({"code", "amount", "payee"})
 
 
 @dataclass(frozen=True)
@@ -70,10 +74,6 @@ TEXTS: dict[str, _Texts] = {
 }
 
 
-def _fields(template: str) -> set[str]:
-    return {name for _, name, _, _ in string.Formatter().parse(template) if name is not None}
-
-
 def check_approval_settings(settings: ApprovalSettings) -> None:
     """Raise :class:`ConfigError` (naming the key) for a bad value or template."""
     if not 4 <= settings.code_digits <= 10:
@@ -85,25 +85,7 @@ def check_approval_settings(settings: ApprovalSettings) -> None:
     if not settings.currencies or any(len(c) != 3 or not c.isascii() or not c.isupper()
                                       for c in settings.currencies):
         raise ConfigError("ISO 4217 codes (EUR, USD ...)", section="approval", key="currencies")
-    for lang in LANGUAGES:
-        for key in (f"sms_template_{lang}", f"email_subject_{lang}"):
-            template: str = getattr(settings, key)
-            if not template:
-                continue
-            try:
-                fields = _fields(template)
-            except ValueError:
-                raise ConfigError("malformed template", section="approval", key=key) from None
-            unknown = fields - PLACEHOLDERS
-            if unknown:
-                raise ConfigError(f"unknown placeholder(s) {', '.join(sorted(unknown))}; "
-                                  f"allowed: {', '.join(sorted(PLACEHOLDERS))}",
-                                  section="approval", key=key)
-            if key.startswith("sms") and not SMS_REQUIRED <= fields:
-                raise ConfigError("must contain {code}, {amount} and {payee}",
-                                  section="approval", key=key)
-            if key.startswith("email") and "code" in fields:
-                raise ConfigError("must not contain {code}", section="approval", key=key)
+    check_templates(settings, "approval", PLACEHOLDERS, ("code", "amount", "payee"))
 
 
 def render_approval_message(lang: str, channel: Channel, code: str, terms: Terms,
@@ -118,10 +100,6 @@ def render_approval_message(lang: str, channel: Channel, code: str, terms: Terms
     values = {**_values(code, call_ref, when, verification, WARNINGS[key]),
               "amount": terms.amount, "currency": terms.currency, "payee": terms.payee}
     if channel == "sms":
-        template = getattr(settings, f"sms_template_{key}") or texts.sms
-        text = template.format_map(values)
-        if "warning" not in _fields(template):
-            text = f"{text.rstrip()} {values['warning']}"
-        return None, text
+        return None, _sms(getattr(settings, f"sms_template_{key}") or texts.sms, values)
     subject = getattr(settings, f"email_subject_{key}") or texts.subject
     return subject.format_map(values), texts.email.format_map(values)

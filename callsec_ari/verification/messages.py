@@ -100,25 +100,34 @@ def check_message_settings(settings: VerificationSettings) -> None:
         ZoneInfo(settings.timezone)
     except (ZoneInfoNotFoundError, ValueError):
         raise ConfigError("unknown time zone", section="verification", key="timezone") from None
+    check_templates(settings, "verification", PLACEHOLDERS, ("code",))
+
+
+def check_templates(settings: object, section: str, allowed: frozenset[str],
+                    sms_required: tuple[str, ...]) -> None:
+    """:class:`ConfigError` naming the first ``sms_template_<lang>`` / ``email_subject_<lang>``
+    of ``section`` that is malformed, names a placeholder not ``allowed``, is an SMS text
+    without each of ``sms_required`` or a subject that shows the code."""
     for lang in LANGUAGES:
         for key in (f"sms_template_{lang}", f"email_subject_{lang}"):
-            template = getattr(settings, key)
+            template: str = getattr(settings, key)
             if not template:
                 continue
             try:
                 fields = _template_fields(template)
             except ValueError:
-                raise ConfigError("malformed template", section="verification", key=key) from None
-            unknown = fields - PLACEHOLDERS
+                raise ConfigError("malformed template", section=section, key=key) from None
+            unknown = fields - allowed
             if unknown:
-                raise ConfigError(
-                    f"unknown placeholder(s) {', '.join(sorted(unknown))}; allowed: "
-                    f"{', '.join(sorted(PLACEHOLDERS))}", section="verification", key=key,
-                )
-            if key.startswith("sms") and "code" not in fields:
-                raise ConfigError("must contain {code}", section="verification", key=key)
+                raise ConfigError(f"unknown placeholder(s) {', '.join(sorted(unknown))}; "
+                                  f"allowed: {', '.join(sorted(allowed))}", section=section,
+                                  key=key)
+            if key.startswith("sms") and not set(sms_required) <= fields:
+                *most, last = [f"{{{name}}}" for name in sms_required]
+                raise ConfigError(f"must contain {', '.join(most) + ' and ' if most else ''}"
+                                  f"{last}", section=section, key=key)
             if key.startswith("email") and "code" in fields:
-                raise ConfigError("must not contain {code}", section="verification", key=key)
+                raise ConfigError("must not contain {code}", section=section, key=key)
 
 
 def _values(code: str, call_ref: str, when: datetime, settings: VerificationSettings,
