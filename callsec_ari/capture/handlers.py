@@ -35,8 +35,7 @@ from callsec_ari.capture import protocol as cp
 from callsec_ari.capture.errors import RecordingMuteFailed
 from callsec_ari.capture.reopen import CaptureNotReopenable
 from callsec_ari.capture.sinks import CaptureValues, Sink, SinkResult, wipe_all
-from callsec_ari.capture.steering import CaptureSteering
-from callsec_ari.connect.flow import ConnectFlow
+from callsec_ari.capture.steering import CaptureSteering, hosted
 from callsec_ari.core.errors import CallsecError
 from callsec_ari.core.events import Event
 from callsec_ari.core.ports import CallDirectory, CallHandle, ServiceRegistry
@@ -66,11 +65,8 @@ def masked_dict(masked: Masked) -> dict[str, dict[str, object]]:
 
 
 def active_capture(call: CallHandle) -> CaptureSteering | None:
-    flow = call.flow
-    if isinstance(flow, ConnectFlow) and flow.capture is not None \
-            and flow.capture.stage != "done":
-        return flow.capture
-    return None
+    route = hosted(call.flow)[1]
+    return route if route is not None and not route.done else None
 
 
 class CaptureHandlers:

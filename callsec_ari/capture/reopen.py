@@ -11,8 +11,7 @@ no longer rebuild (409 ``capture_not_reopenable``).
 from __future__ import annotations
 
 from callsec_ari.capture.errors import CaptureNotFound
-from callsec_ari.capture.steering import CaptureSteering
-from callsec_ari.connect.flow import ConnectFlow, K
+from callsec_ari.capture.steering import CaptureSteering, hosted
 from callsec_ari.core.errors import Conflict, ErrorId, InvalidInput
 from callsec_ari.core.ports import CallHandle
 
@@ -29,12 +28,9 @@ class CaptureNotReopenable(Conflict):
 def finished_capture(call: CallHandle, capture_id: str) -> CaptureSteering | None:
     """The call's just-finished, stored capture ``capture_id`` (connected call, no other
     capture running), or None."""
-    flow = call.flow
-    if not isinstance(flow, ConnectFlow) or flow.state is not K.CONNECTED:
-        return None
-    capture = flow.capture
-    if capture is None or capture.capture_id != capture_id or capture.stage != "done" \
-            or capture.result != "captured":
+    hosting, capture = hosted(call.flow)
+    if not hosting or capture is None or capture.capture_id != capture_id \
+            or capture.stage != "done" or capture.result != "captured":
         return None
     return capture
 

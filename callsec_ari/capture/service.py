@@ -16,8 +16,7 @@ from callsec_ari.capture.errors import CallNotConnected, CaptureNotFound, Captur
 from callsec_ari.capture.fields import parse_fields
 from callsec_ari.capture.handlers import CaptureHandlers, active_capture, masked_dict
 from callsec_ari.capture.reopen import check_control
-from callsec_ari.capture.steering import CaptureSteering
-from callsec_ari.connect.flow import ConnectFlow, K
+from callsec_ari.capture.steering import CaptureSteering, hosted
 from callsec_ari.core.ports import CallHandle
 from callsec_ari.flows import new_capture_id
 from callsec_ari.web.deps import CaptureInfo
@@ -41,8 +40,7 @@ class CaptureFeature(CaptureHandlers):
                       mode: str = "", optional: Sequence[str] = ()) -> str:
         """``mode``: ``bridge`` | ``talk_through``; empty: ``[capture] mode``."""
         kinds = tuple(kind.value for kind in parse_fields(",".join(fields)))
-        flow = call.flow
-        if not isinstance(flow, ConnectFlow) or flow.state is not K.CONNECTED:
+        if not hosted(call.flow)[0]:
             raise CallNotConnected("captures need a connected call", details={
                 "call_id": call.call_id})
         running = active_capture(call)
