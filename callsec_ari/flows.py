@@ -4,8 +4,6 @@ built from the settings. The same registry serves the ARI and the FastAGI adapte
 from __future__ import annotations
 
 import argparse
-import re
-import secrets
 import sys
 from collections.abc import Callable
 from datetime import date
@@ -15,6 +13,7 @@ from typing import Any
 from callsec_ari.approval.flow import approval_options
 from callsec_ari.capture.entry import EntryOptions, FieldEntry
 from callsec_ari.capture.fields import FieldKind, ValidationContext, parse_fields
+from callsec_ari.capture.protocol import new_capture_id
 from callsec_ari.capture.selfservice import SelfServiceCaptureFlow
 from callsec_ari.config import PolicySettings, Settings
 from callsec_ari.connect.captures import CaptureOptions
@@ -42,19 +41,6 @@ def verification_options(settings: Settings, policy: PolicySettings, *,
 
 
 _FIELD_NAMES = frozenset(kind.value for kind in FieldKind)
-
-
-_LONG_DIGITS = re.compile(r"\d{13}")
-
-
-def new_capture_id() -> str:
-    """``CP-`` and 16 hex digits, never 13 decimal digits in a row: the audit trail stores
-    such a target as a keyed marker (a card number is no id), and the capture's entries could
-    no longer be found by its id (about one id in a hundred)."""
-    while True:
-        hex_id = secrets.token_hex(8)
-        if not _LONG_DIGITS.search(hex_id):
-            return "CP-" + hex_id
 
 
 class FlowRegistry:

@@ -40,13 +40,13 @@ from callsec_ari.approval.messages import render_approval_message
 from callsec_ari.approval.record import Terms, record_key, sign_record, terms_digest
 from callsec_ari.capture import protocol as cp
 from callsec_ari.capture.handlers import active_capture
+from callsec_ari.capture.protocol import new_capture_id
 from callsec_ari.capture.service import CaptureFeature
 from callsec_ari.config import Settings
 from callsec_ari.connect.flow import ConnectFlow, K
 from callsec_ari.core.errors import InvalidInput
 from callsec_ari.core.events import Event
 from callsec_ari.core.ports import CallDirectory, CallHandle, ServiceRegistry
-from callsec_ari.flows import new_capture_id
 from callsec_ari.store.abuse import Bucket
 from callsec_ari.store.approvals import ApprovalRow
 from callsec_ari.store.context import Store

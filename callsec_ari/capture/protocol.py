@@ -3,6 +3,8 @@ caller travel only inside :class:`SensitiveDigits` holders, whose repr shows a c
 
 from __future__ import annotations
 
+import re
+import secrets
 from dataclasses import dataclass, field
 
 from callsec_ari.core.commands import Command
@@ -178,3 +180,16 @@ class CloseMedia(Command):
     (no event when no relay was open)."""
 
     capture_id: str
+
+
+_LONG_DIGITS = re.compile(r"\d{13}")
+
+
+def new_capture_id() -> str:
+    """``CP-`` and 16 hex digits, never 13 decimal digits in a row: the audit trail stores
+    such a target as a keyed marker (a card number is no id), and the capture's entries could
+    no longer be found by its id (about one id in a hundred)."""
+    while True:
+        hex_id = secrets.token_hex(8)
+        if not _LONG_DIGITS.search(hex_id):
+            return "CP-" + hex_id
