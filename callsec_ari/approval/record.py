@@ -16,7 +16,6 @@ of the deployment's audit key and has not been changed since. :func:`verify_reco
 from __future__ import annotations
 
 import hashlib
-import hmac
 import json
 import re
 import unicodedata
@@ -26,6 +25,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from callsec_ari.approval.errors import ApprovalTermsInvalid
+from callsec_ari.core.signing import derive_key, mac_hex, mac_matches
 
 RECORD_KEY_LABEL = b"callsec-approval-record-v1"
 PAYEE_MAX = 70
@@ -97,7 +97,7 @@ def terms_digest(terms: Terms, call_id: str) -> str:
 
 
 def record_key(audit_key: bytes) -> bytes:
-    return hmac.new(audit_key, RECORD_KEY_LABEL, hashlib.sha256).digest()
+    return derive_key(audit_key, RECORD_KEY_LABEL)
 
 
 def canonical(record: Mapping[str, Any]) -> bytes:
@@ -107,8 +107,8 @@ def canonical(record: Mapping[str, Any]) -> bytes:
 
 def sign_record(record: Mapping[str, Any], key: bytes) -> str:
     """HMAC-SHA256 (hex) of the canonical record under ``key`` (:func:`record_key`)."""
-    return hmac.new(key, canonical(record), hashlib.sha256).hexdigest()
+    return mac_hex(key, canonical(record))
 
 
 def verify_record(record: Mapping[str, Any], signature: str, key: bytes) -> bool:
-    return hmac.compare_digest(sign_record(record, key), signature)
+    return mac_matches(key, canonical(record), signature)

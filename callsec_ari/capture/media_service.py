@@ -21,8 +21,6 @@ relay its flow did not close, and :meth:`close_all` closes every relay when call
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
@@ -34,6 +32,7 @@ from callsec_ari.config import CaptureSettings
 from callsec_ari.core.errors import CallsecError
 from callsec_ari.core.events import DtmfReceived, Event, LegGone
 from callsec_ari.core.ports import CallDirectory, CallHandle, ServiceRegistry
+from callsec_ari.core.signing import derive_key
 from callsec_ari.logs import Figure
 from callsec_ari.media.evidence import Evidence, sign_evidence, verify_evidence
 from callsec_ari.media.process import MediaWorker
@@ -77,7 +76,7 @@ RelayFactory = Callable[..., Relay]
 
 def evidence_key(audit_key: bytes) -> bytes:
     """The evidence signing key, derived from the audit HMAC key."""
-    return hmac.new(audit_key, EVIDENCE_KEY_LABEL, hashlib.sha256).digest()
+    return derive_key(audit_key, EVIDENCE_KEY_LABEL)
 
 
 class MediaFeature:

@@ -45,8 +45,8 @@ from callsec_ari.capture.fields import FieldKind, build_iban
 from callsec_ari.config import CaptureSettings
 from callsec_ari.core.digits import SensitiveDigits
 from callsec_ari.core.errors import ConfigError
+from callsec_ari.core.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
 from callsec_ari.store.vault import Vault
-from callsec_ari.verification.delivery.http import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
 
 log = logging.getLogger(__name__)
 

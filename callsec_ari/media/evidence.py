@@ -9,8 +9,6 @@ may come back as ``12``) still verifies, while any changed value, missing or ext
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 import math
 from collections.abc import Mapping
@@ -18,6 +16,7 @@ from dataclasses import asdict, dataclass, fields
 from typing import Literal
 
 from callsec_ari.core.errors import InvalidInput
+from callsec_ari.core.signing import mac_hex, mac_matches
 
 ALG = "HMAC-SHA256"
 _COUNTERS = ("frames_relayed", "frames_flattened", "digits_detected", "leaked_tone_frames",
@@ -69,16 +68,12 @@ def _canonical(capture_id: str, evidence: Evidence) -> bytes:
                       allow_nan=False).encode("ascii")
 
 
-def _mac(key: bytes, message: bytes) -> str:
-    return hmac.new(key, message, hashlib.sha256).hexdigest()
-
-
 def sign_evidence(evidence: Evidence, *, capture_id: str, key: bytes) -> dict[str, object]:
     """``{"capture_id", "evidence", "alg", "signature"}`` (signature: hex HMAC-SHA256)."""
     if not key:
         raise InvalidInput("evidence signing key is empty", details={"field": "key"})
     return {"capture_id": capture_id, "evidence": evidence.as_dict(), "alg": ALG,
-            "signature": _mac(key, _canonical(capture_id, evidence))}
+            "signature": mac_hex(key, _canonical(capture_id, evidence))}
 
 
 def verify_evidence(signed: Mapping[str, object], key: bytes) -> bool:
@@ -96,5 +91,4 @@ def verify_evidence(signed: Mapping[str, object], key: bytes) -> bool:
         return False
     if evidence.as_dict() != dict(body):  # e.g. a hold time with more than 3 decimals
         return False
-    expected = _mac(key, _canonical(capture_id, evidence))
-    return hmac.compare_digest(expected.encode("ascii"), signature.encode("ascii", "replace"))
+    return mac_matches(key, _canonical(capture_id, evidence), signature)

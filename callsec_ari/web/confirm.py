@@ -26,13 +26,9 @@ from html import escape
 from aiohttp import web
 
 from callsec_ari.config import Settings
+from callsec_ari.core.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify_signature
 from callsec_ari.verification import confirm_links as links
 from callsec_ari.verification.confirm import ConfirmationService, PageView
-from callsec_ari.verification.delivery.http import (
-    SIGNATURE_HEADER,
-    TIMESTAMP_HEADER,
-    verify_signature,
-)
 
 log = logging.getLogger(__name__)
 SERVICE = web.AppKey("confirmations", ConfirmationService)

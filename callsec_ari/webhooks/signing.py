@@ -5,7 +5,7 @@ key (also the ``Callsec-Event-Id`` header): a retried or re-sent event keeps it.
 
 Signature: ``Callsec-Signature: t=<unix seconds>,v1=<hex>`` where ``hex`` is HMAC-SHA256 under
 the URL's secret over ``"<t>." + raw body`` (the same MAC as the signed SMS gateway's, see
-:mod:`callsec_ari.verification.delivery.http`). Each attempt is signed with a fresh ``t``;
+:mod:`callsec_ari.core.signing`). Each attempt is signed with a fresh ``t``;
 receivers reject a ``t`` outside their replay window (:data:`REPLAY_WINDOW_SECONDS`) and
 ignore an ``id`` they have processed already.
 """
@@ -18,7 +18,7 @@ import secrets
 import time
 from collections.abc import Mapping
 
-from callsec_ari.verification.delivery.http import sign as mac_hex
+from callsec_ari.core.signing import sign
 
 SIGNATURE_HEADER = "Callsec-Signature"
 EVENT_ID_HEADER = "Callsec-Event-Id"
@@ -40,7 +40,7 @@ def event_body(event_id: str, event_type: str, call_id: str, data: Mapping[str, 
 
 def signature(secret: bytes, timestamp: int, raw_body: bytes) -> str:
     """The ``Callsec-Signature`` header value."""
-    digest = mac_hex(secret, str(timestamp), raw_body).removeprefix("sha256=")
+    digest = sign(secret, str(timestamp), raw_body).removeprefix("sha256=")
     return f"t={timestamp},v1={digest}"
 
 

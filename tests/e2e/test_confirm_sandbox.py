@@ -31,8 +31,8 @@ import pytest
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 
+from callsec_ari.core.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
 from callsec_ari.verification.confirm_links import twilio_signature
-from callsec_ari.verification.delivery.http import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
 from tests.e2e.test_desk import ARTIFACTS, no_csp_violations, sign_in, text_of, wait
 from tests.e2e.test_desk_sandbox import callsec_bridges
 from tests.harness.agent import AgentPhones

@@ -37,17 +37,13 @@ from callsec_ari.config_check import load_settings
 from callsec_ari.core.digits import SensitiveDigits
 from callsec_ari.core.errors import ConfigError
 from callsec_ari.core.ports import CallHandle
+from callsec_ari.core.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify_signature
 from callsec_ari.logs import call_logger
 from callsec_ari.probe.flow import ProbeFlow
 from callsec_ari.runtime.dispatcher import Dispatcher
 from callsec_ari.runtime.executor import CallExecutor
 from callsec_ari.store.context import Store, init_keys, open_store
 from callsec_ari.store.models import VaultItemRow
-from callsec_ari.verification.delivery.http import (
-    SIGNATURE_HEADER,
-    TIMESTAMP_HEADER,
-    verify_signature,
-)
 
 KEY = "gateway-shared-secret"
 CARD, EXPIRY, CVV = "4539578763621486", "1230", "8642"

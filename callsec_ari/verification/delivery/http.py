@@ -7,14 +7,12 @@
 
 keyed with ``[sms] hmac_key``. A 2xx answer with a JSON object ``{"id": ...}`` is success;
 anything else that is 2xx is ``DeliveryFailed(garbage)``. Receivers check the signature with
-:func:`verify_signature` (or the same three lines in their own language) and reject stale
-timestamps to stop replays.
+:func:`callsec_ari.core.signing.verify_signature` (or the same three lines in their own
+language) and reject stale timestamps to stop replays.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 import logging
 import time
@@ -24,6 +22,7 @@ import aiohttp
 
 from callsec_ari.config import Secret
 from callsec_ari.core.masking import mask_recipient
+from callsec_ari.core.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
 from callsec_ari.verification.delivery import _web
 from callsec_ari.verification.delivery.base import (
     DeliveryReceipt,
@@ -33,30 +32,6 @@ from callsec_ari.verification.delivery.base import (
 from callsec_ari.verification.delivery.retry import RetryPolicy, send_with_retry
 
 logger = logging.getLogger(__name__)
-
-TIMESTAMP_HEADER = "X-Callsec-Timestamp"
-SIGNATURE_HEADER = "X-Callsec-Signature"
-
-
-def sign(key: bytes, timestamp: str, raw_body: bytes) -> str:
-    """The ``X-Callsec-Signature`` value: ``sha256=<hex>``."""
-    mac = hmac.new(key, timestamp.encode("ascii") + b"." + raw_body, hashlib.sha256)
-    return "sha256=" + mac.hexdigest()
-
-
-def verify_signature(
-    key: bytes, timestamp: str, raw_body: bytes, signature: str, *,
-    now: float | None = None, tolerance_seconds: float = 300.0,
-) -> bool:
-    """True when ``signature`` matches and ``timestamp`` is within ``tolerance_seconds``."""
-    try:
-        age = abs((time.time() if now is None else now) - int(timestamp))
-    except ValueError:
-        return False
-    return age <= tolerance_seconds and hmac.compare_digest(
-        sign(key, timestamp, raw_body), signature
-    )
-
 
 class HttpDelivery:
     backend = "http"
