@@ -33,6 +33,7 @@ from aiohttp import web
 from yarl import URL
 
 from callsec_ari.core.errors import CallsecError
+from callsec_ari.core.signing import mac_hex
 from callsec_ari.store.cluster import ClusterCall, Node
 from callsec_ari.store.models import utcnow
 
@@ -76,7 +77,7 @@ def _mac(secret: bytes, stamp: str, nonce: str, sender: str, receiver: str, meth
          path: str, body: bytes) -> str:
     message = "\n".join((stamp, nonce, sender, receiver, method.upper(), path,
                          hashlib.sha256(body).hexdigest()))
-    return hmac.new(secret, message.encode(), hashlib.sha256).hexdigest()
+    return mac_hex(secret, message.encode())
 
 
 class NodeAuth:
