@@ -140,6 +140,7 @@ class AriClient(AriEvents, AriOperations):
         self._closed = False
         self.rest_over_websocket = rest_over_websocket
         self._rest_ws: aiohttp.ClientWebSocketResponse | None = None
+        self._rest_ws_off: aiohttp.ClientWebSocketResponse | None = None
         self._answers: dict[str, asyncio.Future[tuple[int, bytes]]] = {}
         self._request_ids = itertools.count(1)
         #: Successful websocket reconnects since construction (for metrics).

@@ -79,6 +79,8 @@ class AriEvents:
     #: REST requests go over the events websocket (Asterisk 22 ``RESTRequest``) while it is read
     rest_over_websocket: bool
     _rest_ws: aiohttp.ClientWebSocketResponse | None
+    #: a websocket that left a REST call unanswered: HTTP until the next one
+    _rest_ws_off: aiohttp.ClientWebSocketResponse | None
     _answers: dict[str, asyncio.Future[tuple[int, bytes]]]
     _request_ids: Iterator[int]
 
@@ -203,7 +205,8 @@ class AriEvents:
         while True:
             timeout = self.app_check if probe_due is None else max(probe_due - loop.time(), 0)
             try:
-                self._rest_ws = ws if self.rest_over_websocket else None
+                self._rest_ws = ws if self.rest_over_websocket and ws is not self._rest_ws_off \
+                    else None
                 try:
                     message = await ws.receive(timeout=timeout)
                 finally:
@@ -279,6 +282,8 @@ class AriEvents:
             async with asyncio.timeout(self.request_timeout):
                 return await answer
         except (aiohttp.ClientError, ConnectionError, TimeoutError) as exc:
+            if isinstance(exc, TimeoutError):  # e.g. the app went inactive under the websocket
+                self._rest_ws_off, self._rest_ws = ws, None
             raise self._lost(method, path, exc) from None
         finally:
             self._answers.pop(request_id, None)

@@ -79,6 +79,7 @@ class FakeAri:
         self.sessions: list[Session] = []
         self.ws_requests: list[Recorded] = []
         self.ws_rest: list[dict[str, Any]] = []  # RESTRequest frames on the events websocket
+        self.ws_rest_silent = False
         self.ws_status: int | None = None
         self.ws_closed_by_client = asyncio.Event()
         self.release = asyncio.Event()
@@ -131,6 +132,8 @@ class FakeAri:
         if frame.get("type") != "RESTRequest":
             return
         self.ws_rest.append(frame)
+        if self.ws_rest_silent:  # an app gone inactive under the websocket: no answer
+            return
         status, body = self.responses.get((frame["method"], "/ari/" + frame["uri"]), (204, None))
         await ws.send_str(json.dumps({
             "type": "RESTResponse", "request_id": frame["request_id"], "status_code": status,
@@ -342,6 +345,25 @@ async def test_rest_goes_over_the_events_websocket_while_it_is_read(
         ("DELETE", "channels/c2", [{"name": "reason", "value": "normal"}]),
         ("POST", "channels/c1/variable", [{"name": "variable", "value": "CALLSEC_X"},
                                           {"name": "value", "value": "4111111111111111"}])]
+
+
+async def test_a_websocket_that_leaves_a_rest_call_unanswered_is_not_used_for_rest_again(
+        fake: tuple[FakeAri, str]) -> None:
+    server, url = fake
+    server.ws_rest_silent = True
+    async with make_client(url, rest_over_websocket=True, request_timeout=0.3) as ari:
+        async with contextlib.aclosing(ari.events()) as events:
+            await anext(events)
+            reader = asyncio.create_task(anext(events))
+            await asyncio.sleep(0.05)
+            with pytest.raises(AriConnectionError, match=r"no answer within 0\.3s"):
+                await ari.answer("c1")
+            await ari.answer("c2")  # over HTTP now
+            reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reader
+    assert [f["uri"] for f in server.ws_rest] == ["channels/c1/answer"]
+    assert [r.path for r in server.requests] == ["/ari/channels/c2/answer"]
 
 
 async def test_rest_waiting_on_a_dropped_websocket_fails_as_a_lost_connection(
