@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import re
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from callsec_ari.core.commands import Command
 from callsec_ari.core.digits import SensitiveDigits
@@ -193,3 +195,19 @@ def new_capture_id() -> str:
         hex_id = secrets.token_hex(8)
         if not _LONG_DIGITS.search(hex_id):
             return "CP-" + hex_id
+
+
+@dataclass(frozen=True)
+class CaptureInfo:
+    """A capture as the API shows it: masked only (brand, last 4, valid/invalid, the gateway
+    token or vault refs), plus the endpoint of the call's agent for the owner check."""
+
+    capture_id: str
+    call_id: str
+    agent_endpoint: str | None
+    state: str
+    masked: Mapping[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"capture_id": self.capture_id, "call_id": self.call_id, "state": self.state,
+                **dict(self.masked)}

@@ -15,11 +15,10 @@ from callsec_ari.capture import protocol as cp
 from callsec_ari.capture.errors import CallNotConnected, CaptureNotFound, CaptureRunning
 from callsec_ari.capture.fields import parse_fields
 from callsec_ari.capture.handlers import CaptureHandlers, active_capture, masked_dict
-from callsec_ari.capture.protocol import new_capture_id
+from callsec_ari.capture.protocol import CaptureInfo, new_capture_id
 from callsec_ari.capture.reopen import check_control
 from callsec_ari.capture.steering import CaptureSteering, hosted
 from callsec_ari.core.ports import CallHandle
-from callsec_ari.web.deps import CaptureInfo
 
 log = logging.getLogger(__name__)
 

@@ -9,6 +9,7 @@ implements them and ``app.py`` wires them. No asyncio here: the runtime's own pe
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -16,7 +17,6 @@ from typing import Any, Protocol
 from callsec_ari.core.commands import Command
 from callsec_ari.core.events import Event
 from callsec_ari.core.flow import Flow
-from callsec_ari.logs import CallLogger
 
 
 @dataclass(eq=False)
@@ -57,7 +57,8 @@ class CallHandle:
 
     call_id: str
     flow: Flow
-    log: CallLogger
+    #: ``logs.call_logger``: every line carries the call id.
+    log: logging.LoggerAdapter[logging.Logger]
     context: CallContext = field(default_factory=CallContext)
     result: str = ""
     started_at: float = 0.0
@@ -79,6 +80,12 @@ class ServiceRegistry(Protocol):
     """Where a slice registers the service commands it handles (``runtime.executor``)."""
 
     def register(self, command_type: type[Command], handler: ServiceHandler) -> None: ...
+
+
+class Publisher(Protocol):
+    """Masked live progress for the desk (``runtime.bus.EventBus``)."""
+
+    def publish(self, call_id: str, topic: str, payload: dict[str, Any]) -> object: ...
 
 
 class CallDirectory(Protocol):

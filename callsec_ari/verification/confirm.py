@@ -24,8 +24,7 @@ from zoneinfo import ZoneInfo
 from callsec_ari.config import Settings
 from callsec_ari.core.errors import CallsecError, InvalidInput
 from callsec_ari.core.events import Event
-from callsec_ari.core.ports import CallHandle
-from callsec_ari.runtime.bus import EventBus
+from callsec_ari.core.ports import CallHandle, Publisher
 from callsec_ari.store.confirmations import Confirmation, Confirmations
 from callsec_ari.store.context import Store
 from callsec_ari.verification import confirm_links as links
@@ -78,7 +77,7 @@ def waiting(call: CallHandle | None, approval_id: str | None = None) -> bool:
 
 
 class ConfirmationService:
-    def __init__(self, settings: Settings, store: Store, calls: Calls, bus: EventBus,
+    def __init__(self, settings: Settings, store: Store, calls: Calls, bus: Publisher,
                  webhooks: WebhookNotifier) -> None:
         self.settings = settings
         self.store = store

@@ -15,9 +15,10 @@ from aiohttp import web
 from callsec_ari.access.auth import Principal
 from callsec_ari.access.errors import CaptureUnavailable
 from callsec_ari.access.roles import Permission, revealable_kinds
+from callsec_ari.capture.protocol import CaptureInfo
 from callsec_ari.core.errors import InvalidInput, NotFound
 from callsec_ari.core.ports import CallHandle
-from callsec_ari.web.deps import CAPTURE_FIELDS, CAPTURE_MODES, CaptureInfo, CaptureService
+from callsec_ari.web.deps import CAPTURE_FIELDS, CAPTURE_MODES, CaptureService
 from callsec_ari.web.guard import Guarded, deps_of, require_visible, visible_call
 from callsec_ari.web.security import client_ip, read_json, text_field
 from callsec_ari.web.views import owner_of

@@ -8,15 +8,16 @@ The capture feature plugs in later through :class:`CaptureService` (``WebDeps.ca
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from prometheus_client import CollectorRegistry
 
 from callsec_ari.access.auth import Auth
 from callsec_ari.access.users import UserStore
+from callsec_ari.capture.protocol import CaptureInfo
 from callsec_ari.config import WebSettings
 from callsec_ari.core.ports import CallHandle
 from callsec_ari.runtime.bus import EventBus
@@ -62,22 +63,6 @@ class AriLink(Protocol):
 
     @property
     def client(self) -> _Reconnects: ...
-
-
-@dataclass(frozen=True)
-class CaptureInfo:
-    """A capture as the API shows it: masked only (brand, last 4, valid/invalid, the gateway
-    token or vault refs), plus the endpoint of the call's agent for the owner check."""
-
-    capture_id: str
-    call_id: str
-    agent_endpoint: str | None
-    state: str
-    masked: Mapping[str, Any] = field(default_factory=dict)
-
-    def to_json(self) -> dict[str, Any]:
-        return {"capture_id": self.capture_id, "call_id": self.call_id, "state": self.state,
-                **dict(self.masked)}
 
 
 class CaptureService(Protocol):

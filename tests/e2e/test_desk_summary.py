@@ -15,8 +15,8 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support import expected_conditions as ec
 
+from callsec_ari.capture.protocol import CaptureInfo
 from callsec_ari.web.customer import NameCache
-from callsec_ari.web.deps import CaptureInfo
 from tests.e2e.test_desk import ARTIFACTS, CALL, sign_in, text_of, until, wait
 from tests.integration.web_env import web_env
 

@@ -22,6 +22,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from callsec_ari.access import credentials as cred
 from callsec_ari.access.auth import Auth
 from callsec_ari.access.users import UserStore
+from callsec_ari.capture.protocol import CaptureInfo
 from callsec_ari.config import Settings
 from callsec_ari.config_check import load_settings
 from callsec_ari.core.commands import Command, Publish
@@ -34,7 +35,7 @@ from callsec_ari.runtime.executor import CallExecutor
 from callsec_ari.store.context import Store, init_keys, open_store
 from callsec_ari.verification.delivery.base import LatencyStats
 from callsec_ari.web.app import build_web_app
-from callsec_ari.web.deps import CaptureInfo, WebDeps
+from callsec_ari.web.deps import WebDeps
 
 PASSWORD = "correct horse battery staple"
 
