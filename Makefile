@@ -29,8 +29,10 @@ venv: $(STAMP)
 deps:
 	tools/install-deps.sh
 
+# ruff, and the layers contract (.importlinter): an upward import or a circle between layers fails
 lint: venv
 	$(BIN)/ruff check callsec_ari tests tools bench
+	$(BIN)/lint-imports --no-cache
 
 typecheck: venv
 	$(BIN)/mypy
