@@ -41,8 +41,13 @@ async def scrape(proc: CallsecProcess) -> dict[tuple[str, tuple[tuple[str, str],
             http.get(url, headers={"Authorization": f"Bearer {TOKEN}"}) as resp:
         assert resp.status == 200
         text = await resp.text()
-    return {(s.name, tuple(sorted(s.labels.items()))): s.value
-            for family in text_string_to_metric_families(text) for s in family.samples}
+    samples = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            labels = dict(s.labels)
+            assert labels.pop("node")  # every sample names its node ([cluster] node_id)
+            samples[(s.name, tuple(sorted(labels.items())))] = s.value
+    return samples
 
 
 async def verified_call(proc: CallsecProcess, carrier: Carrier,
@@ -95,6 +100,10 @@ async def test_metrics_and_status_after_a_verified_call_and_status_once_stopped(
     assert answer["connections"]["agi"]["listening"] is True
     assert answer["calls"]["since_start"]["verify"] == {"started": 1, "verified": 1}
     assert set(answer["queues"]) >= {"dispatcher_events", "late_records", "agi_refusal_audit"}
+    me = answer["cluster"]["node_id"]  # [cluster] node_id, default the host name
+    assert [(n["node_id"], n["alive"]) for n in answer["cluster"]["nodes"]
+            if n["node_id"] == me] == [(me, True)]
+    assert f"Cluster: this node {me}" in text.stdout
 
     callsec.stop()
     stopped = callsec.cli("status")
