@@ -10,16 +10,6 @@ from __future__ import annotations
 from callsec_ari.core.errors import CallsecError, ErrorId
 from callsec_ari.logs import redact_text
 
-__all__ = [
-    "AmiActionError",
-    "AmiAuthError",
-    "AmiConfigNotFound",
-    "AmiConnectionError",
-    "AmiError",
-    "AmiNoSuchChannel",
-    "AmiPermissionError",
-]
-
 _MAX_AMI_MESSAGE = 200
 
 

@@ -46,8 +46,7 @@ class WebhookDeadLetterRow(Base):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class DeadLetter:
-    id: int
+class NewDeadLetter:
     event_id: str
     event_type: str
     call_id: str
@@ -56,7 +55,12 @@ class DeadLetter:
     body: bytes
     attempts: int
     reason: str
-    http_status: int | None
+    http_status: int | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DeadLetter(NewDeadLetter):
+    id: int
     created_at: datetime
     delivered_at: datetime | None
 
@@ -82,18 +86,6 @@ def _letter(row: WebhookDeadLetterRow, body: bytes) -> DeadLetter:
                       attempts=row.attempts, reason=row.reason, http_status=row.http_status,
                       created_at=as_utc(row.created_at),
                       delivered_at=as_utc(row.delivered_at) if row.delivered_at else None)
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class NewDeadLetter:
-    event_id: str
-    event_type: str
-    call_id: str
-    url: str
-    body: bytes
-    attempts: int
-    reason: str
-    http_status: int | None = None
 
 
 class DeadLetters:
