@@ -136,7 +136,6 @@ def check_weak_secrets(facts: Facts) -> Iterator[Finding]:
 # -- callsec itself ---------------------------------------------------------------------------
 def check_outbox(facts: Facts) -> Iterator[Finding]:
     s = facts.settings
-    # The same test as Deliveries.uses_outbox, without building the deliveries.
     using = [kind for kind, backend in (("sms", s.sms.backend), ("email", s.email.backend))
              if backend == "outbox"]
     if using:

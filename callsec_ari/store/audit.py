@@ -181,10 +181,6 @@ class AuditLog:
             return "stripped"
         return "unsealed"
 
-    def keyed_target(self, value: str, label: str = "hash") -> str:
-        """A keyed marker for a value that must not be stored (an unknown user name)."""
-        return audit_targets.keyed_marker(value, self._key, label)
-
     def _lock_head(self, s: Executor) -> tuple[_Head, str]:
         """Lock the head row for this transaction; returns it and its MAC state."""
         if self.db.dialect == "sqlite":  # a write first: takes SQLite's database write lock

@@ -118,10 +118,6 @@ class Keyring:
             directory = settings.base_dir / directory
         return cls(directory, inline_kek=str(c.kek), blind_index_key=str(c.blind_index_key))
 
-    @property
-    def has_inline_kek(self) -> bool:
-        return self._inline is not None
-
     def _ensure_dir(self) -> None:
         """Only for deliberate key creation (``keys init``, ``keys rotate``)."""
         if not self.directory.exists():

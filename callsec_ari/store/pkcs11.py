@@ -173,8 +173,6 @@ class _TokenCipher:
 class Pkcs11Keyring:
     """Versioned KEKs in a PKCS#11 token; the HMAC keys in files (see the module doc)."""
 
-    has_inline_kek = False
-
     def __init__(self, *, module: Path, token_label: str, pin: str, key_prefix: str,
                  files: Keyring) -> None:
         self._token = _Token.shared(module, token_label, pin)

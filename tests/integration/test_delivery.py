@@ -496,7 +496,6 @@ def test_default_settings_deliver_both_channels_to_the_outbox(tmp_path: Path) ->
     assert isinstance(deliveries.sms, OutboxDelivery)
     assert isinstance(deliveries.email, OutboxDelivery)
     assert deliveries.sms.outbox_dir == tmp_path / "var" / "outbox"
-    assert deliveries.uses_outbox
 
 
 def test_smtp_backend_is_built_from_the_email_section(tmp_path: Path) -> None:

@@ -33,11 +33,6 @@ class Deliveries:
     def for_kind(self, kind: Kind) -> Delivery:
         return self.sms if kind == "sms" else self.email
 
-    @property
-    def uses_outbox(self) -> bool:
-        """True when any channel writes codes to the development outbox (doctor warns)."""
-        return "outbox" in self.backends.values()
-
 
 def _resolve(base_dir: Path, path: Path) -> Path:
     return path if path.is_absolute() else base_dir / path
