@@ -18,13 +18,12 @@ import logging
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Protocol
 from zoneinfo import ZoneInfo
 
 from callsec_ari.config import Settings
 from callsec_ari.core.errors import CallsecError, InvalidInput
 from callsec_ari.core.events import Event
-from callsec_ari.core.ports import CallHandle, Publisher
+from callsec_ari.core.ports import CallDirectory, CallHandle, Publisher
 from callsec_ari.store.confirmations import Confirmation, Confirmations
 from callsec_ari.store.context import Store
 from callsec_ari.verification import confirm_links as links
@@ -37,12 +36,6 @@ log = logging.getLogger(__name__)
 WAITING = frozenset({"SENDING", "COLLECT", "CHECK_CODE"})
 #: Approval entry stages (``approval/flow.py``) in which an answer is taken.
 APPROVAL_WAITING = frozenset({"entering", "checking"})
-
-
-class Calls(Protocol):
-    def get(self, call_id: str) -> CallHandle | None: ...
-
-    def post(self, call_id: str, event: Event) -> bool: ...
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -77,7 +70,7 @@ def waiting(call: CallHandle | None, approval_id: str | None = None) -> bool:
 
 
 class ConfirmationService:
-    def __init__(self, settings: Settings, store: Store, calls: Calls, bus: Publisher,
+    def __init__(self, settings: Settings, store: Store, calls: CallDirectory, bus: Publisher,
                  webhooks: WebhookNotifier) -> None:
         self.settings = settings
         self.store = store

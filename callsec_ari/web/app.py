@@ -22,13 +22,14 @@ from callsec_ari.access.roles import revealable_kinds
 from callsec_ari.access.users import UserStore
 from callsec_ari.config import Settings
 from callsec_ari.core.errors import CallsecError
+from callsec_ari.core.ports import CallDirectory
 from callsec_ari.runtime.bus import EventBus
 from callsec_ari.store.context import Store
 from callsec_ari.verification.delivery.base import LatencyStats
 from callsec_ari.web import approvals, captures, metrics, routes, sse
 from callsec_ari.web.cluster import forwarding
 from callsec_ari.web.customer import NameCache
-from callsec_ari.web.deps import AriLink, CallDirectory, CaptureService, WebDeps
+from callsec_ari.web.deps import AriLink, CaptureService, WebDeps
 from callsec_ari.web.guard import DEPS, Handler, register
 from callsec_ari.web.security import security_headers
 

@@ -2,13 +2,13 @@
 
 The capture feature plugs in later through :class:`CaptureService` (``WebDeps.captures``;
 ``None`` answers 503 ``capture_unavailable``). Calls come from the dispatcher
-(:class:`CallDirectory`), ARI health from the adapters (:class:`AriLink`).
+(``core.ports.CallDirectory``), ARI health from the adapters (:class:`AriLink`).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
@@ -19,7 +19,7 @@ from callsec_ari.access.auth import Auth
 from callsec_ari.access.users import UserStore
 from callsec_ari.capture.protocol import CaptureInfo
 from callsec_ari.config import WebSettings
-from callsec_ari.core.ports import CallHandle
+from callsec_ari.core.ports import CallDirectory, CallHandle
 from callsec_ari.runtime.bus import EventBus
 from callsec_ari.store.audit import AuditLog
 from callsec_ari.store.db import Database
@@ -37,14 +37,6 @@ CAPTURE_FIELDS = ("card_number", "expiry", "cvv", "postal_code", "iban", "nation
                   "routing_number", "account_number")
 #: Capture modes a request may name (optional ``mode``; absent: ``[capture] mode``).
 CAPTURE_MODES = ("bridge", "talk_through")
-
-
-class CallDirectory(Protocol):
-    """The active calls (the dispatcher)."""
-
-    def __iter__(self) -> Iterator[CallHandle]: ...
-
-    def get(self, call_id: str) -> CallHandle | None: ...
 
 
 class _Reconnects(Protocol):
