@@ -25,6 +25,7 @@ from typing import Literal
 from callsec_ari.core.errors import Conflict, ErrorId
 from callsec_ari.logs import Figure
 from callsec_ari.media.evidence import Evidence
+from callsec_ari.media.pacing import Backlog
 from callsec_ari.media.pipeline import CallerPath, Outgoing
 from callsec_ari.media.rtp import HEADER_LEN
 
@@ -106,6 +107,8 @@ class MediaRelay(BoundPorts):
         self._foreign = self._agent_malformed = self._unsent = self._caller_unsent = 0
         self._agent_frames = 0
         self._final: Evidence | None = None
+        #: what Asterisk still has to play of what each side was sent (see ``pacing``)
+        self._to_agent, self._to_caller = Backlog(), Backlog()
 
     async def __aenter__(self) -> MediaRelay:
         await self.open()
@@ -211,11 +214,13 @@ class MediaRelay(BoundPorts):
     @property
     def drop_counts(self) -> dict[str, int]:
         """Why packets were dropped: malformed, unsupported (not PCMU), duplicate, late,
-        foreign (source is not the peer), unsent (no peer known yet)."""
+        foreign (source is not the peer), unsent (no peer known yet), backlog (the
+        receiver still had that much to play: the delay is pulled back)."""
         drops = self._path.drops
         return {"malformed": drops.malformed + self._agent_malformed,
                 "unsupported": drops.unsupported, "duplicate": drops.duplicate,
-                "late": drops.late, "foreign": self._foreign, "unsent": self._unsent}
+                "late": drops.late, "foreign": self._foreign, "unsent": self._unsent,
+                "backlog": self._to_agent.dropped + self._to_caller.dropped}
 
     # -- datagram callbacks ------------------------------------------------------------------
 
@@ -260,8 +265,10 @@ class MediaRelay(BoundPorts):
         if peer is None or self._caller is None:
             self._unsent += 1
             return
-        self._caller.sendto(data, peer)
-        self._agent_frames += 1
+        assert self._loop is not None
+        if self._to_caller.admit(memoryview(data)[HEADER_LEN:], self._loop.time()):
+            self._caller.sendto(data, peer)
+            self._agent_frames += 1
 
     def _deadline(self) -> None:
         self._timer = None
@@ -281,8 +288,10 @@ class MediaRelay(BoundPorts):
         if peer is None or self._agent is None or self._agent.is_closing():
             self._unsent += 1
             self._caller_unsent += 1
-        else:
+        elif self._to_agent.admit(memoryview(out.packet)[HEADER_LEN:], now):
             self._agent.sendto(out.packet, peer)
+        else:  # dropped to pull the delay back (a key press still reaches on_digit)
+            self._caller_unsent += 1
         if out.digit is not None and self._on_digit is not None:
             try:
                 self._on_digit(out.digit, now)

@@ -13,7 +13,7 @@ import logging
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import bindparam, delete, insert, select
 from sqlalchemy.exc import IntegrityError
@@ -60,12 +60,27 @@ _KEYS = Base.metadata.tables["keys"]
 _WITH_KEY = select(*CUSTOMERS.c, _KEYS.c.kek_version, _KEYS.c.wrapped).join(
     _KEYS, _KEYS.c.key_id == CUSTOMERS.c.key_id)
 _CUSTOMER = _WITH_KEY.where(CUSTOMERS.c.ref == bindparam("ref"))
-_BY_PHONE = _WITH_KEY.where(CUSTOMERS.c.ref.in_(
-    select(PHONES.c.customer_ref).where(PHONES.c.bi == bindparam("bi")))).limit(2)
+_MATCH = PHONES.alias("m")
+#: The caller-ID look-up in one round trip: the matching customers (as many rows as they have
+#: phones) with their key and phones; capped (a shared number only needs "several").
+_BY_PHONE = select(*CUSTOMERS.c, _KEYS.c.kek_version, _KEYS.c.wrapped,
+                   PHONES.c.id.label("phone_id"), PHONES.c.kind.label("phone_kind"),
+                   PHONES.c.receives_codes, PHONES.c.number_enc).select_from(
+    _MATCH.join(CUSTOMERS, CUSTOMERS.c.ref == _MATCH.c.customer_ref)
+    .join(_KEYS, _KEYS.c.key_id == CUSTOMERS.c.key_id)
+    .join(PHONES, PHONES.c.customer_ref == CUSTOMERS.c.ref)).where(
+    _MATCH.c.bi == bindparam("bi")).order_by(CUSTOMERS.c.ref, PHONES.c.position).limit(64)
 _BY_NUMBER = _WITH_KEY.where(CUSTOMERS.c.ref.in_(
     select(NUMBERS.c.customer_ref).where(NUMBERS.c.bi == bindparam("bi")))).limit(1)
 _PHONES = select(PHONES.c.id, PHONES.c.kind, PHONES.c.receives_codes, PHONES.c.number_enc
                  ).where(PHONES.c.customer_ref == bindparam("ref")).order_by(PHONES.c.position)
+
+
+class _PhoneRow(NamedTuple):
+    id: str
+    kind: str
+    receives_codes: bool
+    number_enc: bytes
 
 
 @dataclass
@@ -283,8 +298,10 @@ class CustomerStore:
         with self.db.read() as conn:
             return self._load(conn, conn.execute(_CUSTOMER, {"ref": ref}).first(), ref)
 
-    def _load(self, conn: Executor, row: Any, ref: str) -> Customer:
-        """Decrypt ``row`` (customers joined with its key) and its phones."""
+    def _load(self, conn: Executor, row: Any, ref: str,
+              phone_rows: Sequence[Any] | None = None) -> Customer:
+        """Decrypt ``row`` (customers joined with its key) and its phones (``phone_rows``,
+        else read now)."""
         if row is None:
             raise NotFound("no such customer", details={"ref": ref})
         if row.erased_at is not None:
@@ -296,10 +313,12 @@ class CustomerStore:
                                                               row_id=ref)
 
         name = json.loads(dec("name", row.name_enc) or "{}")
+        if phone_rows is None:
+            phone_rows = conn.execute(_PHONES, {"ref": ref}).all()
         phones = tuple(
             Phone(key.decrypt_text(p.number_enc, table="customer_phones", column="number",
                                    row_id=p.id), p.kind, p.receives_codes)
-            for p in conn.execute(_PHONES, {"ref": ref}))
+            for p in phone_rows)
         return Customer(
             ref=ref, name=Name(name.get("full", ""), name.get("given", ""),
                                name.get("family", "")),
@@ -319,11 +338,14 @@ class CustomerStore:
             return None
         with self.db.read() as conn:
             rows = conn.execute(_BY_PHONE, {"bi": bi}).all()
-            if len(rows) != 1:
+            if len({row.ref for row in rows}) != 1:
                 if rows:
                     log.info("caller ID matches several customers; asking for the number")
                 return None
-            return self._load(conn, rows[0], rows[0].ref)
+            phones = {row.phone_id: _PhoneRow(row.phone_id, row.phone_kind,
+                                              row.receives_codes, row.number_enc)
+                      for row in rows}  # a number listed twice matches twice
+            return self._load(conn, rows[0], rows[0].ref, list(phones.values()))
 
     def find_by_customer_number(self, digits: str) -> Customer | None:
         try:

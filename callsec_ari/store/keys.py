@@ -118,21 +118,26 @@ class DataKeys:
         """The owner's key, created if missing, in the caller's transaction. Concurrent
         creators do not fail: ``INSERT ... ON CONFLICT ... RETURNING`` hands back the winner."""
         key = self.for_owner(conn, owner_kind, owner_id)
-        if key is not None:
-            return key
+        return key if key is not None else self._upsert(conn, owner_kind, owner_id)
+
+    def _upsert(self, conn: Executor, owner_kind: str, owner_id: str) -> DataKey:
         _, row = self.new(owner_kind=owner_kind, owner_id=owner_id)
         won = conn.execute(_UPSERT[dialect_name(conn)], row).one()
         return self.envelope.unwrap(won.key_id, won.kek_version, won.wrapped)
 
     def encryption_key(self, conn: Executor, owner_kind: str, owner_id: str, *,
-                       create: bool) -> DataKey | None:
+                       create: bool, autocommit: bool = False) -> DataKey | None:
         """The owner's key for encrypting new values (see ``ENCRYPTION_KEY_TTL``);
-        created if missing when ``create``."""
+        created if missing when ``create``. With ``autocommit`` (``conn`` commits each
+        statement) a missing key is created by one upsert, committed at once, so cached."""
         now = time.monotonic()
-        hit = self._writing.get((owner_kind, owner_id))
-        if hit is not None and now - hit[0] < ENCRYPTION_KEY_TTL:
-            return hit[1]
-        existing = self.for_owner(conn, owner_kind, owner_id)
+        hit = self.cached_encryption_key(owner_kind, owner_id)
+        if hit is not None:
+            return hit
+        if create and autocommit:  # one round trip: the existing row, or ours
+            existing: DataKey | None = self._upsert(conn, owner_kind, owner_id)
+        else:
+            existing = self.for_owner(conn, owner_kind, owner_id)
         if existing is None:
             # Created in this (uncommitted) transaction: not cached, or a concurrent writer
             # could reference a key row that is not committed yet (foreign key violation).
@@ -141,6 +146,13 @@ class DataKeys:
             self._writing.clear()
         self._writing[(owner_kind, owner_id)] = (now, existing)
         return existing
+
+    def cached_encryption_key(self, owner_kind: str, owner_id: str) -> DataKey | None:
+        """The owner's key for encrypting, if read less than ``ENCRYPTION_KEY_TTL`` ago."""
+        hit = self._writing.get((owner_kind, owner_id))
+        if hit is not None and time.monotonic() - hit[0] < ENCRYPTION_KEY_TTL:
+            return hit[1]
+        return None
 
     def shred(self, session: Session, key_ids: Iterable[str]) -> int:
         """Crypto-shredding: forget the wrapped keys; their ciphertexts become noise."""

@@ -19,7 +19,7 @@ from callsec_ari.core.masking import mask_stored
 from callsec_ari.store.audit import AuditLog
 from callsec_ari.store.crypto import DataKey
 from callsec_ari.store.customers import new_ref
-from callsec_ari.store.db import Database, Executor
+from callsec_ari.store.db import Database, Executor, GroupInsert
 from callsec_ari.store.errors import VaultRefused
 from callsec_ari.store.keys import DataKeys
 from callsec_ari.store.models import Base, utcnow
@@ -37,11 +37,19 @@ _INSERT = insert(VAULT)
 MAX_VALUE = 64
 
 
+def _row(ref: str, kind: str, value: str, key: DataKey, customer_ref: str | None,
+         call_id: str | None) -> dict[str, Any]:
+    return {"ref": ref, "kind": kind, "customer_ref": customer_ref, "call_id": call_id,
+            "key_id": key.key_id, "created_at": utcnow(),
+            "value_enc": key.encrypt(value, table=T, column="value", row_id=ref)}
+
+
 class Vault:
     def __init__(self, db: Database, keys: DataKeys, audit: AuditLog) -> None:
         self.db = db
         self.keys = keys
         self.audit = audit
+        self._group = GroupInsert(db, _INSERT)
 
     @staticmethod
     def _check_kind(kind: str) -> None:
@@ -50,18 +58,15 @@ class Vault:
         if kind not in KINDS:
             raise InvalidInput("unknown vault kind", details={"kind": kind})
 
-    def _key_for(self, conn: Executor, ref: str, customer_ref: str | None,
-                 call_id: str | None) -> DataKey:
+    def _key_for(self, conn: Executor, customer_ref: str | None, call_id: str) -> DataKey:
         if customer_ref is not None:
             key = self.keys.encryption_key(conn, "customer", customer_ref, create=False)
             if key is None:
                 raise NotFound("no such customer", details={"ref": customer_ref})
             return key
-        if call_id is not None:
-            found = self.keys.encryption_key(conn, "call", call_id, create=True)
-            assert found is not None
-            return found
-        return self.keys.create(conn, "item", ref)
+        found = self.keys.encryption_key(conn, "call", call_id, create=True, autocommit=True)
+        assert found is not None
+        return found
 
     def put(self, kind: str, value: str, *, customer_ref: str | None = None,
             call_id: str | None = None) -> str:
@@ -70,13 +75,26 @@ class Vault:
         if not value or not value.strip() or len(value) > MAX_VALUE:
             raise InvalidInput("empty or oversized vault value", details={"kind": kind})
         ref = new_ref("V")
-        with self.db.connect() as conn:
-            key = self._key_for(conn, ref, customer_ref, call_id)
-            conn.execute(_INSERT, [{
-                "ref": ref, "kind": kind, "customer_ref": customer_ref, "call_id": call_id,
-                "key_id": key.key_id, "created_at": utcnow(),
-                "value_enc": key.encrypt(value, table=T, column="value", row_id=ref)}])
+        if customer_ref is None and call_id is None:  # a key of its own: key + item together
+            with self.db.connect() as conn:
+                self._insert(conn, ref, kind, value, self.keys.create(conn, "item", ref),
+                             None, None)
+            return ref
+        # The owner's key exists or is upserted on its own, committed (ON CONFLICT:
+        # idempotent); the item then goes in with the items of concurrent puts, in one
+        # autocommit INSERT (no BEGIN/COMMIT round trips; the hot path).
+        key = self.keys.cached_encryption_key(*(("customer", customer_ref) if customer_ref
+                                                else ("call", call_id or "")))
+        if key is None:  # no connection taken for a key read moments ago
+            with self.db.read() as conn:
+                key = self._key_for(conn, customer_ref, call_id or "")
+        self._group.insert(_row(ref, kind, value, key, customer_ref, call_id))
         return ref
+
+    @staticmethod
+    def _insert(conn: Executor, ref: str, kind: str, value: str, key: DataKey,
+                customer_ref: str | None, call_id: str | None) -> None:
+        conn.execute(_INSERT, _row(ref, kind, value, key, customer_ref, call_id))
 
     def _decrypt(self, conn: Executor, row: Row[Any, Any, Any, Any]) -> str:
         key = self.keys.load(conn, row.key_id)

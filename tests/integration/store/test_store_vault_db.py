@@ -6,6 +6,7 @@ import threading
 
 import pytest
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from store_helpers import jurgen, raw_database_bytes
 
 from callsec_ari.core.errors import Forbidden, InvalidInput, NotFound
@@ -81,6 +82,43 @@ def test_values_of_one_call_share_the_call_key_even_when_stored_concurrently(
     with store.db.session() as s:
         keys = s.scalars(select(DataKeyRow).where(DataKeyRow.owner_id == "call-race")).all()
         assert len(keys) == 1
+
+
+def test_concurrent_puts_go_in_together_and_a_failing_row_fails_only_its_writer(
+        store: Store) -> None:
+    """Puts of concurrent writers share one INSERT; a row the database refuses (its ref
+    already taken) is retried alone and raises in its own writer, the others are stored."""
+    taken = store.vault.put("card_number", PAN, call_id="call-group")
+    results: dict[int, object] = {}
+    gate = threading.Barrier(12)
+
+    def put(i: int) -> None:
+        gate.wait()
+        try:
+            if i == 5:
+                store.vault._group.insert(dict(_row_of(store, taken), ref=taken))
+                results[i] = "stored"
+            else:
+                results[i] = store.vault.put("expiry", "12/29", call_id=f"call-group-{i}")
+        except Exception as exc:
+            results[i] = exc
+    threads = [threading.Thread(target=put, args=(i,)) for i in range(12)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert isinstance(results.pop(5), IntegrityError)
+    assert all(isinstance(ref, str) and store.vault.masked(ref) == "••/••"
+               for ref in results.values()), results
+    with store.db.session() as s:
+        assert len(s.scalars(select(VaultItemRow)).all()) == 12
+
+
+def _row_of(store: Store, ref: str) -> dict[str, object]:
+    with store.db.session() as s:
+        row = s.get(VaultItemRow, ref)
+        assert row is not None
+        return {c.name: getattr(row, c.name) for c in VaultItemRow.__table__.columns}
 
 
 def test_vault_value_moved_to_another_item_fails_to_decrypt(store: Store) -> None:
