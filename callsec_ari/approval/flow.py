@@ -29,7 +29,13 @@ from callsec_ari.capture.fields import ValidationContext
 from callsec_ari.capture.steering import OVERALL, CaptureSteering, SteeringOptions
 from callsec_ari.core import commands as c
 from callsec_ari.core.digits import CollectorSpec, DigitCollector, Outcome, SensitiveDigits
-from callsec_ari.core.events import CommandFailed, DtmfReceived, Event, TimerExpired
+from callsec_ari.core.events import (
+    ApprovalChecked,
+    CommandFailed,
+    DtmfReceived,
+    Event,
+    TimerExpired,
+)
 
 if TYPE_CHECKING:
     from callsec_ari.config import Settings
@@ -53,15 +59,6 @@ class ApprovalRequested(Event):
 
     approval_id: str
     requested_by: str = "agent"
-
-
-@dataclass(frozen=True, kw_only=True)
-class ApprovalChecked(Event):
-    """``ok`` | ``wrong`` | ``expired`` | ``used`` | ``exhausted`` | ``locked`` |
-    ``terms_changed`` | ``denied`` (the customer said "this is not me")."""
-
-    approval_id: str
-    result: str
 
 
 @dataclass(frozen=True, kw_only=True)

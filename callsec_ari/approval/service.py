@@ -45,7 +45,7 @@ from callsec_ari.capture.service import CaptureFeature
 from callsec_ari.config import Settings
 from callsec_ari.connect.flow import ConnectFlow, K
 from callsec_ari.core.errors import InvalidInput
-from callsec_ari.core.events import Event
+from callsec_ari.core.events import ApprovalChecked, Event
 from callsec_ari.core.ports import CallDirectory, CallHandle, ServiceRegistry
 from callsec_ari.store.abuse import Bucket
 from callsec_ari.store.approvals import ApprovalRow
@@ -241,7 +241,7 @@ class ApprovalFeature:
         result = await asyncio.to_thread(self._check_sync, call, cmd.approval_id, candidate,
                                          time.time())
         call.log.info("approval %s: code check %s", cmd.approval_id, result)
-        return [af.ApprovalChecked(approval_id=cmd.approval_id, result=result,
+        return [ApprovalChecked(approval_id=cmd.approval_id, result=result,
                                    at=asyncio.get_running_loop().time())]
 
     def _check_sync(self, call: CallHandle, approval_id: str, candidate: str,

@@ -25,6 +25,7 @@ from callsec_ari.capture.talkthrough import MEDIA_LEGS
 from callsec_ari.connect.captures import AGENT, CaptureOptions, CaptureSlot
 from callsec_ari.core import commands as c
 from callsec_ari.core.events import (
+    ApprovalChecked,
     CallerHungUp,
     CommandFailed,
     DtmfReceived,
@@ -274,7 +275,7 @@ class ConnectFlow(TableFlow[K]):
     def _to_capture(self, event: Event) -> Step[K]:
         return self.state, self.slot.handle(event)
 
-    def _to_named_capture(self, event: cp.CaptureStored | af.ApprovalChecked) -> Step[K]:
+    def _to_named_capture(self, event: cp.CaptureStored | ApprovalChecked) -> Step[K]:
         name = event.capture_id if isinstance(event, cp.CaptureStored) else event.approval_id
         return self.state, self.slot.handle(event, name)
 
@@ -294,7 +295,7 @@ class ConnectFlow(TableFlow[K]):
 IGNORED = (PlaybackFinished, TimerExpired, DtmfReceived, Resynchronised, LegGone, LegAnswered,
            ConfirmationAnswered, cp.RecordingMuted, cp.CaptureStored, cp.CaptureCancelled,
            cp.MediaOpened, ExternalMediaReady, cp.MediaConnected, cp.MediaClosed,
-           af.ApprovalRequested, af.ApprovalChecked, cp.FieldControl)
+           af.ApprovalRequested, ApprovalChecked, cp.FieldControl)
 F, CONNECTED = ConnectFlow, K.CONNECTED
 TABLE = Table[ConnectFlow, K](K, final=(K.DONE,), ignored=IGNORED)
 # the verification flow runs the call until it ends (hang-ups and failures included)
@@ -318,7 +319,7 @@ TABLE.on(CONNECTED, cp.RecordingMuted, F._to_capture)
 TABLE.on(CONNECTED, TimerExpired, F._to_capture)
 TABLE.on(CONNECTED, PlaybackFinished, F._to_capture)
 TABLE.on(CONNECTED, cp.CaptureStored, F._to_named_capture)
-TABLE.on(CONNECTED, af.ApprovalChecked, F._to_named_capture)
+TABLE.on(CONNECTED, ApprovalChecked, F._to_named_capture)
 TABLE.on(CONNECTED, cp.MediaOpened, F._media)
 TABLE.on(CONNECTED, ExternalMediaReady, F._media)
 TABLE.on(CONNECTED, cp.MediaConnected, F._media)

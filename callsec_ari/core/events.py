@@ -101,3 +101,13 @@ class ExternalMediaReady(Event):
     leg: str
     address: str
     port: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class ApprovalChecked(Event):
+    """An approval code's check (approval's service; a link's answer comes from verification's
+    confirmation service): ``ok`` | ``wrong`` | ``expired`` | ``used`` | ``exhausted`` |
+    ``locked`` | ``terms_changed`` | ``denied`` (the customer said "this is not me")."""
+
+    approval_id: str
+    result: str

@@ -22,7 +22,7 @@ from zoneinfo import ZoneInfo
 
 from callsec_ari.config import Settings
 from callsec_ari.core.errors import CallsecError, InvalidInput
-from callsec_ari.core.events import Event
+from callsec_ari.core.events import ApprovalChecked, Event
 from callsec_ari.core.ports import CallDirectory, CallHandle, Publisher
 from callsec_ari.store.confirmations import Confirmation, Confirmations
 from callsec_ari.store.context import Store
@@ -195,8 +195,6 @@ class ConfirmationService:
         result (``ok`` / ``denied``) for its entry in the capture bridge."""
         at = asyncio.get_running_loop().time()
         if row.approval_id:
-            from callsec_ari.approval.flow import ApprovalChecked
-
             return ApprovalChecked(approval_id=row.approval_id,
                                    result="ok" if confirmed else "denied", at=at)
         return ConfirmationAnswered(confirmed=confirmed, method=method, at=at)

@@ -8,7 +8,7 @@ from callsec_ari.capture import protocol as cp
 from callsec_ari.config_check import load_settings
 from callsec_ari.connect.flow import ConnectFlow, K
 from callsec_ari.core import commands as c
-from callsec_ari.core.events import CallStarted, CommandFailed, DtmfReceived
+from callsec_ari.core.events import ApprovalChecked, CallStarted, CommandFailed, DtmfReceived
 
 AP = "AP-0a1b2c3d4e5f6a7b"
 
@@ -39,7 +39,7 @@ def test_caller_keys_reach_the_approval_and_the_check_follows() -> None:
     for i, key in enumerate("123456"):
         out += flow.handle(DtmfReceived(digit=key, leg="caller", at=1.0 + i))
     assert any(isinstance(x, af.CheckApprovalCode) for x in out)
-    done = flow.handle(af.ApprovalChecked(approval_id=AP, result="ok", at=9.0))
+    done = flow.handle(ApprovalChecked(approval_id=AP, result="ok", at=9.0))
     finish = next(x for x in done if isinstance(x, af.FinishApproval))
     assert finish.result == "approved" and flow.capture is not None
     assert flow.capture.stage == "done"

@@ -7,7 +7,7 @@ from callsec_ari.capture import protocol as cp
 from callsec_ari.capture.fields import ValidationContext
 from callsec_ari.capture.steering import OVERALL, SteeringOptions
 from callsec_ari.core import commands as c
-from callsec_ari.core.events import DtmfReceived, TimerExpired
+from callsec_ari.core.events import ApprovalChecked, DtmfReceived, TimerExpired
 
 AP = "AP-0a1b2c3d4e5f6a7b"
 
@@ -58,7 +58,7 @@ def test_a_full_code_is_checked_and_ok_approves() -> None:
     out = typed(s, "1234")
     check = next(x for x in out if isinstance(x, af.CheckApprovalCode))
     assert s.stage == "checking" and "1234" not in repr(check)
-    back = s.handle(af.ApprovalChecked(approval_id=AP, result="ok", at=5.0))
+    back = s.handle(ApprovalChecked(approval_id=AP, result="ok", at=5.0))
     assert finish(back).result == "approved" and s.stage == "done"
     assert any(isinstance(x, af.MuteForApproval) and not x.mute for x in back)
     assert any(isinstance(x, c.AddToBridge) and x.bridge_id == "callsec-call-X" for x in back)
@@ -67,10 +67,10 @@ def test_a_full_code_is_checked_and_ok_approves() -> None:
 def test_wrong_code_reprompts_then_fails_after_max_attempts() -> None:
     s = entering(max_attempts=2)
     typed(s, "1111")
-    again = s.handle(af.ApprovalChecked(approval_id=AP, result="wrong", at=5.0))
+    again = s.handle(ApprovalChecked(approval_id=AP, result="wrong", at=5.0))
     assert s.stage == "entering" and not any(isinstance(x, af.FinishApproval) for x in again)
     typed(s, "2222")
-    done = s.handle(af.ApprovalChecked(approval_id=AP, result="wrong", at=9.0))
+    done = s.handle(ApprovalChecked(approval_id=AP, result="wrong", at=9.0))
     assert (finish(done).result, finish(done).reason) == ("failed", "wrong_code")
 
 
@@ -79,7 +79,7 @@ def test_expired_replayed_and_locked_codes_fail_at_once() -> None:
                            ("locked", "locked"), ("terms_changed", "terms_changed")):
         s = entering(max_attempts=3)
         typed(s, "1234")
-        out = s.handle(af.ApprovalChecked(approval_id=AP, result=result, at=5.0))
+        out = s.handle(ApprovalChecked(approval_id=AP, result=result, at=5.0))
         assert (finish(out).result, finish(out).reason) == ("failed", reason)
 
 
@@ -93,7 +93,7 @@ def test_agent_digits_are_ignored_and_a_check_for_another_approval_too() -> None
     s = entering()
     assert s.handle(DtmfReceived(digit="1", leg="agent", at=1.0)) == []
     typed(s, "1234")
-    assert s.handle(af.ApprovalChecked(approval_id="AP-other", result="ok", at=2.0)) == []
+    assert s.handle(ApprovalChecked(approval_id="AP-other", result="ok", at=2.0)) == []
     assert s.stage == "checking"
 
 
@@ -108,15 +108,15 @@ def test_overall_timeout_and_cancel_end_as_failed() -> None:
 
 def test_events_the_table_does_not_list_change_nothing() -> None:
     s = steering()
-    assert s.handle(af.ApprovalChecked(approval_id=AP, result="ok", at=1.0)) == []
+    assert s.handle(ApprovalChecked(approval_id=AP, result="ok", at=1.0)) == []
     assert s.stage == "muting"
-    assert ("checking", af.ApprovalChecked) in af.ApprovalSteering.TABLE
+    assert ("checking", ApprovalChecked) in af.ApprovalSteering.TABLE
 
 
 def test_published_events_carry_no_digits() -> None:
     s = steering()
     out = [*s.start(), *s.muted(), *typed(s, "1234"),
-           *s.handle(af.ApprovalChecked(approval_id=AP, result="ok", at=5.0))]
+           *s.handle(ApprovalChecked(approval_id=AP, result="ok", at=5.0))]
     for cmd in out:
         if isinstance(cmd, c.Publish):
             assert cmd.topic == "approval"

@@ -8,7 +8,7 @@ from callsec_ari.capture.fields import ValidationContext
 from callsec_ari.capture.steering import SteeringOptions
 from callsec_ari.connect.flow import ConnectFlow, ConnectOptions
 from callsec_ari.core import commands as c
-from callsec_ari.core.events import CallStarted, DtmfReceived, PlaybackFinished
+from callsec_ari.core.events import ApprovalChecked, CallStarted, DtmfReceived, PlaybackFinished
 from callsec_ari.verification import protocol as p
 from callsec_ari.verification.flow import V, VerificationFlow
 from callsec_ari.verification.options import VerificationOptions
@@ -149,7 +149,7 @@ def approval_entering() -> af.ApprovalSteering:
 def test_confirm_approves_a_payment_while_the_caller_is_at_the_code_prompt() -> None:
     s = approval_entering()
     s.handle(DtmfReceived(digit="1", leg="caller", at=1.0))  # typing had begun
-    out = s.handle(af.ApprovalChecked(approval_id=AP, result="ok", at=2.0))
+    out = s.handle(ApprovalChecked(approval_id=AP, result="ok", at=2.0))
     done = next(x for x in out if isinstance(x, af.FinishApproval))
     assert done.result == "approved" and s.stage == "done"
     assert any(isinstance(x, c.AddToBridge) and x.bridge_id == "callsec-call-X" for x in out)
@@ -159,13 +159,13 @@ def test_confirm_approves_a_payment_while_the_caller_is_at_the_code_prompt() -> 
 
 def test_this_is_not_me_declines_a_payment_with_its_reason() -> None:
     s = approval_entering()
-    out = s.handle(af.ApprovalChecked(approval_id=AP, result="denied", at=2.0))
+    out = s.handle(ApprovalChecked(approval_id=AP, result="denied", at=2.0))
     done = next(x for x in out if isinstance(x, af.FinishApproval))
     assert (done.result, done.reason) == ("declined", "customer_denied")
 
 
 def test_an_answer_for_another_approval_changes_nothing() -> None:
     s = approval_entering()
-    assert s.handle(af.ApprovalChecked(approval_id="AP-ffffffffffffffff", result="ok",
+    assert s.handle(ApprovalChecked(approval_id="AP-ffffffffffffffff", result="ok",
                                        at=2.0)) == []
     assert s.stage == "entering"
