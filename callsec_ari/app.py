@@ -50,9 +50,8 @@ from callsec_ari.runtime.sdnotify import Notifier, watchdog, watchdog_interval
 from callsec_ari.runtime.trace import BenchTrace
 from callsec_ari.status import ControlServer, ErrorRing
 from callsec_ari.store.abuse import DbAbuseStore
-from callsec_ari.store.cluster import ClusterStore, Node
 from callsec_ari.store.audit_watch import export_head
-from callsec_ari.store.cluster import ClusterStore
+from callsec_ari.store.cluster import ClusterStore, Node
 from callsec_ari.store.context import Store, open_store
 from callsec_ari.verification.confirm import ConfirmationService
 from callsec_ari.verification.delivery.factory import build_deliveries
