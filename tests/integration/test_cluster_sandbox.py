@@ -36,6 +36,7 @@ from tests.integration.capture_env import (
     Desk,
     SseRecorder,
     add_agent,
+    expiry,
     visa,
 )
 from tests.integration.store.conftest import _postgres_database
@@ -186,7 +187,7 @@ async def test_lockout_counts_wrong_codes_across_nodes(
         cluster: Cluster, carrier: Carrier, ari_a: aiohttp.ClientSession) -> None:
     """Two wrong codes on one node, two on the other: the fourth locks, as on one node."""
     node1 = cluster.nodes[0]
-    mobile = fresh_number("+49154")
+    mobile = fresh_number("+49157")
     node1.add_customer(name="Zwei Knoten", mobile=mobile)
     seen: list[str] = []
     for last in (False, True):
@@ -198,8 +199,10 @@ async def test_lockout_counts_wrong_codes_across_nodes(
         for _ in range(2):
             await call.send_dtmf(wrong + "#", between_ms=80, duration_ms=80)
             await asyncio.sleep(0.6)
-        result = await var(ari_a, channel, "CALLSEC_RESULT")
-        assert result == ("locked" if last else ""), result
+        if last:  # the fourth wrong code in all, the second on this node: locked
+            assert await wait_var(ari_a, channel, "CALLSEC_RESULT") == "locked"
+        else:
+            assert await var(ari_a, channel, "CALLSEC_RESULT") == ""  # still collecting
         await call.hangup()
         await asyncio.sleep(0.5)
     assert sorted(seen) == sorted(APPS)  # one call on each node
@@ -211,6 +214,59 @@ async def test_lockout_counts_wrong_codes_across_nodes(
 async def bridge(ari_a: aiohttp.ClientSession, bridge_id: str) -> dict[str, Any] | None:
     async with ari_a.get(f"/ari/bridges/{bridge_id}") as resp:
         return None if resp.status == 404 else dict(await resp.json())
+
+
+async def test_supervisor_on_node2_captures_a_card_on_a_node1_call(
+        cluster: Cluster, carrier: Carrier, agents: AgentPhones, ari_a: aiohttp.ClientSession,
+        register_secret: Any) -> None:
+    """The command is forwarded to node 1, node 1's masked progress reaches node 2's stream."""
+    node1 = cluster.nodes[0]
+    desk1, desk2 = cluster.desks
+    card, exp, cvv = visa(), expiry(3), "7391"[:3]
+    for value in (card, card[:-4]):
+        register_secret(value)
+    before = agents.seen(AGENT)
+    call, call_id, _ = await call_on(carrier, ari_a, "2600", fresh_number(), APPS[0])
+    agent = await agents.wait_ringing(AGENT, timeout=20, known=before)
+    await desk1.wait_state(call_id, "connected")
+    async with asyncio.timeout(10):  # node 2 lists node 1's call from the registry
+        while True:
+            status, listing = await desk2.call("GET", "/api/v1/calls")
+            items = listing["calls"] if isinstance(listing, dict) else listing
+            if status == 200 and any(c["call_id"] == call_id for c in items):
+                break
+            await asyncio.sleep(0.3)
+    sse = SseRecorder(desk2, call_id, node1.workdir / "sse" / f"{call_id}-node2.sse")
+    reader = asyncio.create_task(sse.run())
+    try:
+        capture_id = await desk2.request_capture(call_id, ["card_number", "expiry", "cvv"])
+        for name, keys in (("card_number", card + "#"), ("expiry", exp), ("cvv", cvv + "#")):
+            await sse.wait_stage(capture_id, "field_started", field=name)
+            await asyncio.sleep(0.4)
+            await call.send_dtmf(keys, between_ms=120, duration_ms=120)
+        finished = await sse.wait_stage(capture_id, "finished", timeout=30)
+    finally:
+        reader.cancel()
+    assert finished["result"] == "captured" and finished["last4"] == card[-4:]
+    digits = [e for e in sse.capture_events(capture_id) if e.get("stage") == "digit"
+              and e.get("field") == "card_number"]
+    assert [e["count"] for e in digits] == list(range(1, len(card) + 1))
+    stored = await desk2.wait_capture(capture_id, "captured")
+    assert set(stored["vault_refs"]) == {"card_number", "expiry"}
+    await call.hangup()
+    assert agent.dtmf == []
+    engine = create_engine(cluster.db_url)
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(text("SELECT count(*) FROM captures WHERE call_id = :c"),
+                                {"c": call_id}).scalar_one()
+            items = conn.execute(text("SELECT count(*) FROM vault_items WHERE call_id = :c"),
+                                 {"c": call_id}).scalar_one()
+    finally:
+        engine.dispose()
+    assert (rows, items) == (1, 2)  # stored once: one capture, card and expiry
+    body = b"".join(e.__repr__().encode() for e in sse.events)
+    assert find_leaks([card, card[:-4]], {"node 2 stream": body}) == []
 
 
 async def test_sigkill_of_node1_mid_capture_and_mid_verification(
@@ -236,7 +292,7 @@ async def test_sigkill_of_node1_mid_capture_and_mid_verification(
     finally:
         reader.cancel()
     # a caller of node 1 at the code prompt
-    mobile = fresh_number("+49155")
+    mobile = fresh_number("+49159")
     node1.add_customer(name="Mitten Drin", mobile=mobile)
     sent = len(node1.outbox_messages())
     verifying, verify_channel, _ = await call_on(carrier, ari_a, "1600", mobile, APPS[0])
