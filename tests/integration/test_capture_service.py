@@ -88,7 +88,7 @@ def connect_flow(state: K = K.CONNECTED) -> ConnectFlow:
     flow = FlowRegistry(load_settings(None, env={})).connect(
         "call-1", CallStarted(flow="connect", args=("PJSIP/agent100",)))
     assert isinstance(flow, ConnectFlow)
-    flow.state = state
+    flow.resume(state)
     return flow
 
 

@@ -41,7 +41,7 @@ def connected_call(dial: str) -> CallHandle:
     flow = FlowRegistry(load_settings(None, env={})).connect(
         "call-1", CallStarted(flow="connect", args=(dial,)))
     assert isinstance(flow, ConnectFlow)
-    flow.state = K.CONNECTED
+    flow.resume(K.CONNECTED)
     return CallHandle(call_id="call-1", flow=flow,
                       log=call_logger(logging.getLogger("test"), "call-1"),
                       context=CallContext(channel_name="PJSIP/pstn-00000001",
