@@ -12,6 +12,7 @@ import json
 import os
 import random
 import re
+import shutil
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -25,7 +26,7 @@ import pyotp
 
 from callsec_ari.capture.fields import iban_check_digits
 from tests.harness.agent import AgentCall, AgentPhones
-from tests.harness.callsec_proc import REPO, CallsecProcess
+from tests.harness.callsec_proc import REPO, CallsecProcess, code_from
 from tests.harness.carrier import Carrier, CarrierCall
 from tests.harness.sandbox import A, B
 from tests.integration.capture_checks import whole_number
@@ -310,6 +311,33 @@ def workdir(name: str) -> Path:
     return REPO / "var" / "test" / name
 
 
+def clean_workdir(root: Path) -> None:
+    """No database, outbox, log, SSE file or key of a previous run left in ``root``."""
+    for sub in ("callsec.db", "callsec.db-wal", "callsec.db-shm", "outbox", "log", "sse", "keys"):
+        path = root / sub
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
+
+
+@asynccontextmanager
+async def running_callsec(root: Path, env: dict[str, str],
+                          register_secret: Callable[[str], None]) -> AsyncIterator[CallsecProcess]:
+    """``callsec run`` in a clean ``root`` with ``env``; once it stops, every code it sent is
+    registered as a secret the leak checks look for."""
+    clean_workdir(root)
+    proc = CallsecProcess(root, env_overrides=env)
+    await wait_no_other_callsec()
+    await proc.start()
+    try:
+        yield proc
+    finally:
+        proc.stop()
+        for message in proc.outbox_messages():
+            register_secret(code_from(message))
+
+
 @dataclass
 class Product:
     """The running ``callsec run`` and the logged-in agent's desk."""
@@ -338,15 +366,8 @@ async def wait_no_other_callsec(timeout: float = 180.0) -> None:
 async def running_product(name: str, env: dict[str, str] | None = None) -> AsyncIterator[Product]:
     """A fresh work dir, ``callsec run`` with :data:`CAPTURE_ENV` (+ ``env``), agent anna on
     agent100 logged in over the real API."""
-    import shutil
-
     root = workdir(name)
-    for sub in ("callsec.db", "callsec.db-wal", "callsec.db-shm", "outbox", "log", "sse", "keys"):
-        path = root / sub
-        if path.is_dir():
-            shutil.rmtree(path)
-        elif path.exists():
-            path.unlink()
+    clean_workdir(root)
     proc = CallsecProcess(root, env_overrides={**CAPTURE_ENV, **(env or {})})
     await wait_no_other_callsec()
     await proc.start()

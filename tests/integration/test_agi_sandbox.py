@@ -36,10 +36,11 @@ from tests.integration.capture_env import (
     expiry,
     fresh_caller,
     rare_number,
+    running_callsec,
     visa,
-    wait_no_other_callsec,
     workdir,
 )
+from tests.integration.test_verification_sandbox import a_var, wait_var
 
 pytestmark = pytest.mark.sandbox
 WORKDIR = workdir("agi")
@@ -48,38 +49,10 @@ WORKDIR = workdir("agi")
 @pytest.fixture(scope="module")
 async def callsec(sandbox: Sandbox, register_secret: Callable[[str], None]
                   ) -> AsyncIterator[CallsecProcess]:
-    import shutil
-
-    for sub in ("callsec.db", "callsec.db-wal", "callsec.db-shm", "outbox", "log", "keys"):
-        path = WORKDIR / sub
-        if path.is_dir():
-            shutil.rmtree(path)
-        elif path.exists():
-            path.unlink()
-    proc = CallsecProcess(WORKDIR, env_overrides={
-        "CALLSEC_AGI__PORT": str(AGI_PORT),
-        "CALLSEC_VERIFICATION__FIRST_DIGIT_TIMEOUT_SECONDS": "8"})
-    await wait_no_other_callsec()
-    await proc.start()
-    yield proc
-    proc.stop()
-    for message in proc.outbox_messages():
-        register_secret(code_from(message))
-
-
-async def a_var(ari_a: aiohttp.ClientSession, channel_id: str, name: str) -> str | None:
-    async with ari_a.get(f"/ari/channels/{channel_id}/variable", params={"variable": name}) as r:
-        return str((await r.json())["value"]) if r.status == 200 else None
-
-
-async def wait_var(ari_a: aiohttp.ClientSession, channel_id: str, name: str,
-                   timeout: float = 30.0) -> str:
-    async with asyncio.timeout(timeout):
-        while True:
-            value = await a_var(ari_a, channel_id, name)
-            if value:
-                return value
-            await asyncio.sleep(0.2)
+    async with running_callsec(WORKDIR, {
+            "CALLSEC_AGI__PORT": str(AGI_PORT),
+            "CALLSEC_VERIFICATION__FIRST_DIGIT_TIMEOUT_SECONDS": "8"}, register_secret) as proc:
+        yield proc
 
 
 def agi_connections() -> int:

@@ -22,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import shutil
 import socket
 import sqlite3
 import time
@@ -33,15 +32,15 @@ import aiohttp
 import pytest
 
 from callsec_ari.agi.protocol import parse_args
-from tests.harness.callsec_proc import CallsecProcess, code_from
+from tests.harness.callsec_proc import CallsecProcess
 from tests.harness.local import LocalCaller
 from tests.harness.sandbox import AGI_PORT, Sandbox
 from tests.integration.capture_env import (
     expiry,
     fresh_caller,
     rare_number,
+    running_callsec,
     visa,
-    wait_no_other_callsec,
     workdir,
 )
 
@@ -52,22 +51,11 @@ WORKDIR = workdir("agi-trust")
 @pytest.fixture(scope="module")
 async def callsec(sandbox: Sandbox, register_secret: Callable[[str], None]
                   ) -> AsyncIterator[CallsecProcess]:
-    for sub in ("callsec.db", "callsec.db-wal", "callsec.db-shm", "outbox", "log", "keys"):
-        path = WORKDIR / sub
-        if path.is_dir():
-            shutil.rmtree(path)
-        elif path.exists():
-            path.unlink()
-    proc = CallsecProcess(WORKDIR, env_overrides={
-        "CALLSEC_AGI__PORT": str(AGI_PORT),
-        "CALLSEC_AGI__ALLOWED_PEERS": "127.0.0.1",
-        "CALLSEC_VERIFICATION__FIRST_DIGIT_TIMEOUT_SECONDS": "8"})
-    await wait_no_other_callsec()
-    await proc.start()
-    yield proc
-    proc.stop()
-    for message in proc.outbox_messages():
-        register_secret(code_from(message))
+    async with running_callsec(WORKDIR, {
+            "CALLSEC_AGI__PORT": str(AGI_PORT),
+            "CALLSEC_AGI__ALLOWED_PEERS": "127.0.0.1",
+            "CALLSEC_VERIFICATION__FIRST_DIGIT_TIMEOUT_SECONDS": "8"}, register_secret) as proc:
+        yield proc
 
 
 # --- a FastAGI client that is not Asterisk -----------------------------------------------------

@@ -14,7 +14,6 @@ import asyncio
 import contextlib
 import json
 import re
-import shutil
 import sqlite3
 from collections.abc import AsyncIterator, Callable
 
@@ -25,7 +24,13 @@ from aiohttp import web
 from tests.harness.callsec_proc import CallsecProcess, code_from
 from tests.harness.carrier import Carrier
 from tests.harness.sandbox import AGI_PORT, A, Sandbox
-from tests.integration.capture_env import a_channel, fresh_caller, wait_no_other_callsec, workdir
+from tests.integration.capture_env import (
+    a_channel,
+    clean_workdir,
+    fresh_caller,
+    wait_no_other_callsec,
+    workdir,
+)
 from tests.integration.test_agi_sandbox import a_var, wait_var
 
 pytestmark = pytest.mark.sandbox
@@ -98,12 +103,7 @@ class AriProxy:
 @pytest.fixture(scope="module")
 async def proxied(sandbox: Sandbox, register_secret: Callable[[str], None]
                   ) -> AsyncIterator[tuple[CallsecProcess, AriProxy]]:
-    for sub in ("callsec.db", "callsec.db-wal", "callsec.db-shm", "outbox", "log", "keys"):
-        path = WORKDIR / sub
-        if path.is_dir():
-            shutil.rmtree(path)
-        elif path.exists():
-            path.unlink()
+    clean_workdir(WORKDIR)
     async with AriProxy().running() as proxy:
         proc = CallsecProcess(WORKDIR, env_overrides={
             "CALLSEC_ARI__URLS": f"http://127.0.0.1:{proxy.port}",

@@ -14,11 +14,11 @@ from collections.abc import AsyncIterator
 import aiohttp
 import pytest
 
-from tests.harness.callsec_proc import REPO, CallsecProcess, code_from
+from tests.harness.callsec_proc import CallsecProcess
 from tests.harness.carrier import Carrier
 from tests.harness.sandbox import AGI_PORT, Sandbox
-from tests.integration.capture_env import wait_no_other_callsec
-from tests.integration.test_verification_sandbox import _remove, a_channel, wait_var
+from tests.integration.capture_env import running_callsec, workdir
+from tests.integration.test_verification_sandbox import a_channel, wait_var
 
 pytestmark = pytest.mark.sandbox
 LOOKUPS = 2  # caller_rate_limit_per_hour in this module
@@ -26,19 +26,10 @@ LOOKUPS = 2  # caller_rate_limit_per_hour in this module
 
 @pytest.fixture(scope="module")
 async def callsec(sandbox: Sandbox, register_secret) -> AsyncIterator[CallsecProcess]:  # type: ignore[no-untyped-def]
-    workdir = REPO / "var" / "test" / "caller-limit-formats"
-    proc = CallsecProcess(workdir, env_overrides={
-        "CALLSEC_VERIFICATION__CALLER_RATE_LIMIT_PER_HOUR": str(LOOKUPS),
-        "CALLSEC_AGI__PORT": str(AGI_PORT),
-    })
-    for path in (workdir / "callsec.db", workdir / "outbox"):
-        _remove(path)
-    await wait_no_other_callsec()
-    await proc.start()
-    yield proc
-    proc.stop()
-    for message in proc.outbox_messages():
-        register_secret(code_from(message))
+    async with running_callsec(workdir("caller-limit-formats"), {
+            "CALLSEC_VERIFICATION__CALLER_RATE_LIMIT_PER_HOUR": str(LOOKUPS),
+            "CALLSEC_AGI__PORT": str(AGI_PORT)}, register_secret) as proc:
+        yield proc
 
 
 async def test_caller_limit_counts_one_number_in_every_notation(

@@ -17,11 +17,11 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.harness.callsec_proc import REPO, CallsecProcess, code_from
+from tests.harness.callsec_proc import CallsecProcess, code_from
 from tests.harness.carrier import Carrier
 from tests.harness.sandbox import A, Sandbox
 from tests.integration.capture_checks import LogTail, find_leaks
-from tests.integration.capture_env import a_channel, wait_no_other_callsec
+from tests.integration.capture_env import a_channel, running_callsec, workdir
 from tests.integration.test_restart_sandbox import wait_log
 from tests.integration.test_verification_sandbox import fresh_mobile, wait_var
 
@@ -31,25 +31,10 @@ pytestmark = pytest.mark.sandbox
 @pytest.fixture
 async def callsec(sandbox: Sandbox,
                   register_secret: Callable[[str], None]) -> AsyncIterator[CallsecProcess]:
-    import shutil
-
-    workdir = REPO / "var" / "test" / "restart-verification"
-    for sub in ("callsec.db", "callsec.db-wal", "callsec.db-shm", "outbox", "log", "keys"):
-        path = workdir / sub
-        if path.is_dir():
-            shutil.rmtree(path)
-        elif path.exists():
-            path.unlink()
-    proc = CallsecProcess(workdir, env_overrides={
-        "CALLSEC_AGI__ENABLED": "no", "CALLSEC_VERIFICATION__FIRST_DIGIT_TIMEOUT_SECONDS": "15"})
-    await wait_no_other_callsec()
-    await proc.start()
-    try:
+    async with running_callsec(workdir("restart-verification"), {
+            "CALLSEC_AGI__ENABLED": "no", "CALLSEC_VERIFICATION__FIRST_DIGIT_TIMEOUT_SECONDS": "15"},
+            register_secret) as proc:
         yield proc
-    finally:
-        proc.stop()
-        for message in proc.outbox_messages():
-            register_secret(code_from(message))
 
 
 def rows(proc: CallsecProcess, call_id: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:

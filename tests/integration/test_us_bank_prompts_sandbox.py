@@ -41,6 +41,7 @@ from tests.integration.capture_env import (
     Desk,
     Product,
     add_agent,
+    clean_workdir,
     connected_call,
     type_fields,
     wait_no_other_callsec,
@@ -107,12 +108,7 @@ def gsm(source: Path, out: Path) -> None:
 @pytest.fixture(scope="module")
 async def product(sandbox: Sandbox) -> AsyncIterator[Product]:
     install_missing_prompts()
-    for sub in ("callsec.db", "callsec.db-wal", "callsec.db-shm", "outbox", "log", "sse", "keys"):
-        path = WORKDIR / sub
-        if path.is_dir():
-            shutil.rmtree(path)
-        elif path.exists():
-            path.unlink()
+    clean_workdir(WORKDIR)
     WORKDIR.mkdir(parents=True, exist_ok=True)
     base = (REPO / "config" / "callsec.conf").read_text(encoding="utf-8")
     (WORKDIR / "callsec.conf").write_text(base + CONFIG_TAIL, encoding="utf-8")

@@ -17,11 +17,11 @@ import aiohttp
 import pyotp
 import pytest
 
-from tests.harness.callsec_proc import REPO, CallsecProcess, code_from
+from tests.harness.callsec_proc import CallsecProcess, code_from
 from tests.harness.carrier import Carrier, CarrierCall
 from tests.harness.sandbox import AGI_PORT, Sandbox
-from tests.integration.capture_env import wait_no_other_callsec
-from tests.integration.test_verification_sandbox import _remove, a_channel, a_var, wait_var
+from tests.integration.capture_env import running_callsec, wait_no_other_callsec, workdir
+from tests.integration.test_verification_sandbox import a_channel, a_var, wait_var
 
 pytestmark = pytest.mark.sandbox
 _numbers = itertools.count(700)
@@ -35,22 +35,13 @@ def fresh_number(prefix: str = "+49151") -> str:
 
 @pytest.fixture(scope="module")
 async def callsec(sandbox: Sandbox, register_secret) -> AsyncIterator[CallsecProcess]:  # type: ignore[no-untyped-def]
-    workdir = REPO / "var" / "test" / "verification-abuse"
-    proc = CallsecProcess(workdir, env_overrides={
-        "CALLSEC_VERIFICATION__LOCKOUT_WRONG_CODES": str(WRONG_CODES),
-        "CALLSEC_VERIFICATION__CUSTOMER_CODE_SENDS_PER_HOUR": str(CUSTOMER_SENDS),
-        "CALLSEC_VERIFICATION__FIRST_DIGIT_TIMEOUT_SECONDS": "2",
-        "CALLSEC_VERIFICATION__INTER_DIGIT_TIMEOUT_SECONDS": "2",
-        "CALLSEC_AGI__PORT": str(AGI_PORT),
-    })
-    for path in (workdir / "callsec.db", workdir / "outbox"):
-        _remove(path)
-    await wait_no_other_callsec()
-    await proc.start()
-    yield proc
-    proc.stop()
-    for message in proc.outbox_messages():
-        register_secret(code_from(message))
+    async with running_callsec(workdir("verification-abuse"), {
+            "CALLSEC_VERIFICATION__LOCKOUT_WRONG_CODES": str(WRONG_CODES),
+            "CALLSEC_VERIFICATION__CUSTOMER_CODE_SENDS_PER_HOUR": str(CUSTOMER_SENDS),
+            "CALLSEC_VERIFICATION__FIRST_DIGIT_TIMEOUT_SECONDS": "2",
+            "CALLSEC_VERIFICATION__INTER_DIGIT_TIMEOUT_SECONDS": "2",
+            "CALLSEC_AGI__PORT": str(AGI_PORT)}, register_secret) as proc:
+        yield proc
 
 
 async def restart(callsec: CallsecProcess) -> None:

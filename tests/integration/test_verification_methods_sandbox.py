@@ -18,10 +18,11 @@ import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.handlers import Message
 
-from tests.harness.callsec_proc import REPO, CallsecProcess, code_from
+from tests.harness.callsec_proc import CallsecProcess, code_from
 from tests.harness.carrier import Carrier
 from tests.harness.sandbox import A, Sandbox
-from tests.integration.test_verification_sandbox import _remove, a_channel, a_var, wait_var
+from tests.integration.capture_env import running_callsec, workdir
+from tests.integration.test_verification_sandbox import a_channel, a_var, wait_var
 
 pytestmark = pytest.mark.sandbox
 _numbers = itertools.count(500)
@@ -56,19 +57,12 @@ def mailbox() -> Iterator[Mailbox]:
 
 @pytest.fixture(scope="module")
 async def callsec(sandbox: Sandbox, mailbox: Mailbox, register_secret) -> AsyncIterator[CallsecProcess]:  # type: ignore[no-untyped-def]
-    workdir = REPO / "var" / "test" / "verification-methods"
-    proc = CallsecProcess(workdir, env_overrides={
-        "CALLSEC_VERIFICATION__CODE_TTL_SECONDS": str(TTL),
-        "CALLSEC_EMAIL__BACKEND": "smtp", "CALLSEC_EMAIL__HOST": "127.0.0.1",
-        "CALLSEC_EMAIL__PORT": str(mailbox.port),  # type: ignore[attr-defined]
-    })
-    for path in (workdir / "callsec.db", workdir / "outbox"):
-        _remove(path)
-    await proc.start()
-    yield proc
-    proc.stop()
-    for message in proc.outbox_messages():
-        register_secret(code_from(message))
+    async with running_callsec(workdir("verification-methods"), {
+            "CALLSEC_VERIFICATION__CODE_TTL_SECONDS": str(TTL),
+            "CALLSEC_EMAIL__BACKEND": "smtp", "CALLSEC_EMAIL__HOST": "127.0.0.1",
+            "CALLSEC_EMAIL__PORT": str(mailbox.port),  # type: ignore[attr-defined]
+            }, register_secret) as proc:
+        yield proc
 
 
 async def test_expired_code_is_refused_and_a_new_one_is_sent(

@@ -17,9 +17,10 @@ import aiohttp
 import pytest
 
 from tests.harness.agent import AgentPhones
-from tests.harness.callsec_proc import REPO, CallsecProcess, code_from
+from tests.harness.callsec_proc import CallsecProcess, code_from
 from tests.harness.carrier import Carrier, CarrierCall
 from tests.harness.sandbox import Sandbox
+from tests.integration.capture_env import running_callsec, workdir
 
 pytestmark = pytest.mark.sandbox
 _numbers = itertools.count(100)
@@ -32,15 +33,9 @@ def fresh_mobile() -> str:
 
 @pytest.fixture(scope="module")
 async def callsec(sandbox: Sandbox, register_secret) -> AsyncIterator[CallsecProcess]:  # type: ignore[no-untyped-def]
-    workdir = REPO / "var" / "test" / "verification"
-    proc = CallsecProcess(workdir, env_overrides={"CALLSEC_VERIFICATION__FIRST_DIGIT_TIMEOUT_SECONDS": "6"})
-    for path in (workdir / "callsec.db", workdir / "outbox"):
-        _remove(path)
-    await proc.start()
-    yield proc
-    proc.stop()
-    for message in proc.outbox_messages():  # every code the suite used goes to the leak scan
-        register_secret(code_from(message))
+    async with running_callsec(workdir("verification"), {
+            "CALLSEC_VERIFICATION__FIRST_DIGIT_TIMEOUT_SECONDS": "6"}, register_secret) as proc:
+        yield proc  # every code the suite used goes to the leak scan
 
 
 def _remove(path: Path) -> None:
@@ -71,7 +66,7 @@ async def a_var(ari_a: aiohttp.ClientSession, channel_id: str, name: str) -> str
 
 
 async def wait_var(ari_a: aiohttp.ClientSession, channel_id: str, name: str,
-                   timeout: float = 20.0) -> str:
+                   timeout: float = 30.0) -> str:
     async with asyncio.timeout(timeout):
         while True:
             value = await a_var(ari_a, channel_id, name)
