@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from callsec_ari.core.errors import CallsecError, InvalidInput
+from callsec_ari.core.errors import CallsecError, ErrorId, InvalidInput
 
 #: (seq, hash) of an exported head
 Expected = tuple[int, str]
@@ -24,7 +24,7 @@ _EXPECT = re.compile(r"(\d{1,12}):([0-9a-f]{64})")
 
 
 class AuditHeadMissing(CallsecError):
-    error_id = "audit_head_missing"
+    error_id = ErrorId.AUDIT_HEAD_MISSING
 
     def __init__(self) -> None:
         super().__init__("the audit head row is missing")

@@ -32,7 +32,7 @@ import aiohttp
 from aiohttp import web
 from yarl import URL
 
-from callsec_ari.core.errors import CallsecError
+from callsec_ari.core.errors import CallsecError, ErrorId
 from callsec_ari.core.signing import mac_hex
 from callsec_ari.store.cluster import ClusterCall, Node
 from callsec_ari.store.models import utcnow
@@ -50,12 +50,12 @@ FORWARDED = web.RequestKey("callsec_node_forwarded", bool)
 
 
 class NodeRequestRefused(CallsecError):
-    error_id = "node_request_refused"
+    error_id = ErrorId.NODE_REQUEST_REFUSED
     status = 401
 
 
 class NodeUnavailable(CallsecError):
-    error_id = "node_unavailable"
+    error_id = ErrorId.NODE_UNAVAILABLE
     status = 503
 
 
