@@ -20,6 +20,7 @@ and sorts those no running call owns (:func:`find_stranded`, pure):
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
@@ -138,8 +139,7 @@ async def recover_stranded(client: AriClient, app: str, *, flows: Collection[str
             pass
         except AriError as exc:
             call_logger(log, channel_id).warning("cannot hang up the leg: %s", exc.error_id)
-    for raw in found.restart:
-        await _restart(client, raw, start)
+    await asyncio.gather(*(_restart(client, raw, start) for raw in found.restart))
     return found
 
 
@@ -156,12 +156,27 @@ async def _restart(client: AriClient, raw: Mapping[str, Any],
                      if sep and key.strip().lower() == "lang"), "") or channel.language or "en"
     clog.warning("restarting flow %s: the call was left mid-flow by a previous callsec",
                  event.args[0] if event.args else "-")
+    playback = f"{channel.id}-restarted"
     try:
-        await client.play(channel.id, [APOLOGY], playback_id=f"{channel.id}-restarted",
-                          lang=language)
+        await client.play(channel.id, [APOLOGY], playback_id=playback, lang=language)
+        await _played(client, playback)
     except AriNotFound:
         clog.info("the stranded caller hung up meanwhile")
         return
     except AriError as exc:
         clog.warning("apology prompt failed: %s; starting again anyway", exc.error_id)
     start(event)
+
+
+async def _played(client: AriClient, playback_id: str, limit: float = 10.0) -> None:
+    """Until the apology has played: Asterisk runs a channel's commands one after the other,
+    so the flow's first command would otherwise wait behind the whole prompt (4.6 s, close to
+    ``[ari] request_timeout_seconds``) and fail."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + limit
+    while loop.time() < deadline:
+        try:
+            await client.request("GET", f"/playbacks/{segment(playback_id)}")
+        except AriNotFound:
+            return
+        await asyncio.sleep(0.2)

@@ -9,6 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from callsec_ari.ari import models as m
+from callsec_ari.ari.errors import AriNotFound
 from callsec_ari.ari.models import Bridge
 from callsec_ari.ari.stranded import call_of_leg, find_stranded, recover_stranded
 
@@ -123,6 +124,8 @@ class FakeClient:
     async def request(self, method: str, path: str, **_: Any) -> Any:
         if path == f"/applications/{APP}":
             return {"channel_ids": [c["id"] for c in self.channels], "bridge_ids": []}
+        if path.startswith("/playbacks/"):  # the apology has played
+            raise AriNotFound(server="asterisk1", method=method, path=path, ari_status=404)
         assert (method, path) == ("GET", "/channels")
         return self.channels
 
