@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import logging
 import os
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -33,6 +32,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from callsec_ari.config import Settings
 from callsec_ari.core.errors import ConfigError
 from callsec_ari.store.errors import DatabaseUnavailable
+from callsec_ari.store.group import GroupCommit
 
 log = logging.getLogger(__name__)
 
@@ -169,72 +169,27 @@ class Database:
         self.engine.dispose()
 
 
-class _Pending:
-    __slots__ = ("error", "event", "lead", "row")
-
-    def __init__(self, row: dict[str, Any]) -> None:
-        self.row, self.lead, self.error = row, False, cast("BaseException | None", None)
-        self.event = threading.Event()
-
-
 class GroupInsert:
-    """Rows of concurrent writers (threads) go in together: one INSERT, committed once.
-
-    The first writer to find no insert running inserts every row queued by then (its own
-    first) and hands the lead to the first writer queued meanwhile; the others wait for their
-    row's insert. A writer returns once its row is committed. When a group fails, each of its
-    rows is inserted alone, so a row's error reaches its own writer only."""
+    """Rows of concurrent writers (threads) go in together: one INSERT, committed once
+    (:class:`~callsec_ari.store.group.GroupCommit` groups them). A row alone is one autocommit
+    statement, one round trip; a group is one transaction (autocommit executemany would go
+    row by row); a failed group is retried row by row, so a row's error reaches its writer."""
 
     def __init__(self, db: Database, statement: Any) -> None:
         self._db, self._statement = db, statement
-        self._lock = threading.Lock()
-        self._queue: list[_Pending] = []
-        self._busy = False
+        self._group: GroupCommit[dict[str, Any], bool] = GroupCommit(self._write)
 
     def insert(self, row: dict[str, Any]) -> None:
-        mine = _Pending(row)
-        with self._lock:
-            self._queue.append(mine)
-            wait, self._busy = self._busy, True
-        if wait:
-            mine.event.wait()
-        if mine.lead or not wait:
-            self._lead()
-        if mine.error is not None:
-            raise mine.error
+        self._group.submit(row)
 
-    def _lead(self) -> None:
-        with self._lock:
-            group, self._queue = self._queue, []
-        try:
-            self._write(group)
-        finally:
-            with self._lock:
-                if self._queue:
-                    self._queue[0].lead = True
-                    self._queue[0].event.set()
-                else:
-                    self._busy = False
-            for pending in group:
-                pending.event.set()
-
-    def _write(self, group: list[_Pending]) -> None:
-        if len(group) == 1:  # alone: one autocommit statement, one round trip
+    def _write(self, rows: list[dict[str, Any]]) -> list[bool]:
+        if len(rows) == 1:
             with self._db.read() as conn:
-                conn.execute(self._statement, group[0].row)
-            return
-        try:  # one transaction: all rows or none (autocommit executemany is row by row)
+                conn.execute(self._statement, rows[0])
+        else:
             with self._db.connect() as conn:
-                conn.execute(self._statement, [p.row for p in group])
-            return
-        except Exception:
-            log.debug("a group of %s rows failed; inserting them one by one", len(group))
-        for pending in group:
-            try:
-                with self._db.read() as conn:
-                    conn.execute(self._statement, pending.row)
-            except Exception as exc:
-                pending.error = exc
+                conn.execute(self._statement, rows)
+        return [True] * len(rows)
 
 
 def _reason(exc: DBAPIError) -> str:
