@@ -1,17 +1,16 @@
-"""Calls a previous callsec process left behind, found again on every (re)connect.
-
-A ``connect`` call lives in Asterisk in bridges named after it: ``callsec-call-<call id>`` (the
-caller and the agent's leg ``<call id>-agent``) and, during a capture,
-``callsec-capture-<call id>`` (the caller alone). When callsec dies (SIGKILL, OOM, a crash) the
-channels stay in Stasis and the bridges stay up: a captured caller would be stranded with
-nobody listening to the keys. On connect the adapter asks Asterisk which bridges and channels
-belong to its application (``GET /applications/{app}``: Asterisk keeps them across the
-process's death, and another callsec on another app name is never touched), and every call the
-dispatcher does not know is adopted: a :class:`~callsec_ari.connect.flow.ConnectFlow` starts
-in CONNECTED and its first event, :class:`~callsec_ari.connect.flow.Recovered`, says what was
-found. The flow then returns the caller to the agent (or plays ``agent-left`` and continues in
-the dialplan), destroys the capture bridge, unmutes the recording and closes the capture
-record; later hang-ups tear the call down as usual.
+"""Calls a previous callsec process left behind, found again on every (re)connect. A ``connect``
+call lives in Asterisk in bridges named after it (:mod:`callsec_ari.connect.recovery` names them
+and decides, purely, which calls are orphans; this module does the ARI side: listing, reading
+the caller back, building the flow). When callsec dies (SIGKILL, OOM, a crash) the channels stay
+in Stasis and the bridges stay up: a captured caller would be stranded with nobody listening to
+the keys. On connect the adapter asks Asterisk which bridges and channels belong to its
+application (``GET /applications/{app}``: Asterisk keeps them across the process's death, and
+another callsec on another app name is never touched), and every call the dispatcher does not
+know is adopted: a :class:`~callsec_ari.connect.flow.ConnectFlow` starts in CONNECTED and its
+first event, :class:`~callsec_ari.connect.recovery.Recovered`, says what was found. The flow then
+returns the caller to the agent (or plays ``agent-left`` and continues in the dialplan),
+destroys the capture bridge, unmutes the recording and closes the capture record; later hang-ups
+tear the call down as usual.
 
 Adopting the call with the ordinary flow (rather than a one-off clean-up) keeps one owner for
 every later event: the caller's or the agent's hang-up, and a new capture the agent asks for
@@ -22,77 +21,21 @@ back from the channel variables the flow set (``CALLSEC_RESULT``, ``CALLSEC_CUST
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from callsec_ari.ari.client import AriClient
 from callsec_ari.ari.errors import AriError, AriNotFound
-from callsec_ari.ari.models import Bridge
 from callsec_ari.ari.operations import segment
-from callsec_ari.capture.talkthrough import MEDIA_LEGS  # channels <call id>-media-caller/agent
-from callsec_ari.connect.flow import ConnectFlow, Recovered
+from callsec_ari.connect.flow import ConnectFlow
+from callsec_ari.connect.recovery import Orphan, call_of, find_orphans
 from callsec_ari.core.events import CallStarted
 from callsec_ari.core.flow import Flow
 
 FlowFactory = Callable[[str, CallStarted], Flow]
 
 log = logging.getLogger(__name__)
-
-CAPTURE_PREFIX = "callsec-capture-"
-CALL_PREFIX = "callsec-call-"
-AGENT_SUFFIX = "-agent"
-
-
-@dataclass(frozen=True, kw_only=True)
-class Orphan:
-    """One call whose bridges exist in Asterisk but whose flow no longer runs."""
-
-    call_id: str
-    caller_present: bool
-    agent_present: bool
-    agent_bridged: bool
-    capture: bool
-    #: Talk-through media legs of the call still in the application (hung up on adoption).
-    media: tuple[str, ...] = ()
-
-    @property
-    def agent_id(self) -> str:
-        return self.call_id + AGENT_SUFFIX
-
-    def event(self, at: float) -> Recovered:
-        return Recovered(at=at, caller_present=self.caller_present,
-                         agent_present=self.agent_bridged, capture=self.capture,
-                         media=self.media)
-
-
-def _call_of(bridge_id: str) -> str | None:
-    for prefix in (CAPTURE_PREFIX, CALL_PREFIX):
-        if bridge_id.startswith(prefix) and len(bridge_id) > len(prefix):
-            return bridge_id[len(prefix):]
-    return None
-
-
-def find_orphans(bridges: Sequence[Bridge], channel_ids: Collection[str], *,
-                 known: Callable[[str], bool]) -> list[Orphan]:
-    """Pure: the app's ``bridges`` and ``channel_ids`` -> the calls nobody runs any more."""
-    by_id = {bridge.id: bridge for bridge in bridges}
-    calls = sorted({call for bridge in bridges if (call := _call_of(bridge.id)) is not None})
-    orphans: list[Orphan] = []
-    for call_id in calls:
-        if known(call_id):
-            continue
-        call_bridge = by_id.get(CALL_PREFIX + call_id)
-        agent_id = call_id + AGENT_SUFFIX
-        orphans.append(Orphan(
-            call_id=call_id, caller_present=call_id in channel_ids,
-            agent_present=agent_id in channel_ids,
-            agent_bridged=call_bridge is not None and agent_id in call_bridge.channels
-            and agent_id in channel_ids,
-            capture=CAPTURE_PREFIX + call_id in by_id,
-            media=tuple(leg for leg in MEDIA_LEGS if f"{call_id}-{leg}" in channel_ids)))
-    return orphans
-
 
 @dataclass(frozen=True, kw_only=True)
 class Adoption:
@@ -117,9 +60,9 @@ async def orphans_of(client: AriClient, app: str, *,
         return []
     bridge_ids = {b for b in listing.get("bridge_ids") or () if isinstance(b, str)}
     channel_ids = {c for c in listing.get("channel_ids") or () if isinstance(c, str)}
-    if not any(_call_of(b) for b in bridge_ids):
+    if not any(call_of(b) for b in bridge_ids):
         return []
-    bridges = [b for b in await client.list_bridges() if b.id in bridge_ids]
+    bridges = {b.id: b.channels for b in await client.list_bridges() if b.id in bridge_ids}
     return find_orphans(bridges, channel_ids, known=known)
 
 

@@ -30,7 +30,8 @@ from callsec_ari.ari import models as m
 from callsec_ari.ari.client import AriClient
 from callsec_ari.ari.errors import AriError, AriNotFound
 from callsec_ari.ari.operations import segment
-from callsec_ari.ari.recovery import AGENT_SUFFIX, CALL_PREFIX, CAPTURE_PREFIX, stasis_args
+from callsec_ari.ari.recovery import stasis_args
+from callsec_ari.connect.recovery import AGENT_SUFFIX, CALL_PREFIX, CAPTURE_PREFIX
 from callsec_ari.logs import call_logger
 
 log = logging.getLogger(__name__)

@@ -19,6 +19,7 @@ from callsec_ari.capture.entry import EntryOptions, FieldEntry
 from callsec_ari.capture.fields import ValidationContext
 from callsec_ari.capture.steering import CaptureSteering, SteeringOptions
 from callsec_ari.capture.talkthrough import steer
+from callsec_ari.connect.recovery import capture_bridge
 from callsec_ari.core import commands as c
 from callsec_ari.core.errors import ErrorId
 from callsec_ari.core.events import CommandFailed, DtmfReceived, Event
@@ -47,7 +48,7 @@ class CaptureSlot:
     def __init__(self, call_id: str, agent_bridge: str, captures: CaptureOptions | None,
                  approvals: af.ApprovalOptions | None) -> None:
         self.agent_bridge = agent_bridge
-        self.capture_bridge = f"callsec-capture-{call_id}"
+        self.capture_bridge = capture_bridge(call_id)
         self.captures = captures
         self.approvals = approvals
         self.route: CaptureSteering | None = None

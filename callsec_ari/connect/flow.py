@@ -7,7 +7,7 @@ Both legs join the bridge with ``absorb_dtmf=True``: keys the caller presses nev
 agent's phone as DTMF, and the agent's feature codes never reach the caller.
 
 A call a previous callsec process connected is taken over with :meth:`ConnectFlow.adopt` and a
-first :class:`Recovered` event (``callsec_ari/ari/recovery.py`` finds it by its bridges): the
+first :class:`Recovered` event (``callsec_ari/connect/recovery.py`` finds it by its bridges): the
 caller comes back from an orphaned capture, or hears why the agent is gone. After a websocket
 reconnect (``Resynchronised``) a running capture is cancelled and the caller given back: the
 keys pressed while callsec could not hear them are lost, so the entry cannot be trusted.
@@ -23,6 +23,7 @@ from callsec_ari.capture import protocol as cp
 from callsec_ari.capture.steering import CaptureSteering
 from callsec_ari.capture.talkthrough import MEDIA_LEGS
 from callsec_ari.connect.captures import AGENT, CaptureOptions, CaptureSlot
+from callsec_ari.connect.recovery import Recovered, call_bridge
 from callsec_ari.core import commands as c
 from callsec_ari.core.events import (
     ApprovalChecked,
@@ -58,19 +59,6 @@ class ConnectOptions:
     approvals: af.ApprovalOptions | None = None
 
 
-@dataclass(frozen=True, kw_only=True)
-class Recovered(Event):
-    """The first event of an adopted call: what a restarted callsec found in Asterisk."""
-
-    caller_present: bool = True
-    #: The agent's leg is still in the call's bridge ``callsec-call-<call id>``.
-    agent_present: bool = True
-    #: The capture bridge ``callsec-capture-<call id>`` was found (a capture was running).
-    capture: bool = False
-    #: Talk-through media legs (``media-caller``, ``media-agent``) still in Asterisk.
-    media: tuple[str, ...] = ()
-
-
 class K(Enum):
     VERIFYING = auto()
     DIALLING = auto()
@@ -85,7 +73,7 @@ class ConnectFlow(TableFlow[K]):
         super().__init__(call_id, K.VERIFYING)
         self.verification = verification
         self.o = options
-        self.bridge_id = f"callsec-call-{call_id}"
+        self.bridge_id = call_bridge(call_id)
         self.result = ""
         self._ending_prompt = f"{call_id}-k-unavailable"
         self.slot = CaptureSlot(call_id, self.bridge_id, options.captures, options.approvals)

@@ -141,11 +141,10 @@ def test_a_play_with_a_bridge_goes_to_the_bridge_and_its_end_to_the_call() -> No
 
 
 def test_recovery_names_the_media_legs_a_dead_callsec_left_of_an_orphaned_call() -> None:
-    from callsec_ari.ari.models import Bridge
-    from callsec_ari.ari.recovery import find_orphans
+    from callsec_ari.connect.recovery import find_orphans
 
-    bridges = [Bridge(id="callsec-call-k1", channels=("k1-agent", "k1-media-agent")),
-               Bridge(id="callsec-capture-k1", channels=("k1", "k1-media-caller"))]
+    bridges = {"callsec-call-k1": ("k1-agent", "k1-media-agent"),
+               "callsec-capture-k1": ("k1", "k1-media-caller")}
     channels = {"k1", "k1-agent", "k1-media-agent", "k1-media-caller"}
     (orphan,) = find_orphans(bridges, channels, known=lambda _: False)
     assert orphan.capture and orphan.media == ("media-caller", "media-agent")

@@ -3,13 +3,13 @@ adopted connect flow does with each (pure), plus a websocket reconnect in the mi
 
 from collections.abc import Iterable
 
-from callsec_ari.ari.models import Bridge
-from callsec_ari.ari.recovery import find_orphans, stasis_args
+from callsec_ari.ari.recovery import stasis_args
 from callsec_ari.capture import protocol as cp
 from callsec_ari.capture.entry import EntryOptions
 from callsec_ari.capture.fields import ValidationContext
 from callsec_ari.connect.captures import CaptureOptions
-from callsec_ari.connect.flow import ConnectFlow, ConnectOptions, K, Recovered
+from callsec_ari.connect.flow import ConnectFlow, ConnectOptions, K
+from callsec_ari.connect.recovery import Recovered, find_orphans
 from callsec_ari.core import commands as c
 from callsec_ari.core.events import (
     CallerHungUp,
@@ -24,12 +24,13 @@ CALL = "callsec-a-1.7"
 AGENT = CALL + "-agent"
 
 
-def bridges(capture: tuple[str, ...] | None, call: tuple[str, ...] | None) -> list[Bridge]:
-    out = []
+def bridges(capture: tuple[str, ...] | None,
+            call: tuple[str, ...] | None) -> dict[str, tuple[str, ...]]:
+    out = {}
     if capture is not None:
-        out.append(Bridge(id=f"callsec-capture-{CALL}", channels=capture))
+        out[f"callsec-capture-{CALL}"] = capture
     if call is not None:
-        out.append(Bridge(id=f"callsec-call-{CALL}", channels=call))
+        out[f"callsec-call-{CALL}"] = call
     return out
 
 
@@ -72,8 +73,7 @@ def test_empty_bridges_of_a_finished_call_are_orphans_too() -> None:
 
 
 def test_bridges_not_named_by_callsec_are_ignored() -> None:
-    assert find_orphans([Bridge(id="rec-bridge-1", channels=(CALL,)),
-                         Bridge(id="callsec-capture-", channels=())], {CALL},
+    assert find_orphans({"rec-bridge-1": (CALL,), "callsec-capture-": ()}, {CALL},
                         known=lambda _: False) == []
 
 
