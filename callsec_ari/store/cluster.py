@@ -13,10 +13,10 @@ adopt the same call; SQLite serialises writers). Blocking: call it from a worker
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import DateTime, String, Table, delete, func, or_, select, update
+from sqlalchemy import DateTime, String, Table, delete, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Row
 from sqlalchemy.orm import Mapped, mapped_column
@@ -152,21 +152,7 @@ class ClusterStore:
             row = conn.execute(select(_NODES).where(_NODES.c.node_id == node_id)).first()
         return None if row is None else _node(row)
 
-    def dead_nodes(self, now: datetime, dead_after: float) -> list[Node]:
-        """Nodes that stopped, or whose last heartbeat is older than ``dead_after`` seconds."""
-        cutoff = now.astimezone(UTC) - timedelta(seconds=dead_after)
-        with self.db.read() as conn:
-            rows = conn.execute(select(_NODES).where(or_(
-                _NODES.c.stopped_at.is_not(None), _NODES.c.heartbeat_at < cutoff))
-                .order_by(_NODES.c.node_id))
-            return [_node(r) for r in rows]
-
     # -- calls --------------------------------------------------------------------------
-    def register_call(self, call: ClusterCall, now: datetime | None = None) -> None:
-        """Insert the call (or take it over: the same id registered again by its node)."""
-        with self.db.connect() as conn:
-            _upsert(conn, call, now or utcnow())
-
     def write_calls(self, live: list[ClusterCall], finished: list[str],
                     now: datetime | None = None) -> None:
         """One node's batch in one transaction: ``live`` registered or updated (upsert),
@@ -177,21 +163,6 @@ class ClusterStore:
                 _upsert(conn, call, now)
             if finished:
                 conn.execute(delete(_CALLS).where(_CALLS.c.call_id.in_(finished)))
-
-    def update_call(self, call_id: str, now: datetime | None = None,
-                    **changes: str | None) -> bool:
-        """Change ``flow``/``state``/``agent_endpoint``/``customer_ref``; False: unknown call."""
-        allowed = {"flow", "state", "agent_endpoint", "customer_ref", "capture_id", "node_id"}
-        if not set(changes) <= allowed:
-            raise ValueError(f"not a registry column: {sorted(set(changes) - allowed)}")
-        with self.db.connect() as conn:
-            result = conn.execute(update(_CALLS).where(_CALLS.c.call_id == call_id)
-                                  .values(updated_at=now or utcnow(), **changes))
-        return bool(result.rowcount)
-
-    def finish_call(self, call_id: str) -> None:
-        with self.db.connect() as conn:
-            conn.execute(delete(_CALLS).where(_CALLS.c.call_id == call_id))
 
     def calls(self, node_id: str | None = None) -> list[ClusterCall]:
         query = select(_CALLS).order_by(_CALLS.c.started_at, _CALLS.c.call_id)
@@ -233,10 +204,3 @@ class ClusterStore:
                                  .values(node_id=survivor, updated_at=now)
                                  .returning(*_CALLS.c))
             return sorted((_call(r) for r in taken), key=lambda c: c.call_id)
-
-    def call_counts(self) -> dict[str, int]:
-        """Live calls per node id."""
-        with self.db.read() as conn:
-            rows = conn.execute(select(_CALLS.c.node_id, func.count())
-                                .group_by(_CALLS.c.node_id))
-            return {str(node): int(count) for node, count in rows}

@@ -58,9 +58,9 @@ async def test_calls_reach_the_registry_and_the_node_heart_beats(store: Store) -
     executor = CallExecutor()
     executor.register(Publish, bus.handle)
     dispatcher = Dispatcher(executor, observer=Observers(CallMetrics(registry), node))
-    cluster_store.register_call(ClusterCall("R-1", "n2", "connect", "bridged", "R-1"))
-    cluster_store.register_call(ClusterCall("OLD-1", "n1", "verify", "collecting", "OLD-1"),
-                                utcnow() - timedelta(seconds=60))  # this node's last life
+    cluster_store.write_calls([ClusterCall("R-1", "n2", "connect", "bridged", "R-1")], [])
+    cluster_store.write_calls([ClusterCall("OLD-1", "n1", "verify", "collecting", "OLD-1")], [],
+                              utcnow() - timedelta(seconds=60))  # this node's last life
     cluster_store.heartbeat("n2", advertise_url="http://n2:8080", stasis_app="callsec",
                             started_at=node.started_at)
     async with asyncio.TaskGroup() as tg:

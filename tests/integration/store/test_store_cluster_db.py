@@ -20,6 +20,10 @@ def beat(cluster: ClusterStore, node: str, now: datetime) -> None:
                       started_at=T0, now=now)
 
 
+def dead(cluster: ClusterStore, now: datetime) -> list[str]:
+    return [n.node_id for n in cluster.nodes() if not n.alive(now, 5.0)]
+
+
 def test_heartbeats_tell_the_dead_from_the_living(store: Store) -> None:
     cluster = ClusterStore(store.db)
     beat(cluster, "n1", T0)
@@ -27,42 +31,41 @@ def test_heartbeats_tell_the_dead_from_the_living(store: Store) -> None:
     beat(cluster, "n3", T0 + timedelta(seconds=9))
     cluster.stopped("n3", T0 + timedelta(seconds=9))
     now = T0 + timedelta(seconds=10)
-    assert [n.node_id for n in cluster.dead_nodes(now, 5.0)] == ["n1", "n3"]
+    assert dead(cluster, now) == ["n1", "n3"]
     nodes = {n.node_id: n for n in cluster.nodes()}
     assert nodes["n2"].alive(now, 5.0) and not nodes["n1"].alive(now, 5.0)
     assert nodes["n2"].advertise_url == "http://n2:8080" and nodes["n2"].heartbeat_at == \
         T0 + timedelta(seconds=8)
     beat(cluster, "n3", now)  # restarted: alive again
-    assert [n.node_id for n in cluster.dead_nodes(now, 5.0)] == ["n1"]
+    assert dead(cluster, now) == ["n1"]
 
 
 def test_calls_are_registered_updated_and_finished(store: Store) -> None:
     cluster = ClusterStore(store.db)
-    cluster.register_call(ClusterCall("c1", "n1", "verification", "collecting", "chan-1"), T0)
-    cluster.register_call(ClusterCall("c2", "n2", "connect", "bridged", "chan-2",
-                                      agent_endpoint="PJSIP/agent100", customer_ref="C-1"), T0)
-    assert cluster.update_call("c1", T0 + timedelta(seconds=1), state="verified",
-                               customer_ref="C-7")
-    assert not cluster.update_call("nope", state="x")
+    cluster.write_calls([ClusterCall("c1", "n1", "verification", "collecting", "chan-1"),
+                         ClusterCall("c2", "n2", "connect", "bridged", "chan-2",
+                                     agent_endpoint="PJSIP/agent100", customer_ref="C-1")],
+                        [], T0)
+    cluster.write_calls([ClusterCall("c1", "n1", "verification", "verified", "chan-1",
+                                     customer_ref="C-7")], [], T0 + timedelta(seconds=1))
     c1 = cluster.call("c1")
     assert c1 is not None and (c1.state, c1.customer_ref, c1.updated_at) == \
         ("verified", "C-7", T0 + timedelta(seconds=1))
     assert [c.call_id for c in cluster.calls(node_id="n2")] == ["c2"]
-    assert cluster.call_counts() == {"n1": 1, "n2": 1}
     cluster.write_calls([ClusterCall("c2", "n2", "connect", "capturing", "chan-2",
                                      agent_endpoint="PJSIP/agent100", capture_id="CAP-1")],
                         [])
     owner = cluster.capture_owner("CAP-1")
     assert owner is not None and (owner.call_id, owner.node_id, owner.started_at) == \
         ("c2", "n2", T0)
-    cluster.finish_call("c1")
+    cluster.write_calls([], ["c1"])
     assert [c.call_id for c in cluster.calls()] == ["c2"] and cluster.call("c1") is None
 
 
 def test_two_survivors_adopting_at_once_never_take_the_same_call(store: Store) -> None:
     cluster = ClusterStore(store.db)
-    for i in range(40):
-        cluster.register_call(ClusterCall(f"c{i}", "dead", "capture", "collecting", f"ch{i}"))
+    cluster.write_calls([ClusterCall(f"c{i}", "dead", "capture", "collecting", f"ch{i}")
+                         for i in range(40)], [])
 
     def adopt(survivor: str) -> list[str]:
         own = ClusterStore(store.db)  # like another node: its own object and connection
@@ -82,9 +85,9 @@ def test_two_survivors_adopting_at_once_never_take_the_same_call(store: Store) -
 
 def test_no_digit_reaches_the_registry_columns(store: Store) -> None:
     cluster = ClusterStore(store.db)
-    cluster.register_call(ClusterCall("1733-abc.17", "n1", "capture", "collecting",
-                                      "1733-abc.17", agent_endpoint="PJSIP/agent100",
-                                      customer_ref="C-1"))
+    cluster.write_calls([ClusterCall("1733-abc.17", "n1", "capture", "collecting",
+                                     "1733-abc.17", agent_endpoint="PJSIP/agent100",
+                                     customer_ref="C-1")], [])
     with store.db.connect() as conn:
         columns = set(conn.execute(text("SELECT * FROM cluster_calls")).keys())
     assert columns == {"call_id", "node_id", "flow", "state", "channel_id", "agent_endpoint",
