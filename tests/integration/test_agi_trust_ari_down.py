@@ -2,7 +2,7 @@
 
 ``callsec run`` reaches A's ARI through a small proxy in this test, which forwards every request
 and the event websocket, but can answer ``GET /channels/{id}`` (the session check's lookup) with
-503. A real call from the carrier to 3000 (``AGI(.../verify)``) for a real customer then gets no
+503, over HTTP and as a ``RESTRequest`` on the websocket (callsec sends REST calls over it). A real call from the carrier to 3000 (``AGI(.../verify)``) for a real customer then gets no
 code: the session is refused with a clear log line and an ``agi.session_refused`` audit row
 (``asterisk_unreachable``), and A's dialplan goes on with ``CALLSEC_RESULT`` unset and
 ``AGISTATUS=SUCCESS``. Once ARI answers again the same call verifies as usual.
@@ -76,13 +76,35 @@ class AriProxy:
                 async for msg in src:
                     if msg.type == aiohttp.WSMsgType.TEXT:
                         await dst.send_str(msg.data)
+            async def requests() -> None:  # REST calls over the websocket (Asterisk 22)
+                async for msg in downstream:
+                    if msg.type == aiohttp.WSMsgType.TEXT:
+                        refused = self._refused(msg.data)
+                        await (downstream.send_str(refused) if refused is not None
+                               else upstream.send_str(msg.data))
             tasks = [asyncio.create_task(pump(upstream, downstream)),
-                     asyncio.create_task(pump(downstream, upstream))]
+                     asyncio.create_task(requests())]
             await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
             for task in tasks:
                 task.cancel()
         await downstream.close()
         return downstream
+
+    def _refused(self, text: str) -> str | None:
+        """A ``RESTRequest`` frame's ``GET channels/{id}`` is a lookup too: answered with a
+        503 ``RESTResponse`` here while lookups fail (None: forward the frame)."""
+        frame = json.loads(text)
+        if not (isinstance(frame, dict) and frame.get("type") == "RESTRequest"
+                and frame.get("method") == "GET"
+                and _CHANNEL.match("/ari/" + str(frame.get("uri", "")))):
+            return None
+        self.lookups += 1
+        if not self.fail_lookups:
+            return None
+        return json.dumps({"type": "RESTResponse", "request_id": frame.get("request_id"),
+                           "status_code": 503, "reason_phrase": "Service Unavailable",
+                           "content_type": "application/json",
+                           "message_body": json.dumps({"message": "proxy: ARI is down"})})
 
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[AriProxy]:
