@@ -75,6 +75,28 @@ def other_tables(results: dict[str, Any]) -> list[str]:
         if store.get("skipped"):
             lines.append(f"| {kind} | skipped: {store['skipped']} |")
     lines += talk_through_rows(results.get("talk_through") or {})
+    lines += cluster_rows(results.get("cluster") or {})
+    return lines
+
+
+def cluster_rows(cl: dict[str, Any]) -> list[str]:
+    """Two callsec nodes against one on one PostgreSQL, same run (``bench/cluster.py``)."""
+    if cl.get("error"):
+        return [f"| cluster: one node against two | failed: {cl['error']} |"]
+    lines = []
+    for key, label in (("one_node", "one node"), ("two_nodes", "two nodes")):
+        r = cl.get(key)
+        if not r:
+            continue
+        lat, spread = r["latency_ms"], r.get("events_per_node") or {}
+        lines.append(
+            f"| cluster ({r['calls']} calls at {_f(cl.get('rate_per_second'), 0)}/s, "
+            f"PostgreSQL): {label} | {r['completed']}/{r['calls']} completed, "
+            f"{_f(r['completed_per_second'], 1)} calls/s (a call {_f(r.get('call_seconds_p50'), 1)}"
+            f" s p50), DTMF→command p50 / p99 "
+            f"{_f(lat['p50'], 1)} / {_f(lat['p99'], 1)} ms, {_f(r['cpu_ms_per_call'], 1)} ms "
+            f"CPU per call, ARI events per node "
+            f"{' / '.join(_f(v, 0) for v in spread.values())} |")
     return lines
 
 

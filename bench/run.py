@@ -37,9 +37,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy.exc import SQLAlchemyError
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench import core_bench, procstat, report, talkthrough, talkthrough_delay
+from bench import cluster, core_bench, procstat, report, talkthrough, talkthrough_delay
 from bench.calls import CallBench, callsec_targets
 
 REPO = Path(__file__).resolve().parents[1]
@@ -149,6 +151,13 @@ def run_talk_delay(seconds: float) -> dict[str, Any]:
         return {"error": str(exc)[:300]}
 
 
+def run_cluster(size: int) -> dict[str, Any]:
+    try:
+        return asyncio.run(cluster.run(size, WORK / "cluster", REPO))
+    except (OSError, RuntimeError, TimeoutError, SQLAlchemyError) as exc:
+        return {"error": str(exc)[:300]}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--ramps", default="50,100,250,500")
@@ -161,6 +170,8 @@ def main() -> int:
                         help="concurrent talk-through captures (0: skip)")
     parser.add_argument("--talk-delay", type=float, default=300.0, metavar="SECONDS",
                         help="length of the talk-through delay capture (0: skip)")
+    parser.add_argument("--cluster", type=int, default=100, metavar="N",
+                        help="calls into one callsec node, then two, on PostgreSQL (0: skip)")
     parser.add_argument("--no-readme", action="store_true")
     parser.add_argument("--profile", type=Path, metavar="DIR", default=RESULTS,
                         help="py-spy profiles of callsec in the 250+ ramps "
@@ -183,6 +194,8 @@ def main() -> int:
         results["talk_through_delay"] = run_talk_delay(args.talk_delay)
     if not args.skip_calls:
         results["calls"] = asyncio.run(run_calls(args))
+    if args.cluster and not args.skip_calls:
+        results["cluster"] = run_cluster(args.cluster)
     if not args.skip_store:
         print(f"store: vault and look-ups at {args.customers:,} customers ...", flush=True)
         results["store"] = store_bench(args.customers)
