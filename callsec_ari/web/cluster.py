@@ -45,8 +45,9 @@ WINDOW_SECONDS = 30.0
 #: Request headers passed on to the owner (the user's credentials and the body's type).
 PASSED_HEADERS = ("Authorization", "Cookie", "X-CSRF-Token", "Content-Type", "Accept")
 _TIMEOUT = aiohttp.ClientTimeout(total=15.0)
-#: Set on a request another node signed and forwarded (it is answered here).
-FORWARDED = web.RequestKey("callsec_node_forwarded", bool)
+#: Set on a request another node signed and forwarded (it is answered here). A plain key:
+#: ``web.RequestKey`` needs aiohttp 3.12, setup.cfg allows 3.9.
+FORWARDED = "callsec_node_forwarded"
 
 
 class NodeRequestRefused(CallsecError):
