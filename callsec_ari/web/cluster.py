@@ -45,9 +45,11 @@ WINDOW_SECONDS = 30.0
 #: Request headers passed on to the owner (the user's credentials and the body's type).
 PASSED_HEADERS = ("Authorization", "Cookie", "X-CSRF-Token", "Content-Type", "Accept")
 _TIMEOUT = aiohttp.ClientTimeout(total=15.0)
-#: Set on a request another node signed and forwarded (it is answered here). A plain key:
-#: ``web.RequestKey`` needs aiohttp 3.12, setup.cfg allows 3.9.
-FORWARDED = "callsec_node_forwarded"
+#: Set on a request another node signed and forwarded (it is answered here): a
+#: ``web.RequestKey`` where aiohttp has it (3.12+), a plain key on the older ones setup.cfg allows.
+_REQUEST_KEY = getattr(web, "RequestKey", None)
+FORWARDED: Any = (_REQUEST_KEY("callsec_node_forwarded", bool) if _REQUEST_KEY is not None
+                  else "callsec_node_forwarded")
 
 
 class NodeRequestRefused(CallsecError):
