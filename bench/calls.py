@@ -222,11 +222,11 @@ class CallBench:
             await asyncio.to_thread(spy[0].wait, 60)
             await asyncio.to_thread(_gzip, spy[1])
         if _asterisk_pid() != self.asterisk_pid:
-            self._read_trace(target)  # skip this attempt's lines
+            read_trace(target)  # skip this attempt's lines
             raise SandboxRestarted
         wall = time.monotonic() - wall0
         busy = (procstat.system_cpu_seconds() - busy0) / (wall * (os.cpu_count() or 1))
-        latencies, events = self._read_trace(target)
+        latencies, events = read_trace(target)
         return _figures(calls, latencies, events, watches, wall, busy, load)
 
     def _py_spy(self, target: Target,
@@ -256,20 +256,6 @@ class CallBench:
             await asyncio.sleep(1.0)
         raise SandboxRestarted("the sandbox did not come back within 5 minutes")
 
-    def _read_trace(self, target: Target) -> tuple[list[float], int]:
-        latencies: list[float] = []
-        before = target.events
-        with contextlib.suppress(FileNotFoundError), target.trace.open() as f:
-            f.seek(target.offset)
-            for line in f:
-                kind, first, second = line.strip().split(",")[:3]
-                if kind == "d":
-                    latencies.append((float(second) - float(first)) * 1000)
-                else:
-                    target.events = int(first)
-            target.offset = f.tell()
-        return latencies, target.events - before
-
     def results(self) -> dict[str, Any]:
         callsec = self.targets[0]
         out: dict[str, Any] = {"scenario": SCENARIO, "ramps": self.ramps, "notes": []}
@@ -284,6 +270,22 @@ class CallBench:
         if self.driver is not None and self.driver.errors:
             out["driver_errors"] = Counter(e[:80] for e in self.driver.errors).most_common(5)
         return out
+
+
+def read_trace(target: Target) -> tuple[list[float], int]:
+    """New DTMF -> command latencies (ms) in the target's trace and its new ARI events."""
+    latencies: list[float] = []
+    before = target.events
+    with contextlib.suppress(FileNotFoundError), target.trace.open() as f:
+        f.seek(target.offset)
+        for line in f:
+            kind, first, second = line.strip().split(",")[:3]
+            if kind == "d":
+                latencies.append((float(second) - float(first)) * 1000)
+            else:
+                target.events = int(first)
+        target.offset = f.tell()
+    return latencies, target.events - before
 
 
 def _figures(calls: list[BenchCall], latencies: list[float], events: int,

@@ -35,6 +35,7 @@ from bench.calls import (
     _wait_registered,
     create_customers,
     mobile,
+    read_trace,
 )
 from bench.driver import AGENT_APP, CARRIER_APP, SIM_APP, Ari, BenchCall, Caller, LoadDriver
 
@@ -80,22 +81,6 @@ def node_targets(work: Path, repo: Path, db_url: str) -> list[Target]:
                         cmd=[sys.executable, "-m", "callsec_ari", "-c", config, "run"])
         targets.append(target)
     return targets
-
-
-def read_trace(target: Target) -> tuple[list[float], int]:
-    """New DTMF -> command latencies (ms) in the node's trace and its new ARI events."""
-    latencies: list[float] = []
-    before = target.events
-    with contextlib.suppress(FileNotFoundError), (target.work / "trace.csv").open() as f:
-        f.seek(target.offset)
-        for line in f:
-            kind, first, second = line.strip().split(",")[:3]
-            if kind == "d":
-                latencies.append((float(second) - float(first)) * 1000)
-            else:
-                target.events = int(first)
-        target.offset = f.tell()
-    return latencies, target.events - before
 
 
 async def one_mode(driver: LoadDriver, nodes: list[Target], callers: list[Caller],
