@@ -31,7 +31,7 @@ from callsec_ari.ari.client import AriClient
 from callsec_ari.ari.errors import AriError, AriNotFound
 from callsec_ari.ari.operations import segment
 from callsec_ari.ari.recovery import stasis_args
-from callsec_ari.connect.recovery import AGENT_SUFFIX, CALL_PREFIX, CAPTURE_PREFIX
+from callsec_ari.connect.recovery import AGENT_SUFFIX, call_of
 from callsec_ari.logs import call_logger
 
 log = logging.getLogger(__name__)
@@ -72,12 +72,7 @@ def in_flow(raw: Mapping[str, Any], app: str, flows: Collection[str]) -> bool:
 
 
 def _bridged_calls(bridges: Sequence[m.Bridge]) -> set[str]:
-    calls: set[str] = set()
-    for bridge in bridges:
-        for prefix in (CAPTURE_PREFIX, CALL_PREFIX):
-            if bridge.id.startswith(prefix) and len(bridge.id) > len(prefix):
-                calls.add(bridge.id[len(prefix):])
-    return calls
+    return {call for bridge in bridges if (call := call_of(bridge.id)) is not None}
 
 
 def find_stranded(channels: Sequence[Mapping[str, Any]], bridges: Sequence[m.Bridge], *,
