@@ -139,14 +139,40 @@ class CaptureHandlers:
 
     async def record_start(self, call: CallHandle, capture: CaptureSteering) -> None:
         """A capture's start, independent of the mute: its ``capture.requested`` entry (from
-        the agent's keypad; API requests were audited in ``request``) and its row."""
+        the agent's keypad; API requests were audited in ``request``) and its row, in one
+        trip to a worker thread (two trips queued twice behind other calls' work under load)."""
+        audit: tuple[str, dict[str, Any]] | None = None
         if self._remember(capture.capture_id, call):
             endpoint = call.context.agent_endpoint
-            await self._audit_requested(f"agent:{endpoint or '-'}", capture.capture_id, {
+            audit = (f"agent:{endpoint or '-'}", {
                 "call_id": call.call_id, "fields": list(capture.request.fields),
                 "requested_by": capture.request.requested_by, "agent": endpoint})
-        if not capture.request.reopen_fields:
-            await self._save_started(call, capture)  # (a re-opened capture's row stays)
+        save = not capture.request.reopen_fields  # (a re-opened capture's row stays)
+        if audit is None and not save:
+            return
+        unsaved = await asyncio.to_thread(self._start_sync, call.call_id, capture, audit, save)
+        if unsaved is not None:  # the capture itself does not need its row
+            call.log.warning("capture %s: its start was not recorded: %s",
+                             capture.capture_id, unsaved.error_id)
+
+    def _start_sync(self, call_id: str, capture: CaptureSteering,
+                    audit: tuple[str, dict[str, Any]] | None, save: bool
+                    ) -> CallsecError | None:
+        """The entry (its error is the start's), then the row, result empty: a restarted
+        callsec finds and closes it (its error is returned: only logged)."""
+        if audit is not None:
+            actor, details = audit
+            self.store.captures.requested(actor, capture.capture_id, details,
+                                          endpoint_name(details.get("agent")))
+        if not save:
+            return None
+        try:
+            self.store.captures.save(capture.capture_id, call_id,
+                                     fields=capture.request.fields,
+                                     customer_ref=capture.o.customer_ref or None)
+        except CallsecError as exc:
+            return exc
+        return None
 
     async def mute_leg(self, call: CallHandle, leg: str, mute: bool) -> int:
         """(Un)mute a leg's MixMonitor recordings for another slice (payment approvals)."""
@@ -187,16 +213,6 @@ class CaptureHandlers:
                     raise
             await asyncio.sleep(1.0)
         raise AssertionError("unreachable")
-
-    async def _save_started(self, call: CallHandle, capture: CaptureSteering) -> None:
-        """The capture's row, result empty: a restarted callsec finds and closes it."""
-        try:
-            await asyncio.to_thread(
-                self.store.captures.save, capture.capture_id, call.call_id,
-                fields=capture.request.fields, customer_ref=capture.o.customer_ref or None)
-        except CallsecError as exc:  # the capture itself does not need it
-            call.log.warning("capture %s: its start was not recorded: %s",
-                             capture.capture_id, exc.error_id)
 
     # -- StoreCapture / RecordCapture -------------------------------------------------------
     async def store_capture(self, call: CallHandle, cmd: cp.StoreCapture) -> Sequence[Event]:
