@@ -22,6 +22,7 @@ import functools
 import logging
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from sqlalchemy.orm import Session
@@ -63,6 +64,18 @@ def customer_view(customer: Customer, locked: bool) -> p.CustomerView:
         mobile_tail=last_digits(phone.number, 2) if phone else "", locked=locked)
 
 
+@dataclass(slots=True)
+class _Found:
+    """What one look-up trip to the worker thread brings back."""
+
+    limited: bool = False
+    view: p.CustomerView | None = None
+    #: verification records of this call a previous callsec left open, now closed
+    closed: int = 0
+    verification_id: str | None = None
+    record_error: str = ""
+
+
 class VerificationService:
     def __init__(self, settings: Settings, store: Store, deliveries: Deliveries,
                  late: LateRecords, limits: AbuseStore,
@@ -91,42 +104,52 @@ class VerificationService:
 
     # -- lookup -----------------------------------------------------------------------------
     async def lookup(self, call: CallHandle, cmd: p.LookupCustomer) -> Sequence[Event]:
-        now = time.time()
-        limited, view = await asyncio.to_thread(self._lookup_sync, cmd, now)
-        if limited:
+        """The customer, and the attempt on record from its first look-up on (closed by
+        ``record``), so a callsec that dies mid-verification leaves an open record. A record
+        of this call still open at its first look-up in this process is such a dead process's
+        attempt (call ids are channel ids): it is closed as ``error``, reason ``interrupted``.
+        A store failure of the record is logged; the verification goes on and ``record``
+        writes the row at the end. One trip to a worker thread for all of it (three queued
+        three times behind other calls' work under load, ``make bench``)."""
+        first = not call.context.verification_opened
+        found = await asyncio.to_thread(self._lookup_sync, call.call_id, cmd, time.time(),
+                                        first, call.context.verification_id is None)
+        if found.limited:
             call.log.warning("caller number over its rate limit; verification refused")
             return [p.CustomerResult(customer=None, rate_limited=True,
                                      at=asyncio.get_running_loop().time())]
+        view = found.view
         if view is None:
             call.log.info("no customer found by %s", cmd.by)
         else:
             call.context.customer_ref = view.ref
             call.log.info("customer %s found by %s%s", view.ref, cmd.by,
                           " (locked out)" if view.locked else "")
-        await self._open_record(call, cmd, view)
+        call.context.verification_opened = True
+        if found.closed:
+            call.log.warning("closed %d verification record(s) a previous callsec left open: "
+                             "error, interrupted", found.closed)
+        if found.record_error:
+            call.log.error("verification record could not be opened: %s", found.record_error)
+        if found.verification_id is not None:
+            call.context.verification_id = found.verification_id
         return [p.CustomerResult(customer=view, at=asyncio.get_running_loop().time())]
 
-    async def _open_record(self, call: CallHandle, cmd: p.LookupCustomer,
-                           view: p.CustomerView | None) -> None:
-        """The attempt is on record from its first look-up on (closed by ``record``), so a
-        callsec that dies mid-verification leaves an open record. A record of this call still
-        open at its first look-up in this process is such a dead process's attempt (call ids
-        are channel ids): it is closed as ``error``, reason ``interrupted``. A store failure
-        here is logged; the verification goes on and ``record`` writes the row at the end."""
-        first = not call.context.verification_opened
-        call.context.verification_opened = True
+    def _lookup_sync(self, call_id: str, cmd: p.LookupCustomer, now: float, first: bool,
+                     open_new: bool) -> _Found:
+        limited, view = self._find_sync(cmd, now)
+        if limited:
+            return _Found(limited=True)
+        found = _Found(view=view)
         try:
             if first:
-                closed = await asyncio.to_thread(self._close_interrupted_sync, call.call_id)
-                if closed:
-                    call.log.warning("closed %d verification record(s) a previous callsec "
-                                     "left open: error, interrupted", len(closed))
-            if view is not None and call.context.verification_id is None:
-                call.context.verification_id = await asyncio.to_thread(
-                    self.store.records.start_verification, call.call_id,
-                    caller_number=cmd.caller_number or None, customer_ref=view.ref)
+                found.closed = len(self._close_interrupted_sync(call_id))
+            if view is not None and open_new:
+                found.verification_id = self.store.records.start_verification(
+                    call_id, caller_number=cmd.caller_number or None, customer_ref=view.ref)
         except CallsecError as exc:
-            call.log.error("verification record could not be opened: %s", exc.error_id)
+            found.record_error = exc.error_id
+        return found
 
     def _close_interrupted_sync(self, call_id: str) -> list[str]:
         def audit(session: Session, vid: str) -> None:
@@ -140,8 +163,8 @@ class VerificationService:
         """The presented number's rate-limit subject (one per number, whatever its notation)."""
         return caller_subject(number, self.settings.verification.default_region)
 
-    def _lookup_sync(self, cmd: p.LookupCustomer,
-                     now: float) -> tuple[bool, p.CustomerView | None]:
+    def _find_sync(self, cmd: p.LookupCustomer,
+                   now: float) -> tuple[bool, p.CustomerView | None]:
         """(over the caller's rate limit, the customer found). A withheld number is not exempt:
         it shares one bucket with every withheld caller."""
         limit = self.settings.verification.caller_rate_limit_per_hour
