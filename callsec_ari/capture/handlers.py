@@ -150,7 +150,7 @@ class CaptureHandlers:
         save = not capture.request.reopen_fields  # (a re-opened capture's row stays)
         if audit is None and not save:
             return
-        unsaved = await asyncio.to_thread(self._start_sync, call.call_id, capture, audit, save)
+        unsaved = await self.store.db.offload(self._start_sync, call.call_id, capture, audit, save)
         if unsaved is not None:  # the capture itself does not need its row
             call.log.warning("capture %s: its start was not recorded: %s",
                              capture.capture_id, unsaved.error_id)
@@ -226,7 +226,7 @@ class CaptureHandlers:
             raise
         finally:
             wipe_all(cmd.values)
-        await asyncio.to_thread(self._save_stored, call.call_id, cmd, result)
+        await self.store.db.offload(self._save_stored, call.call_id, cmd, result)
         call.log.info("capture %s stored (%s; fields %s)", cmd.capture_id, self.sink.name,
                       ",".join(cmd.fields))
         return [cp.CaptureStored(capture_id=cmd.capture_id, refs=result.refs,

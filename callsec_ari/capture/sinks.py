@@ -26,7 +26,6 @@ service wipes every holder again afterwards, errors included.
 
 from __future__ import annotations
 
-import asyncio
 import ipaddress
 import json
 import logging
@@ -110,7 +109,7 @@ class VaultSink:
         self.iban_country = iban_country
 
     async def store(self, capture: CaptureValues) -> SinkResult:
-        return await asyncio.to_thread(self.store_sync, capture)
+        return await self.vault.db.offload(self.store_sync, capture)
 
     def store_sync(self, capture: CaptureValues) -> SinkResult:
         refs: dict[str, str] = {}

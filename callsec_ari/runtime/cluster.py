@@ -144,7 +144,7 @@ class ClusterNode:
         try:
             while True:
                 try:
-                    await asyncio.to_thread(self._beat)
+                    await self.store.db.offload(self._beat)
                 except CallsecError as exc:
                     log.warning("cluster heartbeat failed: %s", exc.error_id, extra=_NO_CALL)
                 await asyncio.sleep(self.settings.heartbeat_seconds)
@@ -179,7 +179,7 @@ class ClusterNode:
             live = [c for c in batch.values() if c is not None]
             gone = [call_id for call_id, c in batch.items() if c is None]
             try:
-                await asyncio.to_thread(self.store.write_calls, live, gone)
+                await self.store.db.offload(self.store.write_calls, live, gone)
             except CallsecError as exc:
                 log.warning("call registry not written (%d calls): %s", len(batch),
                             exc.error_id, extra=_NO_CALL)

@@ -12,13 +12,15 @@ on any error, so no half-written row survives.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, ParamSpec, TypeVar, cast
 
 from alembic import command
 from alembic.config import Config
@@ -35,6 +37,8 @@ from callsec_ari.store.errors import DatabaseUnavailable
 from callsec_ari.store.group import GroupCommit
 
 log = logging.getLogger(__name__)
+P = ParamSpec("P")
+R = TypeVar("R")
 
 #: A Session or a Core Connection: both execute statements in one transaction.
 Executor = Session | Connection
@@ -105,8 +109,48 @@ def make_engine(url: URL, *, busy_timeout_ms: int = 5000,
 
 @dataclass
 class Database:
+    """The engine and its transactions. On SQLite, one process's writers take turns on an
+    in-process gate (``_gate``) instead of in SQLite's busy handler: that handler sleeps 1, 2,
+    5, 10 ... 100 ms between tries whether or not the lock was freed meanwhile, which under
+    load made a caller's next prompt wait on a sleep, not on a write (``make bench``, #17).
+    Other processes (the CLI) still meet the busy timeout.
+
+    :meth:`offload` runs a coroutine's store work: on SQLite on the event loop itself, else in
+    a worker thread. SQLite is a library in this process: a statement costs microseconds of
+    this process's CPU, and a worker thread only adds waiting for the GIL while the event
+    loop runs (each SQLite call gives the GIL up and waits to get it back). In ``make bench``
+    that waiting made a database trip ten times its CPU (#17). PostgreSQL's round trips
+    leave the loop free in a thread."""
+
     engine: Engine
     sessions: sessionmaker[Session]
+    busy_timeout_seconds: float = 5.0
+    _gate: threading.RLock | None = field(default=None, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.engine.dialect.name == "sqlite":
+            self._gate = threading.RLock()
+
+    async def offload(self, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:
+        """``fn(*args, **kwargs)`` for a coroutine: at once on SQLite, in a thread else."""
+        if self._gate is not None:
+            return fn(*args, **kwargs)
+        return await asyncio.to_thread(fn, *args, **kwargs)
+
+    @contextmanager
+    def _turn(self) -> Iterator[None]:
+        """This thread's turn to write (SQLite; at once elsewhere): ``DatabaseUnavailable``
+        (busy) after the busy timeout, as SQLite's own lock would have answered."""
+        gate = self._gate
+        if gate is None:
+            yield
+            return
+        if not gate.acquire(timeout=self.busy_timeout_seconds):
+            raise DatabaseUnavailable(self.where, "busy (locked by another writer)")
+        try:
+            yield
+        finally:
+            gate.release()
 
     @property
     def dialect(self) -> str:
@@ -126,7 +170,7 @@ class Database:
     def session(self) -> Iterator[Session]:
         """One short transaction: commit on success, rollback on error."""
         try:
-            with self.sessions.begin() as session:
+            with self._turn(), self.sessions.begin() as session:
                 yield session
         except (OperationalError, InterfaceError) as exc:
             if _is_unreachable(exc):
@@ -137,7 +181,7 @@ class Database:
     def connect(self) -> Iterator[Connection]:
         """One short Core transaction (hot paths: vault, look-ups, audit); commit or rollback."""
         try:
-            with self.engine.begin() as conn:
+            with self._turn(), self.engine.begin() as conn:
                 yield conn
         except (OperationalError, InterfaceError) as exc:
             if _is_unreachable(exc):
@@ -145,12 +189,14 @@ class Database:
             raise
 
     @contextmanager
-    def read(self) -> Iterator[Connection]:
-        """An autocommit connection for look-ups and single-statement writes: no
+    def read(self, *, write: bool = False) -> Iterator[Connection]:
+        """An autocommit connection for look-ups and (``write``) single-statement writes: no
         BEGIN/COMMIT round trips. Each statement sees committed data, as it would in a READ
         COMMITTED transaction, and is atomic on its own."""
         try:
-            with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            turn = self._turn() if write else nullcontext()
+            with turn, self.engine.connect().execution_options(
+                    isolation_level="AUTOCOMMIT") as conn:
                 yield conn
         except (OperationalError, InterfaceError) as exc:
             if _is_unreachable(exc):
@@ -184,7 +230,7 @@ class GroupInsert:
 
     def _write(self, rows: list[dict[str, Any]]) -> list[bool]:
         if len(rows) == 1:
-            with self._db.read() as conn:
+            with self._db.read(write=True) as conn:
                 conn.execute(self._statement, rows[0])
         else:
             with self._db.connect() as conn:
@@ -247,7 +293,8 @@ def open_url(raw_url: str, *, upgrade_schema: bool = True, base_dir: Path = Path
     url = resolve_url(raw_url, base_dir, create=create)
     engine = make_engine(url, busy_timeout_ms=busy_timeout_ms,
                          connect_timeout_seconds=connect_timeout_seconds)
-    db = Database(engine, sessionmaker(engine, expire_on_commit=False))
+    db = Database(engine, sessionmaker(engine, expire_on_commit=False),
+                  busy_timeout_seconds=busy_timeout_ms / 1000)
     db.check()
     if upgrade_schema:
         upgrade(db)

@@ -112,7 +112,7 @@ class VerificationService:
         writes the row at the end. One trip to a worker thread for all of it (three queued
         three times behind other calls' work under load, ``make bench``)."""
         first = not call.context.verification_opened
-        found = await asyncio.to_thread(self._lookup_sync, call.call_id, cmd, time.time(),
+        found = await self.store.db.offload(self._lookup_sync, call.call_id, cmd, time.time(),
                                         first, call.context.verification_id is None)
         if found.limited:
             call.log.warning("caller number over its rate limit; verification refused")
@@ -191,7 +191,7 @@ class VerificationService:
     # -- delivery ---------------------------------------------------------------------------
     async def deliver(self, call: CallHandle, cmd: p.DeliverCode) -> Sequence[Event]:
         kind: Kind = "sms" if cmd.method == "sms" else "email"
-        over, customer = await asyncio.to_thread(self._before_send, cmd)
+        over, customer = await self.store.db.offload(self._before_send, cmd)
         if over:
             call.log.warning("code send refused: over the customer's or the caller's send limit")
             return await self._delivery_failed(call, cmd, kind, "rate_limited")
@@ -253,7 +253,7 @@ class VerificationService:
         count = functools.partial(self._count_sync, cmd.customer_ref, cmd.caller_number,
                                   cmd.wrong, now)
         try:
-            locked = await asyncio.to_thread(count)
+            locked = await self.store.db.offload(count)
         except Unavailable as exc:
             # as the result itself: the check stands, the count is written once the database
             # is back (sends fail closed meanwhile, so no new code reaches the caller)
@@ -271,7 +271,7 @@ class VerificationService:
         count()
 
     async def check_totp(self, call: CallHandle, cmd: p.CheckTotp) -> Sequence[Event]:
-        ok, locked = await asyncio.to_thread(self._check_totp_sync, cmd, time.time())
+        ok, locked = await self.store.db.offload(self._check_totp_sync, cmd, time.time())
         return [p.TotpChecked(ok=ok, locked=locked, at=asyncio.get_running_loop().time())]
 
     def _check_totp_sync(self, cmd: p.CheckTotp, now: float) -> tuple[bool, bool]:
@@ -291,7 +291,7 @@ class VerificationService:
     async def record(self, call: CallHandle, cmd: p.RecordVerification) -> Sequence[Event]:
         opened, finished = call.context.verification_id, datetime.now(UTC)
         try:
-            await asyncio.to_thread(self._record_sync, call.call_id, cmd, opened, finished)
+            await self.store.db.offload(self._record_sync, call.call_id, cmd, opened, finished)
         except CallsecError as exc:
             late = isinstance(exc, Unavailable)
             call.log.error("verification result %s could not be recorded: %s%s", cmd.result,
