@@ -25,11 +25,10 @@ from datetime import UTC, datetime
 from typing import cast
 
 from sqlalchemy import BigInteger, DateTime, Integer, String, Table, delete, func, select, text
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Mapped, mapped_column
 
-from callsec_ari.store.db import Database
+from callsec_ari.store.db import Database, upsert_insert
 from callsec_ari.store.errors import DatabaseUnavailable
 from callsec_ari.store.models import Base, as_utc
 
@@ -167,7 +166,8 @@ class DbAbuseStore:
         (atomic): False means the step was used already (a replay, maybe on another node)."""
         table = cast(Table, TotpStepRow.__table__)
         with self.db.connect() as conn:
-            insert = _insert(conn, table).values(subject=self.subject(subject), step=step)
+            insert = upsert_insert(conn, table).values(subject=self.subject(subject),
+                                                       step=step)
             stmt = insert.on_conflict_do_update(
                 index_elements=[table.c.subject], set_={"step": insert.excluded.step},
                 where=table.c.step < insert.excluded.step).returning(table.c.step)
@@ -215,10 +215,3 @@ def _failure_times(conn: Connection, subject: str, since: float) -> list[float]:
     rows = conn.scalars(select(table.c.at).where(table.c.subject == subject,
                                                  table.c.at >= _when(since)))
     return [as_utc(at).timestamp() for at in rows]
-
-
-def _insert(conn: Connection, table: Table) -> postgresql.Insert | sqlite.Insert:
-    """The dialect's INSERT (both have ``on_conflict_do_update`` and ``excluded``)."""
-    if conn.dialect.name == "postgresql":
-        return postgresql.insert(table)
-    return sqlite.insert(table)

@@ -17,11 +17,10 @@ from datetime import datetime, timedelta
 from typing import Any, cast
 
 from sqlalchemy import DateTime, String, Table, delete, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Row
 from sqlalchemy.orm import Mapped, mapped_column
 
-from callsec_ari.store.db import Database
+from callsec_ari.store.db import Database, upsert_insert
 from callsec_ari.store.models import Base, as_utc, utcnow
 
 
@@ -101,18 +100,12 @@ def _call(row: Row[Any]) -> ClusterCall:
                        updated_at=as_utc(row.updated_at))
 
 
-def _insert(conn: Connection, table: Table) -> postgresql.Insert | sqlite.Insert:
-    if conn.dialect.name == "postgresql":
-        return postgresql.insert(table)
-    return sqlite.insert(table)
-
-
 def _upsert(conn: Connection, call: ClusterCall, now: datetime) -> None:
     values = {"node_id": call.node_id, "flow": call.flow, "state": call.state,
               "channel_id": call.channel_id, "agent_endpoint": call.agent_endpoint,
               "customer_ref": call.customer_ref, "capture_id": call.capture_id,
               "updated_at": now}
-    insert = _insert(conn, _CALLS).values(call_id=call.call_id,
+    insert = upsert_insert(conn, _CALLS).values(call_id=call.call_id,
                                           started_at=call.started_at or now, **values)
     conn.execute(insert.on_conflict_do_update(index_elements=[_CALLS.c.call_id], set_=values))
 
@@ -129,7 +122,7 @@ class ClusterStore:
         """Insert or refresh this node's row (a restarted node is alive again)."""
         now = now or utcnow()
         with self.db.connect() as conn:
-            insert = _insert(conn, _NODES).values(
+            insert = upsert_insert(conn, _NODES).values(
                 node_id=node_id, advertise_url=advertise_url, stasis_app=stasis_app,
                 started_at=started_at, heartbeat_at=now, stopped_at=None)
             conn.execute(insert.on_conflict_do_update(

@@ -26,7 +26,8 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy import Connection, Engine, Table, create_engine, event
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, CursorResult, Result, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
@@ -246,6 +247,14 @@ def _reason(exc: DBAPIError) -> str:
 def _is_unreachable(exc: DBAPIError) -> bool:
     return bool(exc.connection_invalidated) or isinstance(exc, InterfaceError) or \
         "connect" in str(exc.orig).lower() or "locked" in str(exc.orig).lower()
+
+
+def upsert_insert(conn: Connection, table: Table) -> postgresql.Insert | sqlite.Insert:
+    """The dialect's INSERT for ``table`` (both have ``on_conflict_do_update`` and
+    ``excluded``)."""
+    if conn.dialect.name == "postgresql":
+        return postgresql.insert(table)
+    return sqlite.insert(table)
 
 
 def dialect_name(executor: Executor) -> str:
