@@ -37,6 +37,12 @@ log = logging.getLogger("callsec_ari.ari.client")  # one logger for the whole cl
 
 #: The user event callsec sends its own app when the events go quiet (``_receive``), and the
 #: ARI type it arrives as; the adapter's event filter lets it through.
+#: A REST call on the events websocket unanswered this long: the next calls go over HTTP
+#: until it is answered. Asterisk answers the ``RESTRequest`` frames of one websocket one
+#: after the other, so one that blocks there (a ``StopPlayback`` that ended in a 500 after
+#: seconds, seen at 100 talk-through captures in ``make bench``) held every call after it
+#: until the 5 s timeout failed them all.
+WS_STALL_SECONDS = 1.0
 LIVENESS_EVENT = "callsec-liveness"
 LIVENESS_TYPE = "ChannelUserevent"
 
@@ -82,6 +88,8 @@ class AriEvents:
     #: a websocket that left a REST call unanswered: HTTP until the next one
     _rest_ws_off: aiohttp.ClientWebSocketResponse | None
     _answers: dict[str, asyncio.Future[tuple[int, bytes]]]
+    #: when each unanswered call of ``_answers`` was sent (loop time; oldest first)
+    _sent_at: dict[str, float]
     _request_ids: Iterator[int]
 
     def _open_session(self) -> aiohttp.ClientSession:
@@ -275,8 +283,10 @@ class AriEvents:
         if json is not None:
             frame["content_type"] = "application/json"
             frame["message_body"] = jsonlib.dumps(json)
-        answer: asyncio.Future[tuple[int, bytes]] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        answer: asyncio.Future[tuple[int, bytes]] = loop.create_future()
         self._answers[request_id] = answer
+        self._sent_at[request_id] = loop.time()
         try:
             await ws.send_str(jsonlib.dumps(frame))
             async with asyncio.timeout(self.request_timeout):
@@ -287,6 +297,13 @@ class AriEvents:
             raise self._lost(method, path, exc) from None
         finally:
             self._answers.pop(request_id, None)
+            self._sent_at.pop(request_id, None)
+
+    def _ws_stalled(self) -> bool:
+        """A call on the websocket has waited :data:`WS_STALL_SECONDS` for its answer."""
+        for sent in self._sent_at.values():  # the oldest first
+            return asyncio.get_running_loop().time() - sent > WS_STALL_SECONDS
+        return False
 
     def _lost(self, method: str, path: str, exc: BaseException) -> AriConnectionError:
         """A REST call that got no answer, without any URL or query value."""
@@ -309,6 +326,7 @@ class AriEvents:
             if not answer.done():
                 answer.set_exception(ConnectionError(reason))
         self._answers.clear()
+        self._sent_at.clear()
 
 
 def _is_probe(event: AriEvent) -> bool:

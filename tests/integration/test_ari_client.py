@@ -19,6 +19,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
+from callsec_ari.ari import events as ari_events
 from callsec_ari.ari import models as m
 from callsec_ari.ari.client import AriClient
 from callsec_ari.ari.errors import (
@@ -364,6 +365,35 @@ async def test_a_websocket_that_leaves_a_rest_call_unanswered_is_not_used_for_re
                 await reader
     assert [f["uri"] for f in server.ws_rest] == ["channels/c1/answer"]
     assert [r.path for r in server.requests] == ["/ari/channels/c2/answer"]
+
+
+async def test_calls_after_one_blocked_on_the_websocket_go_over_http_without_waiting(
+        fake: tuple[FakeAri, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Asterisk answers one websocket's REST frames one after the other: a call blocked
+    there must not hold the next ones until the timeout (they went over HTTP at once)."""
+    server, url = fake
+    server.ws_rest_silent = True  # the first call on the websocket blocks
+    monkeypatch.setattr(ari_events, "WS_STALL_SECONDS", 0.2, raising=False)
+    async with make_client(url, rest_over_websocket=True, request_timeout=3.0) as ari:
+        async with contextlib.aclosing(ari.events()) as events:
+            await anext(events)
+            reader = asyncio.create_task(anext(events))
+            await asyncio.sleep(0.05)
+            blocked = asyncio.create_task(ari.answer("c1"))
+            await asyncio.sleep(0.3)
+            started = asyncio.get_running_loop().time()
+            await ari.answer("c2")
+            await ari.answer("c3")
+            took = asyncio.get_running_loop().time() - started
+            blocked.cancel()
+            reader.cancel()
+            for task in (blocked, reader):
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+    assert took < 1.0, took
+    assert [f["uri"] for f in server.ws_rest] == ["channels/c1/answer"]
+    assert [r.path for r in server.requests] == ["/ari/channels/c2/answer",
+                                                 "/ari/channels/c3/answer"]
 
 
 async def test_rest_waiting_on_a_dropped_websocket_fails_as_a_lost_connection(
