@@ -38,11 +38,11 @@ log = logging.getLogger("callsec_ari.ari.client")  # one logger for the whole cl
 #: The user event callsec sends its own app when the events go quiet (``_receive``), and the
 #: ARI type it arrives as; the adapter's event filter lets it through.
 #: A REST call on the events websocket unanswered this long: the next calls go over HTTP
-#: until it is answered. Asterisk answers the ``RESTRequest`` frames of one websocket one
-#: after the other, so one that blocks there (a ``StopPlayback`` that ended in a 500 after
-#: seconds, seen at 100 talk-through captures in ``make bench``) held every call after it
-#: until the 5 s timeout failed them all.
-WS_STALL_SECONDS = 1.0
+#: until it is answered. Asterisk answers one websocket's ``RESTRequest`` frames one after the
+#: other; in ``make bench`` a ``StopPlayback`` ended in a 500 and the calls behind it got no
+#: answer for seconds, and all of them failed at the 5 s timeout (55 of 100 talk-through
+#: captures opened at 21:00; at 1 s here, the 21:24 run still lost the 55 calls of that second).
+WS_STALL_SECONDS = 0.25
 LIVENESS_EVENT = "callsec-liveness"
 LIVENESS_TYPE = "ChannelUserevent"
 
