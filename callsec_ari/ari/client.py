@@ -142,7 +142,6 @@ class AriClient(AriEvents, AriOperations):
         self._rest_ws: aiohttp.ClientWebSocketResponse | None = None
         self._rest_ws_off: aiohttp.ClientWebSocketResponse | None = None
         self._answers: dict[str, asyncio.Future[tuple[int, bytes]]] = {}
-        self._sent_at: dict[str, float] = {}
         self._request_ids = itertools.count(1)
         #: Successful websocket reconnects since construction (for metrics).
         self.reconnects = 0
@@ -198,14 +197,14 @@ class AriClient(AriEvents, AriOperations):
         values go in ``params``). Returns the parsed JSON, or ``None`` for an empty answer.
 
         With ``rest_over_websocket``, a call made while the events websocket is read goes over
-        it (Asterisk 22 ``RESTRequest``); otherwise, for ids that need percent-encoding and
-        while a call on the websocket waits long for its answer, over the HTTP pool."""
+        it (Asterisk 22 ``RESTRequest``), one at a time; otherwise, for ids that need
+        percent-encoding and while another call waits on the websocket, over the HTTP pool."""
         session = self._open_session()
         if not path.startswith("/") or "?" in path or "#" in path:
             raise ValueError("ARI path must start with '/' and carry no query; use params")
         method = method.upper()
         ws = self._rest_ws
-        if ws is not None and "%" not in path and not self._ws_stalled():
+        if ws is not None and "%" not in path and not self._ws_busy():
             status, body = await self._ws_request(ws, method, path, _query(params), json)
         else:
             status, body = await self._http_request(session, method, path, params, json)

@@ -37,12 +37,6 @@ log = logging.getLogger("callsec_ari.ari.client")  # one logger for the whole cl
 
 #: The user event callsec sends its own app when the events go quiet (``_receive``), and the
 #: ARI type it arrives as; the adapter's event filter lets it through.
-#: A REST call on the events websocket unanswered this long: the next calls go over HTTP
-#: until it is answered. Asterisk answers one websocket's ``RESTRequest`` frames one after the
-#: other; in ``make bench`` a ``StopPlayback`` ended in a 500 and the calls behind it got no
-#: answer for seconds, and all of them failed at the 5 s timeout (55 of 100 talk-through
-#: captures opened at 21:00; at 1 s here, the 21:24 run still lost the 55 calls of that second).
-WS_STALL_SECONDS = 0.25
 LIVENESS_EVENT = "callsec-liveness"
 LIVENESS_TYPE = "ChannelUserevent"
 
@@ -88,8 +82,6 @@ class AriEvents:
     #: a websocket that left a REST call unanswered: HTTP until the next one
     _rest_ws_off: aiohttp.ClientWebSocketResponse | None
     _answers: dict[str, asyncio.Future[tuple[int, bytes]]]
-    #: when each unanswered call of ``_answers`` was sent (loop time; oldest first)
-    _sent_at: dict[str, float]
     _request_ids: Iterator[int]
 
     def _open_session(self) -> aiohttp.ClientSession:
@@ -283,10 +275,8 @@ class AriEvents:
         if json is not None:
             frame["content_type"] = "application/json"
             frame["message_body"] = jsonlib.dumps(json)
-        loop = asyncio.get_running_loop()
-        answer: asyncio.Future[tuple[int, bytes]] = loop.create_future()
+        answer: asyncio.Future[tuple[int, bytes]] = asyncio.get_running_loop().create_future()
         self._answers[request_id] = answer
-        self._sent_at[request_id] = loop.time()
         try:
             await ws.send_str(jsonlib.dumps(frame))
             async with asyncio.timeout(self.request_timeout):
@@ -297,13 +287,18 @@ class AriEvents:
             raise self._lost(method, path, exc) from None
         finally:
             self._answers.pop(request_id, None)
-            self._sent_at.pop(request_id, None)
 
-    def _ws_stalled(self) -> bool:
-        """A call on the websocket has waited :data:`WS_STALL_SECONDS` for its answer."""
-        for sent in self._sent_at.values():  # the oldest first
-            return asyncio.get_running_loop().time() - sent > WS_STALL_SECONDS
-        return False
+    def _ws_busy(self) -> bool:
+        """A REST call on the websocket waits for its answer: the next one goes over HTTP.
+
+        Asterisk reads one websocket's ``RESTRequest`` frames and runs them one after the
+        other on the session's thread (``res/ari/ari_websockets.c``), so a call that blocks
+        there holds every call sent after it; HTTP runs each on its own thread. In ``make
+        bench`` a ``StopPlayback`` ended in a 500 after seconds and all the calls queued
+        behind it failed at the 5 s timeout (55 of 100 talk-through captures opened at 21:00;
+        switching to HTTP after 1 s still lost 28 calls of the 100-call ramp at 21:24). One
+        call at a time on the websocket: a blocked call delays no other call."""
+        return bool(self._answers)
 
     def _lost(self, method: str, path: str, exc: BaseException) -> AriConnectionError:
         """A REST call that got no answer, without any URL or query value."""
@@ -326,7 +321,6 @@ class AriEvents:
             if not answer.done():
                 answer.set_exception(ConnectionError(reason))
         self._answers.clear()
-        self._sent_at.clear()
 
 
 def _is_probe(event: AriEvent) -> bool:

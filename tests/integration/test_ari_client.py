@@ -19,7 +19,6 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from callsec_ari.ari import events as ari_events
 from callsec_ari.ari import models as m
 from callsec_ari.ari.client import AriClient
 from callsec_ari.ari.errors import (
@@ -368,12 +367,11 @@ async def test_a_websocket_that_leaves_a_rest_call_unanswered_is_not_used_for_re
 
 
 async def test_calls_after_one_blocked_on_the_websocket_go_over_http_without_waiting(
-        fake: tuple[FakeAri, str], monkeypatch: pytest.MonkeyPatch) -> None:
+        fake: tuple[FakeAri, str]) -> None:
     """Asterisk answers one websocket's REST frames one after the other: a call blocked
-    there must not hold the next ones until the timeout (they went over HTTP at once)."""
+    there must not hold the next ones until the timeout (they go over HTTP at once)."""
     server, url = fake
     server.ws_rest_silent = True  # the first call on the websocket blocks
-    monkeypatch.setattr(ari_events, "WS_STALL_SECONDS", 0.2, raising=False)
     async with make_client(url, rest_over_websocket=True, request_timeout=3.0) as ari:
         async with contextlib.aclosing(ari.events()) as events:
             await anext(events)
