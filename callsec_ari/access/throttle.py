@@ -32,11 +32,9 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import and_, delete, or_, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy import Table, and_, delete, or_, select, update
 from sqlalchemy.orm import Session
 
 from callsec_ari.access import credentials as cred
@@ -45,7 +43,7 @@ from callsec_ari.access.models import LoginThrottleRow, UserRow
 from callsec_ari.config import WebSettings
 from callsec_ari.core.errors import ConfigError
 from callsec_ari.store.audit import AuditLog
-from callsec_ari.store.db import Database
+from callsec_ari.store.db import Database, upsert_insert
 from callsec_ari.store.models import as_utc
 
 LOGIN, MFA, ADDRESS, PAIR, SEEN = "user", "mfa", "addr", "pair", "seen"
@@ -113,7 +111,7 @@ class LoginThrottle:
         self.web = web
         self._key = key
         self._pruned: datetime | None = None
-        ins = pg_insert(_T) if db.dialect == "postgresql" else sqlite_insert(_T)
+        ins = upsert_insert(db.dialect, cast(Table, _T.__table__))
         self._ensure = ins.on_conflict_do_nothing(index_elements=["key"])
 
     # -- keys and labels --------------------------------------------------------------------

@@ -67,7 +67,7 @@ class CaptureStore:
             "gateway_token": gateway_token, **({"finished_at": utcnow()} if finished else {})}
         # one INSERT ... ON CONFLICT (was an ORM load, then a flush: 2.6x the CPU)
         with self.db.connect() as conn:
-            insert = upsert_insert(conn, _CAPTURES).values(
+            insert = upsert_insert(conn.dialect.name, _CAPTURES).values(
                 capture_id=capture_id, call_id=call_id, created_at=utcnow(), **values)
             conn.execute(insert.on_conflict_do_update(
                 index_elements=[_CAPTURES.c.capture_id], set_=values))

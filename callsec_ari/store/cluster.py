@@ -105,8 +105,8 @@ def _upsert(conn: Connection, call: ClusterCall, now: datetime) -> None:
               "channel_id": call.channel_id, "agent_endpoint": call.agent_endpoint,
               "customer_ref": call.customer_ref, "capture_id": call.capture_id,
               "updated_at": now}
-    insert = upsert_insert(conn, _CALLS).values(call_id=call.call_id,
-                                          started_at=call.started_at or now, **values)
+    insert = upsert_insert(conn.dialect.name, _CALLS).values(
+        call_id=call.call_id, started_at=call.started_at or now, **values)
     conn.execute(insert.on_conflict_do_update(index_elements=[_CALLS.c.call_id], set_=values))
 
 
@@ -122,7 +122,7 @@ class ClusterStore:
         """Insert or refresh this node's row (a restarted node is alive again)."""
         now = now or utcnow()
         with self.db.connect() as conn:
-            insert = upsert_insert(conn, _NODES).values(
+            insert = upsert_insert(conn.dialect.name, _NODES).values(
                 node_id=node_id, advertise_url=advertise_url, stasis_app=stasis_app,
                 started_at=started_at, heartbeat_at=now, stopped_at=None)
             conn.execute(insert.on_conflict_do_update(

@@ -10,13 +10,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import bindparam, func, insert, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from callsec_ari.store import custody
 from callsec_ari.store.crypto import DataKey, Envelope
-from callsec_ari.store.db import Database, Executor, dialect_name, rowcount
+from callsec_ari.store.db import Database, Executor, dialect_name, rowcount, upsert_insert
 from callsec_ari.store.errors import KeyUnavailable
 from callsec_ari.store.models import Base, DataKeyRow, utcnow
 
@@ -31,7 +29,7 @@ _BY_OWNER = select(KEYS.c.key_id, KEYS.c.kek_version, KEYS.c.wrapped).where(
 def _upsert(dialect: str) -> Any:
     """INSERT a key row; on an owner conflict a no-op update, so RETURNING always yields the
     row that won (ours, or a concurrent creator's)."""
-    ins = pg_insert(KEYS) if dialect == "postgresql" else sqlite_insert(KEYS)
+    ins = upsert_insert(dialect, KEYS)
     return ins.on_conflict_do_update(
         index_elements=["owner_kind", "owner_id"], set_={"owner_id": ins.excluded.owner_id},
     ).returning(KEYS.c.key_id, KEYS.c.kek_version, KEYS.c.wrapped)

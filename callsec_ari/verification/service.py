@@ -113,7 +113,7 @@ class VerificationService:
         three times behind other calls' work under load, ``make bench``)."""
         first = not call.context.verification_opened
         found = await self.store.db.offload(self._lookup_sync, call.call_id, cmd, time.time(),
-                                        first, call.context.verification_id is None)
+                                            first, call.context.verification_id is None)
         if found.limited:
             call.log.warning("caller number over its rate limit; verification refused")
             return [p.CustomerResult(customer=None, rate_limited=True,
