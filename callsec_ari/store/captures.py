@@ -77,7 +77,7 @@ class CaptureStore:
     def requested(self, actor: str, capture_id: str, details: Mapping[str, Any],
                   agent: str | None) -> None:
         """The ``capture.requested`` entry, naming the user of endpoint ``agent``."""
-        with self.db.session() as s:
+        with self.db.connect() as s:
             user = s.scalar(_USER_BY_ENDPOINT, {"value": agent}) if agent else None
             self.audit.append(actor, "capture.requested", capture_id, {
                 **details, **({"agent_user": user} if user else {})}, session=s)

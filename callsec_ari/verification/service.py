@@ -25,8 +25,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy.orm import Session
-
 from callsec_ari.config import Settings
 from callsec_ari.core.errors import CallsecError, InvalidInput, Unavailable
 from callsec_ari.core.events import Event
@@ -35,6 +33,7 @@ from callsec_ari.core.ports import CallHandle, ServiceRegistry
 from callsec_ari.store.abuse import Bucket
 from callsec_ari.store.context import Store
 from callsec_ari.store.customers import Customer
+from callsec_ari.store.db import Executor
 from callsec_ari.verification import protocol as p
 from callsec_ari.verification.codes import match_totp
 from callsec_ari.verification.confirm import ConfirmationService
@@ -152,7 +151,7 @@ class VerificationService:
         return found
 
     def _close_interrupted_sync(self, call_id: str) -> list[str]:
-        def audit(session: Session, vid: str) -> None:
+        def audit(session: Executor, vid: str) -> None:
             self.store.audit.append("system", "verification.finished", call_id, {
                 "verification_id": vid, "result": "error", "reason": "interrupted"},
                 session=session)
@@ -307,7 +306,7 @@ class VerificationService:
                      finished: datetime, *, late: bool = False) -> None:
         ref = cmd.customer_ref or None
 
-        def audit(session: Session, vid: str) -> None:
+        def audit(session: Executor, vid: str) -> None:
             self.store.audit.append("system", "verification.finished", call_id, {
                 "verification_id": vid, "customer_ref": ref, "result": cmd.result,
                 "method": cmd.method, "attempts": cmd.checks, "sends": cmd.sends,
