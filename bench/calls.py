@@ -27,7 +27,7 @@ from typing import Any, Self
 
 import aiohttp
 
-from bench import procstat
+from bench import procstat, profile_summary
 from bench.driver import AGENT_APP, CARRIER_APP, SIM_APP, Ari, BenchCall, Caller, LoadDriver, Server
 
 A = Server(url=os.environ.get("CALLSEC_SANDBOX_A_ARI_URL", "http://127.0.0.1:18088"),
@@ -217,28 +217,33 @@ class CallBench:
             await _wait_idle(self.driver.a, target.app, seconds=self.driver.hold + 60)
             for watch in watches.values():
                 watch.stop()
+        profile: Path | None = None
         if spy is not None:
             spy[0].send_signal(signal.SIGINT)  # py-spy writes its profile on SIGINT
             await asyncio.to_thread(spy[0].wait, 60)
-            await asyncio.to_thread(_gzip, spy[1])
+            profile = await asyncio.to_thread(_gzip, spy[1])
         if _asterisk_pid() != self.asterisk_pid:
             read_trace(target)  # skip this attempt's lines
             raise SandboxRestarted
         wall = time.monotonic() - wall0
         busy = (procstat.system_cpu_seconds() - busy0) / (wall * (os.cpu_count() or 1))
         latencies, events = read_trace(target)
-        return _figures(calls, latencies, events, watches, wall, busy, load)
+        figures = _figures(calls, latencies, events, watches, wall, busy, load)
+        if profile is not None:
+            figures["profile"] = profile_summary.summarize(profile, figures["cpu_ms_per_call"])
+        return figures
 
     def _py_spy(self, target: Target,
                 size: int) -> tuple[subprocess.Popen[bytes], Path] | None:
-        """py-spy sampling the callsec process in a ramp of ``PROFILE_FROM`` calls or more
-        (``--profile DIR``; speedscope JSON, gzipped once the ramp ends)."""
+        """py-spy sampling the app (callsec or the floor) in a ramp of ``PROFILE_FROM`` calls
+        or more (``--profile DIR``; speedscope JSON, gzipped once the ramp ends; the floor's
+        is ``profile-N-floor``)."""
         spy = Path(sys.executable).with_name("py-spy")
-        if self.profile is None or target.name != "callsec" or size < PROFILE_FROM \
-                or not spy.exists():
+        if self.profile is None or size < PROFILE_FROM or not spy.exists():
             return None
         self.profile.mkdir(parents=True, exist_ok=True)
-        out = self.profile / f"profile-{size}.speedscope.json"
+        suffix = "" if target.name == "callsec" else f"-{target.name}"
+        out = self.profile / f"profile-{size}{suffix}.speedscope.json"
         with (self.work / "py-spy.log").open("ab") as log:
             return subprocess.Popen(
                 [str(spy), "record", "--pid", str(target.pid), "--rate", "100", "--nonblocking",
@@ -272,23 +277,44 @@ class CallBench:
         return out
 
 
-def read_trace(target: Target) -> tuple[list[float], int]:
+@dataclass
+class Latencies:
+    """DTMF -> command (ms) of one ramp, and its two parts: until the app had read the event,
+    and from then until the command left."""
+
+    total: list[float] = field(default_factory=list)
+    read: list[float] = field(default_factory=list)
+    handled: list[float] = field(default_factory=list)
+
+    def figures(self) -> dict[str, Any]:
+        def part(values: list[float]) -> dict[str, float | None]:
+            return {"p50": _round(procstat.percentile(values, 50), 2),
+                    "p99": _round(procstat.percentile(values, 99), 2)}
+        return {"samples": len(self.total), **part(self.total),
+                "max": _round(max(self.total, default=None), 2),
+                "read": part(self.read), "handled": part(self.handled)}
+
+
+def read_trace(target: Target) -> tuple[Latencies, int]:
     """New DTMF -> command latencies (ms) in the target's trace and its new ARI events."""
-    latencies: list[float] = []
+    latencies = Latencies()
     before = target.events
     with contextlib.suppress(FileNotFoundError), target.trace.open() as f:
         f.seek(target.offset)
         for line in f:
-            kind, first, second = line.strip().split(",")[:3]
+            kind, first, second, *rest = line.strip().split(",")
             if kind == "d":
-                latencies.append((float(second) - float(first)) * 1000)
+                latencies.total.append((float(second) - float(first)) * 1000)
+                if len(rest) > 1:
+                    latencies.read.append((float(rest[1]) - float(first)) * 1000)
+                    latencies.handled.append((float(second) - float(rest[1])) * 1000)
             else:
                 target.events = int(first)
         target.offset = f.tell()
     return latencies, target.events - before
 
 
-def _figures(calls: list[BenchCall], latencies: list[float], events: int,
+def _figures(calls: list[BenchCall], latencies: Latencies, events: int,
              watches: dict[str, procstat.ProcWatch], wall: float, busy: float,
              load: tuple[float, float, float]) -> dict[str, Any]:
     done = [c for c in calls if c.result == "completed"]
@@ -302,10 +328,7 @@ def _figures(calls: list[BenchCall], latencies: list[float], events: int,
         "failures": dict(Counter(c.result for c in calls if c.result != "completed")),
         "peak_concurrent": _peak(calls),
         "call_seconds_p50": _round(procstat.percentile(durations, 50), 2),
-        "latency_ms": {"samples": len(latencies),
-                       "p50": _round(procstat.percentile(latencies, 50), 2),
-                       "p99": _round(procstat.percentile(latencies, 99), 2),
-                       "max": _round(max(latencies, default=None), 2)},
+        "latency_ms": latencies.figures(),
         "events": events, "cpu_s": round(cpu, 2),
         "cpu_system_s": round(watches["app"].sys_used, 2),
         "cpu_ms_per_call": round(cpu / len(calls) * 1000, 2),
@@ -332,12 +355,15 @@ def _peak(calls: list[BenchCall]) -> int:
     return peak
 
 
-def _gzip(path: Path) -> None:
+def _gzip(path: Path) -> Path | None:
     """``profile-N.speedscope.json`` -> ``.json.gz`` (speedscope.app opens it gunzipped)."""
-    if path.exists():
-        with path.open("rb") as src, gzip.open(f"{path}.gz", "wb") as dst:
-            shutil.copyfileobj(src, dst)
-        path.unlink()
+    if not path.exists():
+        return None
+    out = path.with_name(path.name + ".gz")
+    with path.open("rb") as src, gzip.open(out, "wb") as dst:
+        shutil.copyfileobj(src, dst)
+    path.unlink()
+    return out
 
 
 def _round(value: float | None, digits: int) -> float | None:

@@ -107,7 +107,7 @@ def figures(calls: list[BenchCall], nodes: list[Target],
     events: dict[str, int] = {}
     for node in nodes:
         lat, ev = read_trace(node)
-        latencies += lat
+        latencies += lat.total
         events[node.name] = ev
     span = (max(c.marks["ended"] for c in done) - min(c.started for c in done)) if done else 0
     cpu = sum(w.cpu_used for w in watches.values())

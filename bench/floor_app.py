@@ -52,8 +52,9 @@ class Call:
     capture: str = ""
 
 
-#: In the task handling a DTMF event: Asterisk's timestamp of it, until a REST call leaves.
-_dtmf_ts: ContextVar[float | None] = ContextVar("dtmf_ts", default=None)
+#: In the task handling a DTMF event: Asterisk's timestamp of it and when the floor read it,
+#: until a REST call leaves.
+_dtmf_ts: ContextVar[tuple[float, float] | None] = ContextVar("dtmf_ts", default=None)
 
 
 class Trace:
@@ -69,7 +70,7 @@ class Trace:
     def sent(self, what: str) -> None:
         stamp = _dtmf_ts.get()
         if self.file is not None and stamp is not None:
-            self.file.write(f"d,{stamp:.6f},{time.time():.6f},{what}\n")
+            self.file.write(f"d,{stamp[0]:.6f},{time.time():.6f},{what},{stamp[1]:.6f}\n")
             _dtmf_ts.set(None)
 
 
@@ -103,7 +104,7 @@ class Floor:
         key = self.call_key(ev)
         if key is not None:
             lock = self.locks.setdefault(key, asyncio.Lock())
-            self.tg.create_task(self.handle(lock, ev))
+            self.tg.create_task(self.handle(lock, ev, time.time()))
 
     def call_key(self, ev: dict[str, Any]) -> str | None:
         kind, channel = ev["type"], ev.get("channel") or {}
@@ -119,17 +120,17 @@ class Floor:
             return pid.rpartition("-")[0]
         return None
 
-    async def handle(self, lock: asyncio.Lock, ev: dict[str, Any]) -> None:
+    async def handle(self, lock: asyncio.Lock, ev: dict[str, Any], read_at: float) -> None:
         async with lock:
             with contextlib.suppress(aiohttp.ClientError):  # Asterisk went away mid-call
-                await self.dispatch(ev)
+                await self.dispatch(ev, read_at)
 
-    async def dispatch(self, ev: dict[str, Any]) -> None:
+    async def dispatch(self, ev: dict[str, Any], read_at: float) -> None:
         kind, channel = ev["type"], ev.get("channel") or {}
         if kind == "StasisStart":
             await self.stasis_start(channel, ev.get("args") or [])
         elif kind == "ChannelDtmfReceived":
-            _dtmf_ts.set(datetime.fromisoformat(ev["timestamp"]).timestamp())
+            _dtmf_ts.set((datetime.fromisoformat(ev["timestamp"]).timestamp(), read_at))
             await self.dtmf(channel["id"], ev["digit"])
         elif kind == "PlaybackFinished":
             await self.played(ev["playback"]["id"])

@@ -49,6 +49,43 @@ def calls_table(results: dict[str, Any]) -> list[str]:
     return lines
 
 
+def wait_table(results: dict[str, Any]) -> list[str]:
+    """The DTMF -> command time in two parts: until the app had read and parsed the event
+    (Asterisk, the kernel, and the app's event loop busy with other work), then the app's own
+    handling until the command left."""
+    lines = ["| ramp | app | Asterisk → event read p50 / p99 | read → command sent p50 / p99 |",
+             "| ---: | --- | ---: | ---: |"]
+    for ramp in results.get("calls", {}).get("ramps", []):
+        for name in ("callsec", "floor"):
+            lat = (ramp.get(name) or {}).get("latency_ms") or {}
+            if "read" not in lat:
+                continue
+            lines.append(f"| {ramp['size']} | {name} "
+                         f"| {_f(lat['read']['p50'], 1)} / {_f(lat['read']['p99'], 1)} ms "
+                         f"| {_f(lat['handled']['p50'], 1)} / {_f(lat['handled']['p99'], 1)} ms |")
+    return lines if len(lines) > 2 else []
+
+
+def profile_tables(results: dict[str, Any]) -> list[str]:
+    """Per profiled ramp: each part's milliseconds of CPU per call, callsec beside the floor
+    (``bench/profile_summary.py``)."""
+    out: list[str] = []
+    for ramp in results.get("calls", {}).get("ramps", []):
+        mine = (ramp.get("callsec") or {}).get("profile")
+        if not mine:
+            continue
+        floor = {row["part"]: row["ms_per_call"]
+                 for row in ((ramp.get("floor") or {}).get("profile") or {}).get("parts", [])}
+        out += [f"{ramp['size']} calls (py-spy, `{mine['file']}`):", "",
+                "| part | callsec ms per call | share | floor ms per call |",
+                "| --- | ---: | ---: | ---: |"]
+        for row in mine["parts"]:
+            out.append(f"| {row['part']} | {_f(row['ms_per_call'], 1)} "
+                       f"| {row['share'] * 100:.1f}% | {_f(floor.get(row['part']), 1)} |")
+        out.append("")
+    return out
+
+
 def targets_table(results: dict[str, Any]) -> list[str]:
     lines = ["| target | measured | met |", "| --- | --- | :---: |"]
     for t in results.get("targets", []):
@@ -142,6 +179,16 @@ def markdown(results: dict[str, Any]) -> str:
     out = ["# callsec-ari benchmark", "", *summary(results), "", "## Targets", "",
            *targets_table(results), "", "## Concurrent calls on the sandbox", "",
            calls.get("scenario", ""), "", *calls_table(results), ""]
+    waits = wait_table(results)
+    if waits:
+        out += ["Where the DTMF → command time goes (each DTMF event that caused a command):",
+                "", *waits, ""]
+    profiles = profile_tables(results)
+    if profiles:
+        out += ["Where callsec's CPU goes (each profile sample is counted in the first part "
+                "one of its frames belongs to, `bench/profile_summary.py`; the event loop's "
+                "idle waits left out; a part's share times the measured CPU per call):", "",
+                *profiles]
     if calls.get("notes"):
         out += [f"- {note}" for note in calls["notes"]] + [""]
     out += ["## Core and store", "", *other_tables(results), ""]

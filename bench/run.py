@@ -174,8 +174,9 @@ def main() -> int:
                         help="calls into one callsec node, then two, on PostgreSQL (0: skip)")
     parser.add_argument("--no-readme", action="store_true")
     parser.add_argument("--profile", type=Path, metavar="DIR", default=RESULTS,
-                        help="py-spy profiles of callsec in the 250+ ramps "
-                             "(DIR/profile-N.speedscope.json.gz; default: the results)")
+                        help="py-spy profiles of callsec and the floor in the 250+ ramps "
+                             "(DIR/profile-N[-floor].speedscope.json.gz; default: the "
+                             "results), summed per part into latest.md")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
     started = time.monotonic()

@@ -3,11 +3,14 @@
 Off by default. ``CALLSEC_BENCH_TRACE=<path>`` turns it on (``bench/run.py`` does); then the
 ARI adapter appends to that file, line-buffered:
 
-- ``d,<event ts>,<sent ts>,<command>``: a DTMF event whose handling sent a REST command;
-  ``event ts`` is Asterisk's own ``timestamp`` of the ``ChannelDtmfReceived`` event, ``sent ts``
-  the moment the adapter issued the first REST call that event caused (both wall clock,
-  seconds), ``command`` that call's command kind (``StopPlayback``, ``Play``...). DTMF events
-  that cause no REST call (the middle digits of an entry) leave no line.
+- ``d,<event ts>,<sent ts>,<command>,<read ts>``: a DTMF event whose handling sent a REST
+  command; ``event ts`` is Asterisk's own ``timestamp`` of the ``ChannelDtmfReceived`` event,
+  ``sent ts`` the moment the adapter issued the first REST call that event caused, ``read ts``
+  the moment the adapter had read and parsed the event (all wall clock, seconds), ``command``
+  that call's command kind (``StopPlayback``, ``Play``...). ``read ts`` splits the wait: before
+  it, the event waited in Asterisk, the kernel or for the event loop to read the websocket;
+  after it, callsec's own handling. DTMF events that cause no REST call (the middle digits of
+  an entry) leave no line.
 - ``n,<events>,<ts>``: every :data:`COUNT_EVERY` ARI events, the running count.
 
 No line holds a digit, a channel id or anything else from the call: only times and counts.
@@ -31,8 +34,9 @@ class BenchTrace:
     def __init__(self, path: str) -> None:
         self._file: TextIO = open(path, "a", buffering=1, encoding="ascii")
         self._events = 0
-        #: id(event) -> (event, Asterisk timestamp); the event is kept so its id stays unique.
-        self._pending: dict[int, tuple[Event, float]] = {}
+        #: id(event) -> (event, Asterisk timestamp, read time); the event is kept so its id
+        #: stays unique.
+        self._pending: dict[int, tuple[Event, float, float]] = {}
 
     @classmethod
     def from_env(cls) -> BenchTrace | None:
@@ -49,7 +53,7 @@ class BenchTrace:
         """``event`` (a core DTMF event) was made from an ARI event stamped ``asterisk_ts``."""
         if len(self._pending) >= MAX_PENDING:
             del self._pending[next(iter(self._pending))]
-        self._pending[id(event)] = (event, asterisk_ts)
+        self._pending[id(event)] = (event, asterisk_ts, time.time())
 
     def sent(self, trigger: Event | None, kind: str) -> None:
         """A REST command of ``kind`` is leaving while the call handles ``trigger``."""
@@ -57,7 +61,7 @@ class BenchTrace:
             return
         found = self._pending.pop(id(trigger), None)
         if found is not None and found[0] is trigger:
-            self._file.write(f"d,{found[1]:.6f},{time.time():.6f},{kind}\n")
+            self._file.write(f"d,{found[1]:.6f},{time.time():.6f},{kind},{found[2]:.6f}\n")
 
     def close(self) -> None:
         self._file.write(f"n,{self._events},{time.time():.6f}\n")
