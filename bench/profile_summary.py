@@ -25,7 +25,9 @@ from pathlib import Path
 from typing import Any
 
 #: (part, markers): a frame belongs to the part when its file path or function name contains
-#: one of the markers. Checked in this order; the first part any frame matches wins.
+#: one of the markers. Checked in this order; the first part any frame matches wins (a part
+#: may be listed twice: a REST call sent over the websocket is a REST call, a websocket frame
+#: read is an event read even when it carries a REST answer).
 PARTS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("logging", ("/logging/", "callsec_ari/logs.py")),
     ("store: verification (look-up, limits, records, audit)",
@@ -39,14 +41,16 @@ PARTS: tuple[tuple[str, tuple[str, ...]], ...] = (
      ("callsec_ari/store/cluster.py", "ClusterNode._beat")),
     ("store: other", ("callsec_ari/store/", "sqlalchemy/", "sqlite3")),
     ("code delivery (outbox, SMS/e-mail)", ("callsec_ari/verification/delivery/",)),
+    ("ARI REST calls (HTTP and websocket)",  # sending one, over either transport
+     ("AriClient.request", "AriEvents._ws_request", "Floor.rest")),
     ("ARI events (read, parse, translate)",
      ("AriEvents._receive", "AriEvents._decode", "AriEvents._stream", "AriEvents.events",
       "aiohttp/client_ws.py", "aiohttp/_websocket/", "callsec_ari/ari/models.py",
+      "Floor.on_event", "Floor.call_key",
       "AriAdapter.on_event", "AriAdapter._translate")),
-    ("ARI REST calls (HTTP and websocket)",
-     ("AriClient.request", "AriClient._http_request", "AriEvents._ws_request",
-      "aiohttp/client.py", "aiohttp/client_reqrep.py", "aiohttp/http_writer.py",
-      "aiohttp/connector.py", "aiohttp/client_proto.py", "aiohttp/streams.py",
+    ("ARI REST calls (HTTP and websocket)",  # reading an HTTP answer
+     ("AriClient._http_request", "aiohttp/client.py", "aiohttp/client_reqrep.py",
+      "aiohttp/http_writer.py", "aiohttp/connector.py", "aiohttp/client_proto.py", "aiohttp/streams.py",
       "aiohttp/http_parser.py")),
     ("metrics and cluster observers", ("callsec_ari/runtime/metrics.py",
                                         "callsec_ari/runtime/cluster.py", "prometheus_client/")),
