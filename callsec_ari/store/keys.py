@@ -119,8 +119,10 @@ class DataKeys:
         return key if key is not None else self._upsert(conn, owner_kind, owner_id)
 
     def _upsert(self, conn: Executor, owner_kind: str, owner_id: str) -> DataKey:
-        _, row = self.new(owner_kind=owner_kind, owner_id=owner_id)
+        key, row = self.new(owner_kind=owner_kind, owner_id=owner_id)
         won = conn.execute(_UPSERT[dialect_name(conn)], row).one()
+        if won.key_id == key.key_id:  # ours went in: no need to unwrap what we just wrapped
+            return key
         return self.envelope.unwrap(won.key_id, won.kek_version, won.wrapped)
 
     def encryption_key(self, conn: Executor, owner_kind: str, owner_id: str, *,

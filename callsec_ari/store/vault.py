@@ -81,8 +81,8 @@ class Vault:
                              None, None)
             return ref
         # The owner's key exists or is upserted on its own, committed (ON CONFLICT:
-        # idempotent); the item then goes in with the items of concurrent puts, in one
-        # autocommit INSERT (no BEGIN/COMMIT round trips; the hot path).
+        # idempotent); the item then goes in as an autocommit INSERT (no BEGIN/COMMIT round
+        # trips; the hot path), on SQLite with the items of concurrent puts (GroupInsert).
         key = self.keys.cached_encryption_key(*(("customer", customer_ref) if customer_ref
                                                 else ("call", call_id or "")))
         if key is None:  # no connection taken for a key read moments ago

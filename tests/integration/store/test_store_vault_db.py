@@ -86,8 +86,9 @@ def test_values_of_one_call_share_the_call_key_even_when_stored_concurrently(
 
 def test_concurrent_puts_go_in_together_and_a_failing_row_fails_only_its_writer(
         store: Store) -> None:
-    """Puts of concurrent writers share one INSERT; a row the database refuses (its ref
-    already taken) is retried alone and raises in its own writer, the others are stored."""
+    """Puts of concurrent writers share one INSERT on SQLite (each is its own on
+    PostgreSQL); a row the database refuses (its ref already taken) raises in its own writer
+    only (retried alone when it failed a group), the others are stored."""
     taken = store.vault.put("card_number", PAN, call_id="call-group")
     results: dict[int, object] = {}
     gate = threading.Barrier(12)
