@@ -31,6 +31,7 @@ from callsec_ari.ari.errors import (
     AriServerError,
     AriUnprocessable,
 )
+from callsec_ari.ari.operations import STOP_RETRIES
 from callsec_ari.core.errors import ConfigError
 
 USER = "callsec"
@@ -666,3 +667,33 @@ async def test_requests_queued_for_a_connection_do_not_time_out_while_waiting() 
         assert [a["id"] for a in answers] == ["c0", "c1", "c2", "c3"]
     finally:
         await runner.cleanup()
+
+
+async def test_a_stop_answered_500_between_two_media_is_sent_again_until_it_takes(
+        fake: tuple[FakeAri, str]) -> None:
+    """Asterisk answers 500 to a stop that lands while a playback moves from one media to the
+    next, and the next one then plays to its end (the caller's next command waits on the
+    channel): the stop is sent again."""
+    server, url = fake
+    server.responses[("DELETE", "/ari/playbacks/pb-1")] = (500, {"message": "failed"})
+
+    async def asterisk_recovers() -> None:
+        while not server.requests:
+            await asyncio.sleep(0.005)
+        server.responses[("DELETE", "/ari/playbacks/pb-1")] = (204, None)
+
+    async with make_client(url) as ari, asyncio.TaskGroup() as tg:
+        tg.create_task(asterisk_recovers())
+        await ari.stop_playback("pb-1")
+    assert [(r.method, r.path) for r in server.requests] == \
+        [("DELETE", "/ari/playbacks/pb-1")] * 2
+
+
+async def test_a_stop_that_keeps_failing_fails_after_its_retries(
+        fake: tuple[FakeAri, str]) -> None:
+    server, url = fake
+    server.responses[("DELETE", "/ari/playbacks/pb-2")] = (500, {"message": "failed"})
+    async with make_client(url) as ari:
+        with pytest.raises(AriServerError):
+            await ari.stop_playback("pb-2")
+    assert len(server.requests) == STOP_RETRIES + 1
