@@ -105,12 +105,16 @@ _UPSERT_SET = ("node_id", "flow", "state", "channel_id", "agent_endpoint", "cust
 
 
 def _upsert_statement(dialect: str) -> Any:
-    """One INSERT ... ON CONFLICT DO UPDATE for a whole batch (executemany, compiled once):
-    a registry write of 50 calls built and compiled 50 statements before (``make bench``)."""
+    """One INSERT ... ON CONFLICT DO UPDATE for a whole batch (executemany), built once per
+    dialect: a registry write of 50 calls built 50 statements before."""
     insert = upsert_insert(dialect, _CALLS)
     return insert.on_conflict_do_update(
         index_elements=[_CALLS.c.call_id],
         set_={name: insert.excluded[name] for name in _UPSERT_SET})
+
+
+_UPSERT_CALLS = {"postgresql": _upsert_statement("postgresql"),
+                 "sqlite": _upsert_statement("sqlite")}
 
 
 def _row(call: ClusterCall, now: datetime) -> dict[str, Any]:
@@ -164,7 +168,7 @@ class ClusterStore:
         now = now or utcnow()
         with self.db.connect() as conn:
             if live:
-                conn.execute(_upsert_statement(conn.dialect.name),
+                conn.execute(_UPSERT_CALLS[conn.dialect.name],
                              [_row(call, now) for call in live])
             if finished:
                 conn.execute(delete(_CALLS).where(_CALLS.c.call_id.in_(finished)))

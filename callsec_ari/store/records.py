@@ -71,8 +71,8 @@ class Records:
                             audit: Audit | None = None,
                             finished_at: datetime | None = None) -> str:
         """A finished verification in one transaction (what ``start_verification`` plus
-        ``finish_verification`` record in two); ``audit(session, id)`` may add its audit entry
-        to the same transaction. Returns the id (``VF-...``)."""
+        ``finish_verification`` record in two); ``audit(transaction, id)`` may add its audit
+        entry to the same transaction. Returns the id (``VF-...``)."""
         with self.db.connect() as conn:
             vid = self._insert_verification(
                 conn, call_id, caller_number, customer_ref, method=method, result=result,
@@ -113,8 +113,8 @@ class Records:
             if ids:
                 conn.execute(update(_V).where(_V.c.id.in_(ids))
                              .values(result=result, finished_at=utcnow()))
-            for vid in ids:
-                if audit is not None:
+            if audit is not None:
+                for vid in ids:
                     audit(conn, vid)
             return ids
 
